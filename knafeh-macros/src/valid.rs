@@ -1,0 +1,457 @@
+//! Validation: one rule per check, each failing with one error spanned at
+//! the offending token. Independent errors are all collected, so one
+//! compile shows every mistake. What passes comes out as the typed model
+//! that `expand.rs` generates from.
+
+use std::collections::HashMap;
+
+use quote::ToTokens;
+use syn::{Attribute, Error, Expr, ExprLit, Ident, ItemTrait, Lit, LitStr, Pat, Path, Type};
+
+use crate::parse::{self, is_named, last_segment, result_parts, type_args, Method, RawOptions};
+
+/// Collects independent errors and combines them into one.
+#[derive(Default)]
+pub struct Errors(Option<Error>);
+
+impl Errors {
+    pub fn push(&mut self, e: Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn spanned<T: ToTokens>(&mut self, tokens: T, msg: impl std::fmt::Display) {
+        self.push(Error::new_spanned(tokens, msg));
+    }
+
+    /// `Err` with all errors combined, if any was pushed.
+    pub fn finish(self) -> syn::Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The checked attribute options.
+pub struct Config {
+    /// Path to the knafeh runtime crate: `::knafeh` unless `crate = "..."`.
+    pub krate: Path,
+    /// The protobuf-style package (`a.b`), if any.
+    pub package: Option<String>,
+}
+
+/// A checked trait, ready to expand.
+pub struct Service<'a> {
+    pub item: &'a ItemTrait,
+    pub rpcs: Vec<Rpc<'a>>,
+}
+
+/// A checked method.
+pub struct Rpc<'a> {
+    pub name: &'a Ident,
+    /// The name on the wire and in the path constant.
+    pub wire_name: String,
+    /// The user's `#[doc]` attributes.
+    pub docs: Vec<&'a Attribute>,
+    pub request: &'a Type,
+    /// The type of the optional second (context) argument.
+    pub context: Option<&'a Type>,
+    /// The whole `Result<_, Status>` as written.
+    pub output: &'a Type,
+    pub kind: Kind<'a>,
+}
+
+pub enum Kind<'a> {
+    /// `Result<Response, Status>`.
+    Unary { response: &'a Type },
+    /// `Result<Streaming<Item>, Status>`.
+    ServerStreaming { item: &'a Type },
+}
+
+const OPTIONS: &str = "expected one of: `package`, `crate`";
+
+/// Checks the attribute options. Errors go to `errors`; what is valid is
+/// kept, so trait errors are still found.
+pub fn config(raw: syn::Result<RawOptions>, errors: &mut Errors) -> Config {
+    let mut config = Config {
+        krate: syn::parse_quote!(::knafeh),
+        package: None,
+    };
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push(e);
+            return config;
+        }
+    };
+    let mut seen: Vec<&Ident> = Vec::new();
+    for opt in &raw.0 {
+        let key = opt.key.to_string();
+        if key != "package" && key != "crate" {
+            errors.spanned(&opt.key, format_args!("unknown option `{key}`; {OPTIONS}"));
+            continue;
+        }
+        if seen.contains(&&opt.key) {
+            errors.spanned(&opt.key, format_args!("duplicate option `{key}`"));
+            continue;
+        }
+        seen.push(&opt.key);
+        let Some(lit) = string_literal(&opt.value) else {
+            errors.spanned(
+                &opt.value,
+                format_args!("`{key}` must be a string literal, like `{key} = \"...\"`"),
+            );
+            continue;
+        };
+        if key == "package" {
+            match check_package(lit) {
+                Ok(p) => config.package = Some(p),
+                Err(e) => errors.push(e),
+            }
+        } else {
+            match lit.parse::<Path>() {
+                Ok(p) => config.krate = p,
+                Err(_) => errors.spanned(
+                    lit,
+                    "`crate` must be a path to the knafeh crate, like `crate = \"::knafeh\"`",
+                ),
+            }
+        }
+    }
+    config
+}
+
+fn string_literal(expr: &Expr) -> Option<&LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s),
+            attrs,
+        }) if attrs.is_empty() => Some(s),
+        Expr::Group(g) => string_literal(&g.expr),
+        _ => None,
+    }
+}
+
+fn check_package(lit: &LitStr) -> syn::Result<String> {
+    let value = lit.value();
+    let ok = !value.is_empty()
+        && value.split('.').all(|seg| {
+            let mut chars = seg.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if ok {
+        Ok(value)
+    } else {
+        Err(Error::new_spanned(
+            lit,
+            format_args!(
+                "invalid package `{value}`: expected identifiers separated by dots, like \"helloworld\" or \"acme.v1\""
+            ),
+        ))
+    }
+}
+
+/// Checks the trait and its methods.
+pub fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Service<'a> {
+    let item = model.item;
+    let generics = &item.generics;
+    if !generics.params.is_empty() {
+        errors.spanned(&generics.params, "a service trait cannot be generic");
+    } else if let Some(w) = &generics.where_clause {
+        errors.spanned(w, "a service trait cannot have a where clause");
+    }
+    for other in &model.others {
+        let what = match other {
+            syn::TraitItem::Type(_) => "associated types",
+            syn::TraitItem::Const(_) => "associated consts",
+            syn::TraitItem::Macro(_) => "macro invocations",
+            _ => "items other than `async fn` methods",
+        };
+        errors.spanned(
+            other,
+            format_args!("{what} are not supported in a service trait; it may only hold `async fn` methods"),
+        );
+    }
+    let rpcs = model
+        .methods
+        .iter()
+        .filter_map(|m| method(m, errors))
+        .collect();
+    names(item, &model.methods, errors);
+    Service { item, rpcs }
+}
+
+/// Checks one method; `None` if any rule failed.
+fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
+    let mut ok = true;
+    let mut fail = |errors: &mut Errors, e: Error| {
+        ok = false;
+        errors.push(e);
+    };
+    let sig = m.sig;
+    if !sig.generics.params.is_empty() {
+        fail(
+            errors,
+            Error::new_spanned(&sig.generics.params, "service methods cannot be generic"),
+        );
+    } else if let Some(w) = &sig.generics.where_clause {
+        fail(
+            errors,
+            Error::new_spanned(w, "service methods cannot have a where clause"),
+        );
+    }
+    if let Some(c) = &sig.constness {
+        fail(errors, Error::new_spanned(c, "service methods cannot be `const`"));
+    }
+    if let Some(u) = &sig.unsafety {
+        fail(errors, Error::new_spanned(u, "service methods cannot be `unsafe`"));
+    }
+    if let Some(abi) = &sig.abi {
+        fail(
+            errors,
+            Error::new_spanned(abi, "service methods cannot be `extern`"),
+        );
+    }
+    if sig.asyncness.is_none() {
+        fail(
+            errors,
+            Error::new_spanned(
+                sig.fn_token,
+                "service methods must be `async fn`: write `async fn` here",
+            ),
+        );
+    }
+    if let Some(v) = &sig.variadic {
+        fail(
+            errors,
+            Error::new_spanned(v, "service methods cannot be variadic"),
+        );
+    }
+    match m.receiver {
+        None => fail(
+            errors,
+            Error::new_spanned(
+                m.name,
+                "service methods take `&self` as their first argument",
+            ),
+        ),
+        Some(r) => {
+            let plain_ref = r.reference.is_some() && r.mutability.is_none();
+            if r.colon_token.is_some() || !plain_ref {
+                fail(
+                    errors,
+                    Error::new_spanned(
+                        r,
+                        "service methods take `&self`: handlers run concurrently on a shared service",
+                    ),
+                );
+            }
+        }
+    }
+    for arg in &m.args {
+        let plain = match &*arg.pat {
+            Pat::Ident(p) => p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none(),
+            Pat::Wild(_) => true,
+            _ => false,
+        };
+        if !plain {
+            fail(
+                errors,
+                Error::new_spanned(
+                    &arg.pat,
+                    "expected an identifier: patterns are not allowed in service method arguments",
+                ),
+            );
+        }
+    }
+    let request = m.args.first().map(|a| &*a.ty);
+    let mut context = None;
+    match m.args.as_slice() {
+        [] => fail(
+            errors,
+            Error::new_spanned(
+                m.name,
+                "service methods take one request argument: `req: MyRequest`",
+            ),
+        ),
+        [_, rest @ ..] => {
+            for (i, arg) in rest.iter().enumerate() {
+                if i == 0 && is_named(&arg.ty, "Context") {
+                    context = Some(&*arg.ty);
+                    continue;
+                }
+                fail(
+                    errors,
+                    Error::new_spanned(
+                        arg,
+                        "unexpected argument: a service method takes one request argument; an optional second argument must be `knafeh::Context`",
+                    ),
+                );
+            }
+        }
+    }
+    let kind = match m.output {
+        None => {
+            fail(
+                errors,
+                Error::new_spanned(
+                    m.name,
+                    "missing return type: service methods return `Result<Response, Status>`",
+                ),
+            );
+            None
+        }
+        Some(ty) => match result_parts(ty) {
+            Some((ok_ty, err_ty)) if is_named(err_ty, "Status") => match streaming(ok_ty) {
+                Streaming::No => Some(Kind::Unary { response: ok_ty }),
+                Streaming::Item(item) => Some(Kind::ServerStreaming { item }),
+                Streaming::Malformed => {
+                    fail(
+                        errors,
+                        Error::new_spanned(
+                            ok_ty,
+                            "`Streaming` takes exactly one type argument, the item type: `Streaming<Item>`",
+                        ),
+                    );
+                    None
+                }
+            },
+            Some((_, err_ty)) => {
+                fail(
+                    errors,
+                    Error::new_spanned(
+                        err_ty,
+                        "the error type of a service method must be `knafeh::Status`",
+                    ),
+                );
+                None
+            }
+            None => {
+                fail(
+                    errors,
+                    Error::new_spanned(
+                        ty,
+                        "service methods return `Result<Response, Status>` or `Result<Streaming<Item>, Status>`",
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if let Some(body) = &m.item.default {
+        fail(
+            errors,
+            Error::new_spanned(
+                body,
+                "service methods cannot have a default body; implement them in an `impl` block",
+            ),
+        );
+    }
+    let (request, kind, output) = (request?, kind?, m.output?);
+    if !ok {
+        return None;
+    }
+    Some(Rpc {
+        name: m.name,
+        wire_name: m.wire_name(),
+        docs: m
+            .item
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .collect(),
+        request,
+        context,
+        output,
+        kind,
+    })
+}
+
+enum Streaming<'a> {
+    No,
+    Item(&'a Type),
+    Malformed,
+}
+
+fn streaming(ty: &Type) -> Streaming<'_> {
+    match last_segment(ty) {
+        Some(seg) if seg.ident == "Streaming" => match type_args(seg).as_deref() {
+            Some([item]) => Streaming::Item(item),
+            _ => Streaming::Malformed,
+        },
+        _ => Streaming::No,
+    }
+}
+
+/// Method names that would clash with each other or with generated items.
+fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
+    let server = format!("{}Server", item.ident);
+    let client = format!("{}Client", item.ident);
+    let mut by_name: HashMap<String, &Ident> = HashMap::new();
+    let mut by_const: HashMap<String, &Ident> = HashMap::new();
+    for m in methods {
+        let name = m.wire_name();
+        let upper = name.to_uppercase();
+        let clash = match name.as_str() {
+            "new" => Some(format!("`{server}::new` and `{client}::new`")),
+            "client" => Some(format!("`{client}::client`")),
+            "from_arc" => Some(format!("`{server}::from_arc`")),
+            _ if upper == "SERVICE_NAME" => Some(format!("the constant `{client}::SERVICE_NAME`")),
+            _ => None,
+        };
+        if let Some(what) = clash {
+            errors.spanned(
+                m.name,
+                format_args!("method name `{name}` clashes with the generated {what}; rename the method"),
+            );
+        }
+        if by_name.contains_key(&name) {
+            errors.spanned(
+                m.name,
+                format_args!("duplicate method `{name}`: a service method name must be unique"),
+            );
+            continue;
+        }
+        if let Some(other) = by_const.get(&upper) {
+            errors.spanned(
+                m.name,
+                format_args!(
+                    "method `{name}` clashes with method `{}`: both get the path constant `{client}::{upper}`",
+                    other.unraw_string()
+                ),
+            );
+        }
+        by_name.insert(name, m.name);
+        by_const.insert(upper, m.name);
+    }
+    for m in methods {
+        let name = m.wire_name();
+        if let Some(base) = name.strip_suffix("_with") {
+            if by_name.contains_key(base) {
+                errors.spanned(
+                    m.name,
+                    format_args!(
+                        "method `{name}` clashes with the generated `{client}::{name}`, the call-options variant of method `{base}`; rename one of them"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+trait UnrawString {
+    fn unraw_string(&self) -> String;
+}
+
+impl UnrawString for Ident {
+    fn unraw_string(&self) -> String {
+        syn::ext::IdentExt::unraw(self).to_string()
+    }
+}
+

@@ -1,0 +1,700 @@
+//! The client: one QUIC connection, dialled on demand, shared by clones.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use boring::ssl::{SslContextBuilder, SslMethod, SslVerifyMode};
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use tokio_quiche::quic::ConnectionHook;
+use tokio_quiche::quiche::h3;
+use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::ConnectionParams;
+
+use crate::conn::{Command, ConnShared, H3App, StreamEvent, H3_REQUEST_REJECTED};
+use crate::frame::Decoder;
+use crate::service::Message;
+use crate::wire::{self, ResponseHead};
+use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
+
+/// Builds a [`Client`].
+///
+/// The server certificate is verified by default: against the CA in
+/// [`ClientBuilder::ca_file`] (or the system's trust store without one),
+/// for the server name (the host part of the address unless
+/// [`ClientBuilder::server_name`] says otherwise).
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    addr: String,
+    server_name: Option<String>,
+    ca_file: Option<PathBuf>,
+    insecure: bool,
+    codec: Codec,
+    max_message_size: usize,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    default_timeout: Option<Duration>,
+}
+
+impl ClientBuilder {
+    /// A client of the server at `addr` (`host:port`).
+    pub fn new(addr: impl Into<String>) -> Self {
+        ClientBuilder {
+            addr: addr.into(),
+            server_name: None,
+            ca_file: None,
+            insecure: false,
+            codec: Codec::Bincode,
+            max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            default_timeout: None,
+        }
+    }
+
+    /// PEM file of the CA(s) the server certificate must chain to.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The name the server certificate must carry (and the TLS SNI).
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Accept any server certificate. Insecure: anyone on the path can
+    /// impersonate the server. For local development only.
+    pub fn insecure_skip_verify(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// The codec used for requests (default bincode).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Largest response message accepted (default 4 MiB); a larger one
+    /// fails the call with `RESOURCE_EXHAUSTED`.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long dialling may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Closes the connection after this long without traffic (default
+    /// 60 s); the next call dials again.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Timeout for calls that set none in their [`CallOptions`].
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Dials the server and returns the client.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the server cannot be reached or its certificate
+    /// is refused; `INVALID_ARGUMENT` for a malformed address.
+    pub async fn connect(self) -> Result<Client, Status> {
+        let client = self.connect_lazy();
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// Returns the client without dialling; the first call dials.
+    pub fn connect_lazy(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                cfg: self,
+                conn: Mutex::new(None),
+                dial: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+}
+
+/// A connection to one server, shared by all clones, multiplexing every
+/// call. When the connection dies, the next call dials again.
+///
+/// Generated `{Trait}Client`s wrap one.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.inner.cfg.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    cfg: ClientBuilder,
+    conn: Mutex<Option<ConnHandle>>,
+    dial: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct ConnHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+    shared: Arc<ConnShared>,
+    authority: Arc<str>,
+}
+
+impl ConnHandle {
+    fn alive(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire) && !self.cmd.is_closed()
+    }
+}
+
+impl Client {
+    /// Shorthand for [`ClientBuilder::new`].
+    pub fn builder(addr: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(addr)
+    }
+
+    async fn connection(&self) -> Result<ConnHandle, Status> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _dialling = self.inner.dial.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let c = dial(&self.inner.cfg).await?;
+        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn current(&self) -> Option<ConnHandle> {
+        let guard = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|c| c.alive()).cloned()
+    }
+
+    async fn start<Req: Message>(&self, path: &'static str, req: &Req, options: CallOptions) -> Result<ActiveCall, Status> {
+        let cfg = &self.inner.cfg;
+        let timeout = options.timeout.or(cfg.default_timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut body = BytesMut::new();
+        cfg.codec.encode_message(req, &mut body).map_err(|e| {
+            Status::invalid_argument(format!("{path}: request does not encode as {}: {e}", cfg.codec.content_type()))
+        })?;
+        let body = body.freeze();
+        let work = async {
+            let conn = self.connection().await?;
+            let headers = wire::request_headers(&conn.authority, path, cfg.codec, timeout, &options.metadata);
+            let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+            let slot = Arc::new(AtomicU64::new(u64::MAX));
+            let open = Command::Open {
+                headers: headers.iter().map(|(n, v)| h3::Header::new(n, v)).collect(),
+                body,
+                events: ev_tx,
+                slot: slot.clone(),
+            };
+            if conn.cmd.send(open).is_err() {
+                return Err(Status::unavailable("connection closed"));
+            }
+            Ok(ActiveCall {
+                path,
+                codec: cfg.codec,
+                events: ev_rx,
+                guard: CancelGuard {
+                    cmd: conn.cmd.clone(),
+                    slot,
+                    armed: true,
+                },
+                decoder: Decoder::new(cfg.max_message_size),
+                deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+                state: State::AwaitHeaders,
+                headers: Metadata::new(),
+                trailers: None,
+            })
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), work)
+                .await
+                .unwrap_or_else(|_| Err(deadline_status(path))),
+            None => work.await,
+        }
+    }
+
+    /// Makes a unary call to `path` (generated clients call this).
+    ///
+    /// # Errors
+    /// The server's status, or a status describing a local failure
+    /// (`UNAVAILABLE` for connection problems, `DEADLINE_EXCEEDED` when the
+    /// timeout passes, `INTERNAL` for a malformed response).
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the server.
+    pub async fn unary<Req: Message, Resp: Message>(
+        &self,
+        path: &'static str,
+        req: &Req,
+        options: CallOptions,
+    ) -> Result<Response<Resp>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let mut call = self.start(path, req, options).await?;
+            let first = std::future::poll_fn(|cx| call.poll_frame(cx)).await;
+            let frame = match first {
+                Some(Ok(frame)) => frame,
+                Some(Err(status)) => return Err(status),
+                None => return Err(Status::internal(format!("{path}: server sent no response message"))),
+            };
+            match std::future::poll_fn(|cx| call.poll_frame(cx)).await {
+                None => {}
+                Some(Ok(_)) => return Err(Status::internal(format!("{path}: server sent more than one response message"))),
+                Some(Err(status)) => return Err(status),
+            }
+            let msg = decode_response::<Resp>(path, call.codec, &frame)?;
+            let trailers = call.trailers.take().unwrap_or_default();
+            Ok(Response::new(msg, std::mem::take(&mut call.headers), trailers))
+        }
+        .await;
+        trace_call(path, started, result.as_ref().err());
+        result
+    }
+
+    /// Makes a server-streaming call to `path` (generated clients call
+    /// this). The returned stream yields the messages as they arrive.
+    ///
+    /// # Errors
+    /// As for [`Client::unary`]; errors after the response headers arrive
+    /// come out of the stream.
+    ///
+    /// # Cancel safety
+    /// Dropping the future or the stream cancels the call on the server.
+    pub async fn server_streaming<Req: Message, Resp: Message>(
+        &self,
+        path: &'static str,
+        req: &Req,
+        options: CallOptions,
+    ) -> Result<Streaming<Resp>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let mut call = self.start(path, req, options).await?;
+            // Wait for the response headers so that call-level errors
+            // (unknown method, bad request...) come back here.
+            std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
+            let headers = std::mem::take(&mut call.headers);
+            Ok(Streaming::new(DecodeStream::<Resp> {
+                call,
+                started,
+                _t: std::marker::PhantomData,
+            })
+            .with_metadata(headers))
+        }
+        .await;
+        if let Err(e) = &result {
+            trace_call(path, started, Some(e));
+        }
+        result
+    }
+}
+
+fn trace_call(path: &str, started: Instant, err: Option<&Status>) {
+    let code = err.map_or(Code::Ok, Status::code);
+    let (service, method) = wire::split_path(path).unwrap_or(("", path));
+    let span = tracing::info_span!("knafeh.client", service, method, code = code.as_str(), duration_us = started.elapsed().as_micros() as u64);
+    let _enter = span.enter();
+    match err {
+        Some(e) => tracing::debug!(message = e.message(), "call failed"),
+        None => tracing::debug!("call finished"),
+    }
+}
+
+fn decode_response<T: Message>(path: &str, codec: Codec, payload: &[u8]) -> Result<T, Status> {
+    codec.decode(payload).map_err(|e| {
+        Status::internal(format!(
+            "{path}: response does not decode as {} ({}): {e}",
+            std::any::type_name::<T>(),
+            codec.content_type()
+        ))
+    })
+}
+
+fn deadline_status(path: &str) -> Status {
+    Status::deadline_exceeded(format!("{path}: deadline passed"))
+}
+
+struct DecodeStream<T> {
+    call: ActiveCall,
+    started: Instant,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Message> Stream for DecodeStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.call.poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                trace_call(this.call.path, this.started, None);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(status))) => {
+                trace_call(this.call.path, this.started, Some(&status));
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(decode_response(this.call.path, this.call.codec, &frame))),
+        }
+    }
+}
+
+/// Cancels the stream when a call is dropped before it finished.
+struct CancelGuard {
+    cmd: mpsc::UnboundedSender<Command>,
+    slot: Arc<AtomicU64>,
+    armed: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.cmd.send(Command::Cancel(self.slot.clone()));
+        }
+    }
+}
+
+enum State {
+    AwaitHeaders,
+    Messages,
+    /// The final status arrived; buffered messages are still handed out
+    /// before it.
+    Ending(Status),
+    Done,
+}
+
+struct ActiveCall {
+    path: &'static str,
+    codec: Codec,
+    events: mpsc::UnboundedReceiver<StreamEvent>,
+    guard: CancelGuard,
+    decoder: Decoder,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    state: State,
+    headers: Metadata,
+    trailers: Option<Metadata>,
+}
+
+fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    use tokio_quiche::quiche::h3::NameValue;
+    h.iter().map(|x| (x.name(), x.value()))
+}
+
+fn frame_status(path: &str, e: crate::frame::FrameError) -> Status {
+    let code = match e {
+        crate::frame::FrameError::TooLarge { .. } => Code::ResourceExhausted,
+        _ => Code::Internal,
+    };
+    Status::new(code, format!("{path}: response: {e}"))
+}
+
+impl ActiveCall {
+    /// Ends the call with `status` (the stream is aborted if still open).
+    fn fail(&mut self, status: Status) -> Status {
+        self.state = State::Done;
+        status
+    }
+
+    /// Next event, or a status when the deadline passes.
+    fn poll_event(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<StreamEvent, Status>> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(StreamEvent::Reset(code))) => {
+                // The server ended the stream; nothing to cancel.
+                self.guard.armed = false;
+                let why = if code == H3_REQUEST_REJECTED {
+                    "the server refused the call (it is shutting down)".to_owned()
+                } else {
+                    format!("the server reset the stream (HTTP/3 error 0x{code:x})")
+                };
+                Poll::Ready(Err(self.fail(Status::unavailable(format!("{}: {why}", self.path)))))
+            }
+            Poll::Ready(Some(ev)) => Poll::Ready(Ok(ev)),
+            Poll::Ready(None) => Poll::Ready(Err(self.fail(Status::unavailable(format!(
+                "{}: connection closed before the call finished",
+                self.path
+            ))))),
+            Poll::Pending => {
+                let expired = match &mut self.deadline {
+                    Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
+                    None => false,
+                };
+                if expired {
+                    Poll::Ready(Err(self.fail(deadline_status(self.path))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    /// Waits for the response headers. A trailers-only response moves the
+    /// call straight to its end; a non-OK one is returned as the error.
+    fn poll_headers(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Status>> {
+        loop {
+            match self.state {
+                State::AwaitHeaders => {}
+                State::Done => return Poll::Ready(Ok(())),
+                _ => return Poll::Ready(Ok(())),
+            }
+            let ev = match self.poll_event(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(s)) => return Poll::Ready(Err(s)),
+                Poll::Ready(Ok(ev)) => ev,
+            };
+            match ev {
+                StreamEvent::Headers(h) => match wire::parse_response_head(headers_view(&h)) {
+                    ResponseHead::Messages(md) => {
+                        self.headers = md;
+                        self.state = State::Messages;
+                    }
+                    ResponseHead::Done(status) if status.code() == Code::Ok => {
+                        self.state = State::Ending(status);
+                    }
+                    ResponseHead::Done(status) => {
+                        self.guard.armed = false;
+                        return Poll::Ready(Err(self.fail(status)));
+                    }
+                },
+                StreamEvent::Finished => {
+                    let s = Status::internal(format!("{}: response ended without headers", self.path));
+                    return Poll::Ready(Err(self.fail(s)));
+                }
+                StreamEvent::Data(_) | StreamEvent::Trailers(_) => {
+                    let s = Status::internal(format!("{}: response body before headers", self.path));
+                    return Poll::Ready(Err(self.fail(s)));
+                }
+                StreamEvent::Reset(_) => {}
+            }
+        }
+    }
+
+    /// The next message payload; `None` after an OK status.
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        loop {
+            match &self.state {
+                State::AwaitHeaders => match self.poll_headers(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(s)) => return Poll::Ready(Some(Err(s))),
+                    Poll::Ready(Ok(())) => continue,
+                },
+                State::Done => return Poll::Ready(None),
+                State::Messages | State::Ending(_) => {}
+            }
+            match self.decoder.next_message() {
+                Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(None) => {}
+                Err(e) => {
+                    let s = frame_status(self.path, e);
+                    return Poll::Ready(Some(Err(self.fail(s))));
+                }
+            }
+            if let State::Ending(_) = self.state {
+                let State::Ending(status) = std::mem::replace(&mut self.state, State::Done) else {
+                    return Poll::Ready(None);
+                };
+                self.guard.armed = false;
+                if let Err(e) = self.decoder.finish() {
+                    return Poll::Ready(Some(Err(frame_status(self.path, e))));
+                }
+                return if status.code() == Code::Ok {
+                    self.trailers = Some(status.metadata().clone());
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(status)))
+                };
+            }
+            let ev = match self.poll_event(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(s)) => return Poll::Ready(Some(Err(s))),
+                Poll::Ready(Ok(ev)) => ev,
+            };
+            match ev {
+                StreamEvent::Data(bytes) => {
+                    if let Err(e) = self.decoder.push(&bytes) {
+                        let s = frame_status(self.path, e);
+                        return Poll::Ready(Some(Err(self.fail(s))));
+                    }
+                }
+                StreamEvent::Trailers(h) => {
+                    self.state = State::Ending(wire::parse_trailers(headers_view(&h)));
+                }
+                StreamEvent::Finished => {
+                    let s = Status::internal(format!("{}: response ended without grpc-status", self.path));
+                    return Poll::Ready(Some(Err(self.fail(s))));
+                }
+                StreamEvent::Headers(_) | StreamEvent::Reset(_) => {}
+            }
+        }
+    }
+}
+
+/// Builds the client's TLS context: knafeh decides trust itself instead of
+/// relying on BoringSSL's default store.
+struct ClientTls {
+    ca_file: Option<PathBuf>,
+    insecure: bool,
+    /// Set when the server is named by IP address: the certificate must
+    /// carry it as an IP subject alternative name.
+    ip: Option<std::net::IpAddr>,
+}
+
+/// Whether `cert` lists `ip` among its IP subject alternative names.
+fn cert_has_ip(cert: &boring::x509::X509Ref, ip: std::net::IpAddr) -> bool {
+    let want: Vec<u8> = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    cert.subject_alt_names()
+        .is_some_and(|names| names.iter().any(|n| n.ipaddress() == Some(&want[..])))
+}
+
+impl ConnectionHook for ClientTls {
+    fn create_custom_ssl_context_builder(&self, _paths: TlsCertificatePaths<'_>) -> Option<SslContextBuilder> {
+        let mut b = match SslContextBuilder::new(SslMethod::tls()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a TLS context");
+                return None;
+            }
+        };
+        if self.insecure {
+            b.set_verify(SslVerifyMode::NONE);
+            return Some(b);
+        }
+        match self.ip {
+            Some(ip) => b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+                if !ok || store.error_depth() != 0 {
+                    return ok;
+                }
+                store.current_cert().is_some_and(|c| cert_has_ip(c, ip))
+            }),
+            None => b.set_verify(SslVerifyMode::PEER),
+        }
+        let loaded = match &self.ca_file {
+            Some(ca) => b.set_ca_file(ca),
+            None => b.set_default_verify_paths(),
+        };
+        if let Err(e) = loaded {
+            // Checked before dialling; an unreadable file here is a race.
+            tracing::error!(error = %e, "cannot load CA certificates");
+        }
+        Some(b)
+    }
+}
+
+async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
+    let (host, _port) = split_host_port(&cfg.addr)
+        .ok_or_else(|| Status::invalid_argument(format!("bad address {:?}: expected host:port", cfg.addr)))?;
+    if let Some(ca) = &cfg.ca_file {
+        if !cfg.insecure {
+            std::fs::metadata(ca).map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
+        }
+    }
+    let peer: SocketAddr = tokio::net::lookup_host(cfg.addr.as_str())
+        .await
+        .map_err(|e| Status::unavailable(format!("resolving {}: {e}", cfg.addr)))?
+        .next()
+        .ok_or_else(|| Status::unavailable(format!("{} resolves to no address", cfg.addr)))?;
+    let local: SocketAddr = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let io_err = |what: &str, e: std::io::Error| Status::unavailable(format!("{what} {peer}: {e}"));
+    let socket = tokio::net::UdpSocket::bind(local).await.map_err(|e| io_err("binding a socket for", e))?;
+    socket.connect(peer).await.map_err(|e| io_err("connecting to", e))?;
+    let socket: tokio_quiche::socket::Socket<_, _> = socket.try_into().map_err(|e| io_err("preparing socket for", e))?;
+
+    let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let mut settings = QuicSettings::default();
+    settings.verify_peer = !cfg.insecure;
+    settings.max_idle_timeout = Some(cfg.idle_timeout);
+    settings.handshake_timeout = Some(cfg.connect_timeout);
+    let ip = server_name.parse::<std::net::IpAddr>().ok();
+    let hook = Arc::new(ClientTls {
+        ca_file: cfg.ca_file.clone(),
+        insecure: cfg.insecure,
+        ip,
+    });
+    // tokio-quiche only consults the TLS hook when certificate paths are
+    // set; the hook ignores them.
+    let params = ConnectionParams::new_client(
+        settings,
+        Some(TlsCertificatePaths {
+            cert: "",
+            private_key: "",
+            kind: CertificateKind::X509,
+        }),
+        Hooks {
+            connection_hook: Some(hook),
+        },
+    );
+    let h3_config = h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
+    let (app, cmd, shared) = H3App::client(h3_config, peer);
+    // quiche checks the name it is given as a DNS name; an IP address is
+    // checked by the verify callback instead (and is not sent as SNI).
+    let host = if ip.is_some() { None } else { Some(server_name.as_str()) };
+    let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
+    match tokio::time::timeout(cfg.connect_timeout, connect).await {
+        Ok(Ok(_conn)) => {}
+        Ok(Err(e)) => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}) as {server_name:?}: {e}",
+                cfg.addr
+            )))
+        }
+        Err(_) => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}): no handshake within {:?}",
+                cfg.addr, cfg.connect_timeout
+            )))
+        }
+    }
+    tracing::debug!(addr = %cfg.addr, %peer, "connected");
+    Ok(ConnHandle {
+        cmd,
+        shared,
+        authority: Arc::from(cfg.addr.as_str()),
+    })
+}
+
+/// Splits `host:port`, `[v6]:port`.
+fn split_host_port(addr: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (host, rest) = rest.split_once(']')?;
+        let port = rest.strip_prefix(':')?;
+        return Some((host, port));
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    if host.is_empty() || host.contains(':') || port.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}

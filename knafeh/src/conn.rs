@@ -1,0 +1,606 @@
+//! knafeh's own HTTP/3 application on top of tokio-quiche.
+//!
+//! tokio-quiche's generic `H3Driver` drops response trailers on the client
+//! side and hops through a channel per body frame, so knafeh drives
+//! `quiche::h3` itself. One [`H3App`] runs inside each connection's I/O
+//! worker task; call tasks talk to it through an unbounded command channel
+//! and receive [`StreamEvent`]s on a per-stream channel.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_quiche::quic::{HandshakeInfo, QuicheConnection};
+use tokio_quiche::quiche::h3;
+use tokio_quiche::quiche::Shutdown;
+use tokio_quiche::{ApplicationOverQuic, QuicResult};
+
+/// HTTP/3 error code for a cancelled request (RFC 9114 §8.1).
+pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
+/// HTTP/3 error code for an orderly close.
+pub(crate) const H3_NO_ERROR: u64 = 0x100;
+/// Flow-control window (in bytes) a call task may queue ahead of the wire.
+pub(crate) const SEND_WINDOW: usize = 1 << 20;
+
+/// A header list as quiche wants it.
+pub(crate) type Headers = Vec<h3::Header>;
+
+/// What the connection tells a call task about its stream.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    /// The first header block (request headers on a server, response headers
+    /// on a client).
+    Headers(Headers),
+    /// A chunk of body bytes.
+    Data(Bytes),
+    /// A second header block: trailers.
+    Trailers(Headers),
+    /// The peer finished its side of the stream.
+    Finished,
+    /// The peer reset the stream (or stopped reading it) with this code.
+    Reset(u64),
+}
+
+/// Something a call task wants written on its stream.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Headers(Headers, bool),
+    /// Body bytes, whether they end the stream, and the send-window credit
+    /// they hold.
+    Data(Bytes, bool, u32),
+    Trailers(Headers),
+}
+
+/// Commands from call tasks to the connection.
+pub(crate) enum Command {
+    /// Client: open a request stream and send `body` on it.
+    Open {
+        headers: Headers,
+        body: Bytes,
+        events: mpsc::UnboundedSender<StreamEvent>,
+        slot: Arc<AtomicU64>,
+    },
+    /// Queue frames on a stream.
+    Send(u64, Out),
+    /// Abort a stream in both directions. `slot` holds the stream id (or
+    /// `u64::MAX` when the stream was never opened).
+    Cancel(Arc<AtomicU64>),
+    /// Stop reading a stream (STOP_SENDING) but keep writing it.
+    StopReading(u64),
+    /// Server: send GOAWAY; new requests are refused from now on.
+    GoAway,
+    /// Close the connection.
+    Close,
+}
+
+/// A new request the server side hands to its call handler.
+pub(crate) struct IncomingStream {
+    pub(crate) headers: Headers,
+    pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
+    pub(crate) tx: StreamTx,
+}
+
+/// Handle a call task uses to write to its stream.
+#[derive(Clone)]
+pub(crate) struct StreamTx {
+    pub(crate) stream_id: u64,
+    cmd: mpsc::UnboundedSender<Command>,
+    credit: Arc<Semaphore>,
+}
+
+impl StreamTx {
+    /// Queues `out`; data waits for send-window credit first, so a slow
+    /// peer slows the producer down instead of growing memory.
+    ///
+    /// Returns `false` when the stream or connection is gone.
+    pub(crate) async fn send(&self, out: Out) -> bool {
+        let out = match out {
+            Out::Data(bytes, fin, _) => {
+                let want = bytes.len().clamp(1, SEND_WINDOW) as u32;
+                match self.credit.acquire_many(want).await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return false,
+                }
+                Out::Data(bytes, fin, want)
+            }
+            other => other,
+        };
+        self.cmd.send(Command::Send(self.stream_id, out)).is_ok()
+    }
+
+    /// Tells the peer to stop sending (STOP_SENDING); writing goes on.
+    pub(crate) fn stop_reading(&self) {
+        let _ = self.cmd.send(Command::StopReading(self.stream_id));
+    }
+}
+
+/// Called (inside the connection's worker task) for every new request.
+pub(crate) type OnRequest = Arc<dyn Fn(IncomingStream, SocketAddr) + Send + Sync>;
+
+/// State shared between a connection's worker and its owners.
+#[derive(Default)]
+pub(crate) struct ConnShared {
+    /// Set once the connection has closed.
+    pub(crate) closed: AtomicBool,
+    /// Woken when the connection closes.
+    pub(crate) closed_notify: tokio::sync::Notify,
+}
+
+struct Stream {
+    events: Option<mpsc::UnboundedSender<StreamEvent>>,
+    got_headers: bool,
+    out: VecDeque<Out>,
+    credit: Option<Arc<Semaphore>>,
+    local_done: bool,
+    remote_done: bool,
+}
+
+impl Stream {
+    fn new(events: mpsc::UnboundedSender<StreamEvent>, credit: Option<Arc<Semaphore>>) -> Self {
+        Stream {
+            events: Some(events),
+            got_headers: false,
+            out: VecDeque::new(),
+            credit,
+            local_done: false,
+            remote_done: false,
+        }
+    }
+
+    fn emit(&mut self, ev: StreamEvent) {
+        if let Some(tx) = &self.events {
+            if tx.send(ev).is_err() {
+                self.events = None;
+            }
+        }
+    }
+}
+
+struct PendingOpen {
+    headers: Headers,
+    body: Bytes,
+    events: mpsc::UnboundedSender<StreamEvent>,
+    slot: Arc<AtomicU64>,
+}
+
+/// The per-connection HTTP/3 state machine.
+pub(crate) struct H3App {
+    h3_config: h3::Config,
+    h3: Option<h3::Connection>,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    /// Server only: a sender handed to each call task.
+    cmd_tx: Option<mpsc::UnboundedSender<Command>>,
+    on_request: Option<OnRequest>,
+    peer: SocketAddr,
+    queued_cmds: Vec<Command>,
+    streams: HashMap<u64, Stream>,
+    dirty: HashSet<u64>,
+    pending_opens: VecDeque<PendingOpen>,
+    going_away: bool,
+    last_request_id: Option<u64>,
+    close_requested: bool,
+    shared: Arc<ConnShared>,
+    recv_buf: Vec<u8>,
+}
+
+impl H3App {
+    fn new(
+        h3_config: h3::Config,
+        cmd_rx: mpsc::UnboundedReceiver<Command>,
+        shared: Arc<ConnShared>,
+        peer: SocketAddr,
+    ) -> Self {
+        H3App {
+            h3_config,
+            h3: None,
+            cmd_rx,
+            cmd_tx: None,
+            on_request: None,
+            peer,
+            queued_cmds: Vec::new(),
+            streams: HashMap::new(),
+            dirty: HashSet::new(),
+            pending_opens: VecDeque::new(),
+            going_away: false,
+            last_request_id: None,
+            close_requested: false,
+            shared,
+            recv_buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// A client-side application plus the command sender that drives it.
+    pub(crate) fn client(
+        h3_config: h3::Config,
+        peer: SocketAddr,
+    ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ConnShared::default());
+        (Self::new(h3_config, rx, shared.clone(), peer), tx, shared)
+    }
+
+    /// A server-side application that calls `on_request` per request.
+    pub(crate) fn server(
+        h3_config: h3::Config,
+        peer: SocketAddr,
+        on_request: OnRequest,
+    ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ConnShared::default());
+        let mut app = Self::new(h3_config, rx, shared.clone(), peer);
+        app.cmd_tx = Some(tx.clone());
+        app.on_request = Some(on_request);
+        (app, tx, shared)
+    }
+
+    fn handle_command(&mut self, qconn: &mut QuicheConnection, cmd: Command) {
+        match cmd {
+            Command::Open {
+                headers,
+                body,
+                events,
+                slot,
+            } => self.pending_opens.push_back(PendingOpen {
+                headers,
+                body,
+                events,
+                slot,
+            }),
+            Command::Send(id, out) => {
+                // Frames for a stream that is gone are dropped.
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.out.push_back(out);
+                    self.dirty.insert(id);
+                }
+            }
+            Command::Cancel(slot) => {
+                let id = slot.load(Ordering::Acquire);
+                if id != u64::MAX {
+                    self.abort_stream(qconn, id);
+                }
+                // A request still queued is skipped when its receiver is
+                // seen closed.
+            }
+            Command::StopReading(id) => {
+                let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_CANCELLED);
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.remote_done = true;
+                    // Removal happens once the write side is flushed.
+                    self.dirty.insert(id);
+                }
+            }
+            Command::GoAway => {
+                self.going_away = true;
+                if let Some(h3) = self.h3.as_mut() {
+                    // The id is the first request stream we will not serve.
+                    let _ = h3.send_goaway(qconn, next_request_id(self.last_request_id));
+                }
+            }
+            Command::Close => self.close_requested = true,
+        }
+    }
+
+    fn abort_stream(&mut self, qconn: &mut QuicheConnection, id: u64) {
+        if let Some(s) = self.streams.remove(&id) {
+            if let Some(c) = &s.credit {
+                c.close();
+            }
+            self.dirty.remove(&id);
+            let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_CANCELLED);
+            let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_CANCELLED);
+        }
+    }
+
+    fn open_requests(&mut self, qconn: &mut QuicheConnection) {
+        let Some(h3) = self.h3.as_mut() else { return };
+        while let Some(p) = self.pending_opens.front() {
+            if p.events.is_closed() {
+                self.pending_opens.pop_front();
+                continue;
+            }
+            if qconn.peer_streams_left_bidi() == 0 {
+                break;
+            }
+            match h3.send_request(qconn, &p.headers, false) {
+                Ok(id) => {
+                    let Some(p) = self.pending_opens.pop_front() else { break };
+                    p.slot.store(id, Ordering::Release);
+                    let mut s = Stream::new(p.events, None);
+                    s.out.push_back(Out::Data(p.body, true, 0));
+                    self.streams.insert(id, s);
+                    self.dirty.insert(id);
+                }
+                Err(h3::Error::StreamBlocked)
+                | Err(h3::Error::TransportError(tokio_quiche::quiche::Error::StreamLimit)) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not open a request stream");
+                    // Dropping the events sender reports the failure.
+                    self.pending_opens.pop_front();
+                }
+            }
+        }
+    }
+
+    fn flush_stream(&mut self, qconn: &mut QuicheConnection, id: u64) -> bool {
+        let Some(h3) = self.h3.as_mut() else { return false };
+        let Some(s) = self.streams.get_mut(&id) else { return false };
+        let mut failed = false;
+        while let Some(front) = s.out.front_mut() {
+            match front {
+                Out::Headers(h, fin) => match h3.send_response(qconn, id, h, *fin) {
+                    Ok(()) => {
+                        if *fin {
+                            s.local_done = true;
+                        }
+                        s.out.pop_front();
+                    }
+                    Err(h3::Error::StreamBlocked) => break,
+                    Err(e) => {
+                        tracing::debug!(stream_id = id, error = %e, "sending headers failed");
+                        failed = true;
+                        break;
+                    }
+                },
+                Out::Data(buf, fin, credit) => {
+                    let r = if buf.is_empty() && !*fin {
+                        Ok(0)
+                    } else {
+                        h3.send_body(qconn, id, buf, *fin)
+                    };
+                    match r {
+                        Ok(n) if n == buf.len() => {
+                            if *fin {
+                                s.local_done = true;
+                            }
+                            let credit = *credit;
+                            s.out.pop_front();
+                            if let Some(c) = &s.credit {
+                                c.add_permits(credit as usize);
+                            }
+                        }
+                        Ok(n) => {
+                            let _ = buf.split_to(n);
+                            break;
+                        }
+                        Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
+                        Err(e) => {
+                            tracing::debug!(stream_id = id, error = %e, "sending body failed");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                Out::Trailers(h) => match h3.send_additional_headers(qconn, id, h, true, true) {
+                    Ok(()) => {
+                        s.local_done = true;
+                        s.out.pop_front();
+                    }
+                    Err(h3::Error::StreamBlocked) => break,
+                    Err(e) => {
+                        tracing::debug!(stream_id = id, error = %e, "sending trailers failed");
+                        failed = true;
+                        break;
+                    }
+                },
+            }
+        }
+        if failed {
+            // The peer stopped reading (or the stream is otherwise dead):
+            // tell the task and drop the stream.
+            s.emit(StreamEvent::Reset(H3_REQUEST_CANCELLED));
+            self.abort_stream(qconn, id);
+            return false;
+        }
+        let pending = !s.out.is_empty();
+        if s.local_done && s.remote_done && !pending {
+            self.streams.remove(&id);
+        }
+        pending
+    }
+
+    fn poll_h3(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        loop {
+            let Some(h3) = self.h3.as_mut() else { return Ok(()) };
+            let (id, ev) = match h3.poll(qconn) {
+                Ok(x) => x,
+                Err(h3::Error::Done) => return Ok(()),
+                Err(e) => return Err(Box::new(e)),
+            };
+            match ev {
+                h3::Event::Headers { list, more_frames } => self.on_headers(qconn, id, list, more_frames),
+                h3::Event::Data => self.on_data(qconn, id),
+                h3::Event::Finished => {
+                    if let Some(s) = self.streams.get_mut(&id) {
+                        s.remote_done = true;
+                        s.emit(StreamEvent::Finished);
+                        if s.local_done && s.out.is_empty() {
+                            self.streams.remove(&id);
+                        }
+                    }
+                }
+                h3::Event::Reset(code) => {
+                    if let Some(mut s) = self.streams.remove(&id) {
+                        s.emit(StreamEvent::Reset(code));
+                        if let Some(c) = &s.credit {
+                            c.close();
+                        }
+                        self.dirty.remove(&id);
+                        let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_CANCELLED);
+                    }
+                }
+                h3::Event::GoAway => {
+                    // The server will not take new requests: stop using
+                    // this connection for them.
+                    self.shared.closed.store(true, Ordering::Release);
+                    self.shared.closed_notify.notify_waiters();
+                }
+                h3::Event::PriorityUpdate => {}
+            }
+        }
+    }
+
+    fn on_headers(&mut self, qconn: &mut QuicheConnection, id: u64, list: Headers, more: bool) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            let ev = if s.got_headers {
+                StreamEvent::Trailers(list)
+            } else {
+                s.got_headers = true;
+                StreamEvent::Headers(list)
+            };
+            s.emit(ev);
+            if !more {
+                s.remote_done = true;
+                s.emit(StreamEvent::Finished);
+                if s.local_done && s.out.is_empty() {
+                    self.streams.remove(&id);
+                }
+            }
+            return;
+        }
+        // A new request (server side). Client-initiated stream ids only
+        // grow, so an id at or below the last one seen belongs to a stream
+        // we already finished or aborted.
+        let (Some(on_request), Some(cmd_tx)) = (&self.on_request, &self.cmd_tx) else {
+            return;
+        };
+        if self.last_request_id.is_some_and(|last| id <= last) {
+            return;
+        }
+        self.last_request_id = Some(id);
+        if self.going_away {
+            let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_REJECTED);
+            let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_REJECTED);
+            return;
+        }
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let credit = Arc::new(Semaphore::new(SEND_WINDOW));
+        let mut s = Stream::new(ev_tx, Some(credit.clone()));
+        s.got_headers = true;
+        if !more {
+            s.remote_done = true;
+            s.emit(StreamEvent::Finished);
+        }
+        self.streams.insert(id, s);
+        let incoming = IncomingStream {
+            headers: list,
+            events: ev_rx,
+            tx: StreamTx {
+                stream_id: id,
+                cmd: cmd_tx.clone(),
+                credit,
+            },
+        };
+        on_request(incoming, self.peer);
+    }
+
+    fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
+        let Some(h3) = self.h3.as_mut() else { return };
+        loop {
+            match h3.recv_body(qconn, id, &mut self.recv_buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(s) = self.streams.get_mut(&id) {
+                        s.emit(StreamEvent::Data(Bytes::copy_from_slice(&self.recv_buf[..n])));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn drain_commands(&mut self, qconn: &mut QuicheConnection) {
+        for cmd in std::mem::take(&mut self.queued_cmds) {
+            self.handle_command(qconn, cmd);
+        }
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            self.handle_command(qconn, cmd);
+        }
+    }
+
+    fn finish_all(&mut self) {
+        for (_, s) in self.streams.drain() {
+            if let Some(c) = &s.credit {
+                c.close();
+            }
+        }
+        self.pending_opens.clear();
+        self.dirty.clear();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.closed_notify.notify_waiters();
+    }
+}
+
+/// HTTP/3 error code for a request refused before processing.
+pub(crate) const H3_REQUEST_REJECTED: u64 = 0x10b;
+
+fn next_request_id(last: Option<u64>) -> u64 {
+    last.map_or(0, |m| m + 4)
+}
+
+impl Drop for H3App {
+    fn drop(&mut self) {
+        self.finish_all();
+    }
+}
+
+impl ApplicationOverQuic for H3App {
+    fn on_conn_established(&mut self, qconn: &mut QuicheConnection, _info: &HandshakeInfo) -> QuicResult<()> {
+        self.h3 = Some(h3::Connection::with_transport(qconn, &self.h3_config)?);
+        Ok(())
+    }
+
+    fn should_act(&self) -> bool {
+        self.h3.is_some()
+    }
+
+    async fn wait_for_data(&mut self, _qconn: &mut QuicheConnection) -> QuicResult<()> {
+        match self.cmd_rx.recv().await {
+            Some(cmd) => {
+                self.queued_cmds.push(cmd);
+                Ok(())
+            }
+            // Every handle is gone (a client that was dropped): close.
+            None => Err("connection handle dropped".into()),
+        }
+    }
+
+    fn process_reads(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        self.poll_h3(qconn)
+    }
+
+    fn process_writes(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        self.drain_commands(qconn);
+        if self.close_requested {
+            let _ = qconn.close(true, H3_NO_ERROR, b"");
+            self.finish_all();
+            return Ok(());
+        }
+        self.open_requests(qconn);
+        if !self.dirty.is_empty() {
+            let ids: Vec<u64> = self.dirty.drain().collect();
+            for id in ids {
+                if self.flush_stream(qconn, id) {
+                    self.dirty.insert(id);
+                }
+            }
+        }
+        // Reads can be unblocked by our own writes (e.g. flow-control
+        // updates), and commands may have made h3 events pending.
+        self.poll_h3(qconn)
+    }
+
+    fn on_conn_close<M: tokio_quiche::metrics::Metrics>(
+        &mut self,
+        _qconn: &mut QuicheConnection,
+        _metrics: &M,
+        result: &QuicResult<()>,
+    ) {
+        if let Err(e) = result {
+            tracing::debug!(peer = %self.peer, error = %e, "connection closed with error");
+        }
+        self.finish_all();
+    }
+}

@@ -1,0 +1,168 @@
+//! Per-call information for handlers and per-call options for clients.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::Metadata;
+
+/// What a handler may want to know about the call it serves: the caller's
+/// metadata, the deadline, the peer address. It can also attach response
+/// metadata.
+///
+/// A handler receives it by taking a second parameter of this type:
+///
+/// ```ignore
+/// async fn say_hello(&self, req: HelloRequest, ctx: knafeh::Context)
+///     -> Result<HelloReply, Status>;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: String,
+    metadata: Metadata,
+    deadline: Option<Instant>,
+    peer_addr: SocketAddr,
+    response_metadata: Mutex<Metadata>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        path: String,
+        metadata: Metadata,
+        deadline: Option<Instant>,
+        peer_addr: SocketAddr,
+    ) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                path,
+                metadata,
+                deadline,
+                peer_addr,
+                response_metadata: Mutex::new(Metadata::new()),
+            }),
+        }
+    }
+
+    /// The method path, `/{package.}{Service}/{method}`.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The custom metadata the client sent.
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// When the client stops waiting (from `grpc-timeout`), if it set one.
+    /// The handler is cancelled when it passes.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// Time left until [`Context::deadline`], if any.
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer_addr
+    }
+
+    /// Metadata to send back in the response headers. Changes made after a
+    /// unary handler returns, or after a streaming handler has returned its
+    /// stream, are not sent.
+    pub fn response_metadata(&self) -> MutexGuard<'_, Metadata> {
+        self.inner
+            .response_metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn take_response_metadata(&self) -> Metadata {
+        std::mem::take(&mut *self.response_metadata())
+    }
+}
+
+/// Per-call options for a client call: timeout and metadata.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut opts = knafeh::CallOptions::new().timeout(Duration::from_secs(2));
+/// opts.metadata_mut().insert("x-request-id", "42").unwrap();
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) metadata: Metadata,
+}
+
+impl CallOptions {
+    /// No timeout beyond the client's default, no metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives up with `DEADLINE_EXCEEDED` after `timeout`; the server sees
+    /// the deadline (as `grpc-timeout`) and cancels the handler.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces the metadata sent with the call.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The metadata sent with the call, to add entries.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+}
+
+/// A unary response with the metadata the server sent along.
+#[derive(Clone, Debug)]
+pub struct Response<T> {
+    message: T,
+    metadata: Metadata,
+    trailers: Metadata,
+}
+
+impl<T> Response<T> {
+    pub(crate) fn new(message: T, metadata: Metadata, trailers: Metadata) -> Self {
+        Response {
+            message,
+            metadata,
+            trailers,
+        }
+    }
+
+    /// The response message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// Takes the response message.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// Custom metadata from the response headers.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Custom metadata from the trailers.
+    pub fn trailers(&self) -> &Metadata {
+        &self.trailers
+    }
+}

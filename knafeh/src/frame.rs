@@ -1,0 +1,427 @@
+//! Incremental decoding of gRPC length-prefixed messages.
+//!
+//! Each message on the wire is a 1-byte flag (0 = uncompressed), a 4-byte
+//! big-endian payload length, then the payload.
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Size of the flag byte plus the 4-byte length that precede every message.
+pub(crate) const PREFIX_LEN: usize = 5;
+
+/// Why a stream of length-prefixed messages could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The flag byte was 1 (compressed), which is not supported.
+    Compressed,
+    /// The flag byte was neither 0 nor 1.
+    BadFlag(u8),
+    /// The declared payload length is above the configured limit.
+    TooLarge {
+        /// Declared payload length.
+        len: u64,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The stream ended in the middle of a message.
+    Truncated {
+        /// Bytes of the incomplete message that had been received.
+        buffered: usize,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Compressed => {
+                f.write_str("compressed message (flag 1) but no compression is supported")
+            }
+            FrameError::BadFlag(flag) => write!(
+                f,
+                "invalid message flag {flag} (expected 0 for an uncompressed message)"
+            ),
+            FrameError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the limit of {max} bytes")
+            }
+            FrameError::Truncated { buffered } => {
+                write!(
+                    f,
+                    "stream ended inside a message: {buffered} bytes buffered"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Incremental decoder: feed received bytes with [`push`](Self::push), take
+/// complete payloads with [`next_message`](Self::next_message), and call
+/// [`finish`](Self::finish) at the end of the stream.
+///
+/// Each prefix is validated as soon as its 5 bytes have arrived; once a
+/// message declares a length above `max_len` (or a bad flag), no further
+/// bytes are copied and every method returns that error from then on.
+///
+/// Memory bound: if the caller drains every complete message with
+/// `next_message` after each `push`, the buffer never holds more than
+/// `max_len + PREFIX_LEN` bytes of the incomplete message plus the bytes of
+/// the current `push` call. Complete messages that are not taken stay
+/// buffered.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    /// Complete messages (prefix included) followed by at most one partial one.
+    buf: BytesMut,
+    max_len: usize,
+    /// Offset in `buf` where the first incomplete message starts; everything
+    /// before it is whole, validated messages.
+    complete_end: usize,
+    /// Payload length of the message at `complete_end`, once its prefix has
+    /// been received and validated.
+    current_len: Option<usize>,
+    error: Option<FrameError>,
+}
+
+impl Decoder {
+    /// Creates a decoder that accepts payloads of at most `max_len` bytes.
+    pub(crate) fn new(max_len: usize) -> Self {
+        Decoder {
+            buf: BytesMut::new(),
+            max_len,
+            complete_end: 0,
+            current_len: None,
+            error: None,
+        }
+    }
+
+    /// Buffers received bytes, validating each message prefix as soon as it
+    /// is complete. Stops copying at the first invalid prefix.
+    pub(crate) fn push(&mut self, data: &[u8]) -> Result<(), FrameError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let mut rest = data;
+        loop {
+            let len = match self.current_len {
+                Some(len) => len,
+                None => {
+                    let have = self.buf.len() - self.complete_end;
+                    rest = self.fill(rest, PREFIX_LEN.saturating_sub(have));
+                    if self.buf.len() - self.complete_end < PREFIX_LEN {
+                        return Ok(());
+                    }
+                    match self.check_prefix() {
+                        Ok(len) => {
+                            self.current_len = Some(len);
+                            len
+                        }
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                }
+            };
+            let frame_len = PREFIX_LEN.saturating_add(len);
+            let have = self.buf.len() - self.complete_end;
+            rest = self.fill(rest, frame_len.saturating_sub(have));
+            if self.buf.len() - self.complete_end < frame_len {
+                return Ok(());
+            }
+            self.complete_end += frame_len;
+            self.current_len = None;
+            if rest.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies up to `want` bytes of `rest` into the buffer; returns what is left.
+    fn fill<'a>(&mut self, rest: &'a [u8], want: usize) -> &'a [u8] {
+        let (now, later) = rest.split_at(want.min(rest.len()));
+        self.buf.extend_from_slice(now);
+        later
+    }
+
+    /// Validates the complete prefix at `complete_end`; returns the payload length.
+    fn check_prefix(&self) -> Result<usize, FrameError> {
+        let p = &self.buf[self.complete_end..self.complete_end + PREFIX_LEN];
+        match p[0] {
+            0 => {}
+            1 => return Err(FrameError::Compressed),
+            flag => return Err(FrameError::BadFlag(flag)),
+        }
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
+        match usize::try_from(len) {
+            Ok(l) if l <= self.max_len => Ok(l),
+            _ => Err(FrameError::TooLarge {
+                len: u64::from(len),
+                max: self.max_len,
+            }),
+        }
+    }
+
+    /// Records a sticky error and frees the buffer.
+    fn fail(&mut self, e: FrameError) -> FrameError {
+        self.buf = BytesMut::new();
+        self.complete_end = 0;
+        self.current_len = None;
+        self.error = Some(e.clone());
+        e
+    }
+
+    /// Returns the next complete payload (without its prefix), or `None`
+    /// if more bytes are needed.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.complete_end < PREFIX_LEN {
+            return Ok(None);
+        }
+        let p = &self.buf[..PREFIX_LEN];
+        // Validated by `push`, so it fits in usize and is within `complete_end`.
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        self.buf.advance(PREFIX_LEN);
+        let payload = self.buf.split_to(len).freeze();
+        self.complete_end -= PREFIX_LEN + len;
+        Ok(Some(payload))
+    }
+
+    /// Checks the end of the stream: `Ok` unless part of a message was
+    /// received without its end (complete messages not yet taken with
+    /// `next_message` do not count), or an error happened earlier.
+    pub(crate) fn finish(&self) -> Result<(), FrameError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let buffered = self.buf.len() - self.complete_end;
+        if buffered == 0 {
+            Ok(())
+        } else {
+            Err(FrameError::Truncated { buffered })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0];
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn drain(d: &mut Decoder, out: &mut Vec<Vec<u8>>) {
+        while let Some(m) = d.next_message().unwrap() {
+            out.push(m.to_vec());
+        }
+    }
+
+    fn messages() -> Vec<Vec<u8>> {
+        vec![b"hello".to_vec(), Vec::new(), vec![0, 1, 2], b"x".to_vec()]
+    }
+
+    fn stream() -> Vec<u8> {
+        messages().iter().flat_map(|m| frame(m)).collect()
+    }
+
+    #[test]
+    fn split_at_every_boundary() {
+        let s = stream();
+        for i in 0..=s.len() {
+            for j in i..=s.len() {
+                let mut d = Decoder::new(16);
+                let mut got = Vec::new();
+                for part in [&s[..i], &s[i..j], &s[j..]] {
+                    d.push(part).unwrap();
+                    drain(&mut d, &mut got);
+                }
+                d.finish().unwrap();
+                assert_eq!(got, messages(), "split at {i}, {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let s = stream();
+        let mut d = Decoder::new(16);
+        let mut got = Vec::new();
+        for (i, b) in s.iter().enumerate() {
+            d.push(&[*b]).unwrap();
+            drain(&mut d, &mut got);
+            // Bytes of the incomplete message never exceed one frame.
+            assert!(d.buf.len() <= 16 + PREFIX_LEN);
+            // Between messages nothing is pending; inside one, finish fails.
+            let boundary = d.buf.is_empty();
+            assert_eq!(d.finish().is_ok(), boundary, "after byte {i}");
+        }
+        assert_eq!(got, messages());
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn several_in_one_push() {
+        let mut d = Decoder::new(16);
+        d.push(&stream()).unwrap();
+        let mut got = Vec::new();
+        drain(&mut d, &mut got);
+        assert_eq!(got, messages());
+        assert_eq!(d.next_message(), Ok(None));
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn zero_length_messages() {
+        let mut d = Decoder::new(0);
+        d.push(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(d.next_message(), Ok(Some(Bytes::new())));
+        assert_eq!(d.next_message(), Ok(Some(Bytes::new())));
+        assert_eq!(d.next_message(), Ok(None));
+        d.finish().unwrap();
+        d.push(&[0, 0, 0, 0]).unwrap();
+        assert_eq!(d.next_message(), Ok(None));
+        d.push(&[0]).unwrap();
+        assert_eq!(d.next_message(), Ok(Some(Bytes::new())));
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn limit_exactly_max_is_accepted() {
+        let mut d = Decoder::new(3);
+        d.push(&[0, 0, 0, 0, 3, b'a', b'b', b'c']).unwrap();
+        assert_eq!(d.next_message(), Ok(Some(Bytes::from_static(b"abc"))));
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn limit_exceeded_rejected_before_body() {
+        let too_large = FrameError::TooLarge { len: 4, max: 3 };
+        // The prefix alone is enough to reject.
+        let mut d = Decoder::new(3);
+        d.push(&[0, 0, 0]).unwrap();
+        assert_eq!(d.push(&[0, 4]), Err(too_large.clone()));
+        assert!(d.buf.is_empty());
+        assert_eq!(d.push(b"abcd"), Err(too_large.clone()));
+        assert!(d.buf.is_empty());
+        assert_eq!(d.next_message(), Err(too_large.clone()));
+        assert_eq!(d.finish(), Err(too_large.clone()));
+
+        // With the body in the same push, nothing past the prefix is kept.
+        let mut d = Decoder::new(3);
+        assert_eq!(d.push(&[0, 0, 0, 0, 4, 1, 2, 3, 4]), Err(too_large));
+        assert!(d.buf.is_empty());
+
+        // Largest declared length.
+        let mut d = Decoder::new(usize::MAX);
+        d.push(&[0, 0xFF, 0xFF, 0xFF, 0xFF, 1]).unwrap();
+        assert_eq!(d.next_message(), Ok(None));
+        let mut d = Decoder::new(10);
+        assert_eq!(
+            d.push(&[0, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(FrameError::TooLarge {
+                len: u64::from(u32::MAX),
+                max: 10
+            })
+        );
+    }
+
+    #[test]
+    fn error_after_good_message_in_same_push() {
+        let mut d = Decoder::new(8);
+        let mut data = frame(b"ok");
+        data.extend_from_slice(&[1, 0, 0, 0, 0]);
+        assert_eq!(d.push(&data), Err(FrameError::Compressed));
+        assert_eq!(d.next_message(), Err(FrameError::Compressed));
+    }
+
+    #[test]
+    fn compressed_flag() {
+        let mut d = Decoder::new(8);
+        d.push(&[1, 0, 0, 0]).unwrap();
+        assert_eq!(d.push(&[1, b'x']), Err(FrameError::Compressed));
+        assert_eq!(d.push(&[]), Err(FrameError::Compressed));
+        assert_eq!(d.next_message(), Err(FrameError::Compressed));
+        assert_eq!(d.finish(), Err(FrameError::Compressed));
+        assert_eq!(
+            FrameError::Compressed.to_string(),
+            "compressed message (flag 1) but no compression is supported"
+        );
+    }
+
+    #[test]
+    fn bad_flag() {
+        for flag in [2u8, 0x80, 0xFF] {
+            let mut d = Decoder::new(8);
+            assert_eq!(d.push(&[flag, 0, 0, 0, 0]), Err(FrameError::BadFlag(flag)));
+            assert_eq!(d.next_message(), Err(FrameError::BadFlag(flag)));
+        }
+        assert_eq!(
+            FrameError::BadFlag(2).to_string(),
+            "invalid message flag 2 (expected 0 for an uncompressed message)"
+        );
+    }
+
+    #[test]
+    fn truncated_at_fin() {
+        let s = frame(b"abc");
+        for cut in 1..s.len() {
+            let mut d = Decoder::new(8);
+            d.push(&s[..cut]).unwrap();
+            assert_eq!(d.next_message(), Ok(None));
+            assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: cut }));
+        }
+        // A complete message followed by a partial one.
+        let mut d = Decoder::new(8);
+        let mut data = frame(b"abc");
+        data.extend_from_slice(&[0, 0]);
+        d.push(&data).unwrap();
+        assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: 2 }));
+        assert_eq!(d.next_message(), Ok(Some(Bytes::from_static(b"abc"))));
+        assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: 2 }));
+        assert_eq!(
+            FrameError::Truncated { buffered: 2 }.to_string(),
+            "stream ended inside a message: 2 bytes buffered"
+        );
+        assert_eq!(
+            FrameError::TooLarge { len: 9, max: 8 }.to_string(),
+            "message of 9 bytes exceeds the limit of 8 bytes"
+        );
+    }
+
+    #[test]
+    fn empty_stream_finishes() {
+        let d = Decoder::new(8);
+        d.finish().unwrap();
+        let mut d = Decoder::new(8);
+        d.push(&[]).unwrap();
+        assert_eq!(d.next_message(), Ok(None));
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed: u32 = 0x1234_5678;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as u8
+        };
+        for _ in 0..200 {
+            let mut d = Decoder::new(usize::from(next() % 8));
+            for _ in 0..20 {
+                // Mostly valid flags so that lengths get exercised too.
+                let mut chunk: Vec<u8> = (0..next() % 12).map(|_| next() % 4).collect();
+                if next() % 3 == 0 {
+                    chunk.insert(0, 0);
+                }
+                let _ = d.push(&chunk);
+                while let Ok(Some(m)) = d.next_message() {
+                    assert!(m.len() <= d.max_len);
+                }
+            }
+            let _ = d.finish();
+        }
+    }
+}

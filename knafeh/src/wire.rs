@@ -1,0 +1,347 @@
+//! Building and reading the gRPC-over-HTTP/3 header blocks. No I/O.
+
+use std::time::Duration;
+
+use crate::codec::Codec;
+use crate::metadata::Metadata;
+use crate::status::{percent_decode, percent_encode, Code, Status};
+use crate::timeout::{encode_timeout, parse_timeout};
+
+/// A header block as (name, value) byte pairs.
+pub(crate) type Block = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn h(name: &str, value: impl Into<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
+    (name.as_bytes().to_vec(), value.into())
+}
+
+/// The request header block for a call.
+pub(crate) fn request_headers(
+    authority: &str,
+    path: &str,
+    codec: Codec,
+    timeout: Option<Duration>,
+    metadata: &Metadata,
+) -> Block {
+    let mut b = vec![
+        h(":method", "POST"),
+        h(":scheme", "https"),
+        h(":authority", authority),
+        h(":path", path),
+        h("content-type", codec.content_type()),
+        h("te", "trailers"),
+    ];
+    if let Some(t) = timeout {
+        b.push(h("grpc-timeout", encode_timeout(t)));
+    }
+    b.push(h("user-agent", concat!("knafeh/", env!("CARGO_PKG_VERSION"))));
+    metadata.encode_into(&mut b);
+    b
+}
+
+/// A request as the server understands it.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) path: String,
+    pub(crate) service: String,
+    pub(crate) method: String,
+    pub(crate) codec: Codec,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) metadata: Metadata,
+}
+
+/// Why a request head was refused: the status to answer with and the HTTP
+/// status of the (trailers-only) response.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) http_status: u16,
+    pub(crate) status: Status,
+}
+
+fn refuse(http_status: u16, status: Status) -> Refusal {
+    Refusal {
+        http_status,
+        status,
+    }
+}
+
+/// Validates a request header block.
+pub(crate) fn parse_request<'a>(
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> Result<RequestHead, Refusal> {
+    let mut method = None;
+    let mut path = None;
+    let mut content_type = None;
+    let mut timeout = None;
+    for (name, value) in headers.clone() {
+        match name {
+            b":method" => method = Some(value),
+            b":path" => path = Some(value),
+            b"content-type" => content_type = Some(value),
+            b"grpc-timeout" => timeout = Some(value),
+            _ => {}
+        }
+    }
+    match method {
+        Some(b"POST") => {}
+        Some(other) => {
+            return Err(refuse(
+                405,
+                Status::unimplemented(format!(
+                    "method {} not allowed: gRPC calls use POST",
+                    String::from_utf8_lossy(other)
+                )),
+            ))
+        }
+        None => return Err(refuse(400, Status::invalid_argument("missing :method"))),
+    }
+    let path = match path.map(std::str::from_utf8) {
+        Some(Ok(p)) => p.to_owned(),
+        Some(Err(_)) => return Err(refuse(400, Status::invalid_argument(":path is not UTF-8"))),
+        None => return Err(refuse(400, Status::invalid_argument("missing :path"))),
+    };
+    let (service, method) = match split_path(&path) {
+        Some(x) => x,
+        None => {
+            return Err(refuse(
+                200,
+                Status::unimplemented(format!(
+                    "malformed path {path:?}: expected /{{package.}}{{Service}}/{{method}}"
+                )),
+            ))
+        }
+    };
+    let codec = match content_type {
+        None => {
+            return Err(refuse(
+                415,
+                Status::invalid_argument(format!(
+                    "missing content-type: expected {} or {}",
+                    Codec::Bincode.content_type(),
+                    Codec::Json.content_type()
+                )),
+            ))
+        }
+        Some(ct) => match Codec::from_content_type(ct) {
+            Some(c) => c,
+            None => {
+                return Err(refuse(
+                    415,
+                    Status::invalid_argument(format!(
+                        "unsupported content-type {:?}: expected {} or {}",
+                        String::from_utf8_lossy(ct),
+                        Codec::Bincode.content_type(),
+                        Codec::Json.content_type()
+                    )),
+                ))
+            }
+        },
+    };
+    let timeout = match timeout.map(parse_timeout) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Err(refuse(200, Status::invalid_argument(e.to_string()))),
+    };
+    let metadata = Metadata::decode_headers(headers)
+        .map_err(|e| refuse(200, Status::invalid_argument(format!("bad metadata: {e}"))))?;
+    Ok(RequestHead {
+        service: service.to_owned(),
+        method: method.to_owned(),
+        path,
+        codec,
+        timeout,
+        metadata,
+    })
+}
+
+/// Splits `/{service}/{method}`; both parts non-empty, no further `/`.
+pub(crate) fn split_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (service, method) = rest.split_once('/')?;
+    if service.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((service, method))
+}
+
+/// Response headers before the first message.
+pub(crate) fn response_headers(codec: Codec, metadata: &Metadata) -> Block {
+    let mut b = vec![h(":status", "200"), h("content-type", codec.content_type())];
+    metadata.encode_into(&mut b);
+    b
+}
+
+fn push_status(b: &mut Block, status: &Status) {
+    b.push(h("grpc-status", status.code().as_i32().to_string()));
+    if !status.message().is_empty() {
+        b.push(h("grpc-message", percent_encode(status.message())));
+    }
+    status.metadata().encode_into(b);
+}
+
+/// Trailers ending a response.
+pub(crate) fn trailers(status: &Status) -> Block {
+    let mut b = Vec::with_capacity(2);
+    push_status(&mut b, status);
+    b
+}
+
+/// The single header block of a response that carries no message.
+pub(crate) fn trailers_only(http_status: u16, codec: Codec, status: &Status) -> Block {
+    let mut b = vec![
+        h(":status", http_status.to_string()),
+        h("content-type", codec.content_type()),
+    ];
+    push_status(&mut b, status);
+    b
+}
+
+/// What the first response header block says.
+#[derive(Debug)]
+pub(crate) enum ResponseHead {
+    /// Messages follow; custom metadata attached.
+    Messages(Metadata),
+    /// Trailers-only: the call is over with this status (which may be OK).
+    Done(Status),
+}
+
+/// Reads the first response header block.
+pub(crate) fn parse_response_head<'a>(
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> ResponseHead {
+    let mut http_status = None;
+    let mut has_grpc_status = false;
+    for (name, value) in headers.clone() {
+        match name {
+            b":status" => http_status = Some(value),
+            b"grpc-status" => has_grpc_status = true,
+            _ => {}
+        }
+    }
+    if has_grpc_status {
+        return ResponseHead::Done(parse_trailers(headers));
+    }
+    match http_status {
+        Some(b"200") => {}
+        Some(s) => {
+            let s = String::from_utf8_lossy(s);
+            let code = match s.as_ref() {
+                "400" => Code::Internal,
+                "401" => Code::Unauthenticated,
+                "403" => Code::PermissionDenied,
+                "404" => Code::Unimplemented,
+                "429" | "502" | "503" | "504" => Code::Unavailable,
+                _ => Code::Unknown,
+            };
+            return ResponseHead::Done(Status::new(code, format!("HTTP status {s} without grpc-status")));
+        }
+        None => return ResponseHead::Done(Status::internal("response without :status")),
+    }
+    match Metadata::decode_headers(headers) {
+        Ok(md) => ResponseHead::Messages(md),
+        Err(e) => ResponseHead::Done(Status::internal(format!("bad response metadata: {e}"))),
+    }
+}
+
+/// Reads `grpc-status`, `grpc-message` and metadata from trailers.
+pub(crate) fn parse_trailers<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Status {
+    let mut code = None;
+    let mut message = String::new();
+    for (name, value) in headers.clone() {
+        match name {
+            b"grpc-status" => code = Some(value),
+            b"grpc-message" => message = percent_decode(value),
+            _ => {}
+        }
+    }
+    let code = match code {
+        None => return Status::internal("trailers without grpc-status"),
+        Some(v) => match Code::from_header(v) {
+            Some(c) => c,
+            None => {
+                return Status::internal(format!(
+                    "malformed grpc-status {:?}",
+                    String::from_utf8_lossy(v)
+                ))
+            }
+        },
+    };
+    let metadata = Metadata::decode_headers(headers).unwrap_or_default();
+    Status::new(code, message).with_metadata(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(b: &Block) -> Vec<(&[u8], &[u8])> {
+        b.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect()
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let mut md = Metadata::new();
+        md.insert("x-id", "7").unwrap();
+        md.insert_bin("trace-bin", &[0, 1, 2]).unwrap();
+        let b = request_headers("localhost", "/helloworld.Greeter/say_hello", Codec::Json, Some(Duration::from_millis(250)), &md);
+        let v = view(&b);
+        assert!(v.contains(&(&b":method"[..], &b"POST"[..])));
+        assert!(v.contains(&(&b"grpc-timeout"[..], &b"250000u"[..])) || v.iter().any(|(n, _)| *n == b"grpc-timeout"));
+        assert!(v.contains(&(&b"trace-bin"[..], &b"AAEC"[..])));
+        let head = parse_request(v.iter().copied()).unwrap();
+        assert_eq!(head.service, "helloworld.Greeter");
+        assert_eq!(head.method, "say_hello");
+        assert_eq!(head.codec, Codec::Json);
+        assert!(head.timeout.unwrap() >= Duration::from_millis(250));
+        assert_eq!(head.metadata.get("x-id"), Some("7"));
+        assert_eq!(head.metadata.get_bin("trace-bin"), Some(&[0u8, 1, 2][..]));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_the_right_code() {
+        let base = |m: &'static [u8], p: &'static [u8], ct: &'static [u8]| -> Vec<(&'static [u8], &'static [u8])> {
+            vec![(b":method", m), (b":path", p), (b"content-type", ct)]
+        };
+        let r = parse_request(base(b"GET", b"/a.B/c", b"application/grpc+json")).unwrap_err();
+        assert_eq!((r.http_status, r.status.code()), (405, Code::Unimplemented));
+        let r = parse_request(base(b"POST", b"nope", b"application/grpc+json")).unwrap_err();
+        assert_eq!(r.status.code(), Code::Unimplemented);
+        let r = parse_request(base(b"POST", b"/a.B/c", b"application/grpc")).unwrap_err();
+        assert_eq!((r.http_status, r.status.code()), (415, Code::InvalidArgument));
+        let mut v = base(b"POST", b"/a.B/c", b"application/grpc+bincode");
+        v.push((b"grpc-timeout", b"10x"));
+        assert_eq!(parse_request(v).unwrap_err().status.code(), Code::InvalidArgument);
+        assert!(split_path("/a/b/c").is_none());
+        assert!(split_path("//b").is_none());
+    }
+
+    #[test]
+    fn status_travels_in_trailers() {
+        let s = Status::not_found("no such user: 100%");
+        let t = trailers(&s);
+        let v = view(&t);
+        assert!(v.contains(&(&b"grpc-status"[..], &b"5"[..])));
+        assert!(v.contains(&(&b"grpc-message"[..], &b"no such user: 100%25"[..])));
+        let back = parse_trailers(v.iter().copied());
+        assert_eq!(back.code(), Code::NotFound);
+        assert_eq!(back.message(), "no such user: 100%");
+    }
+
+    #[test]
+    fn trailers_only_and_http_errors() {
+        let t = trailers_only(200, Codec::Bincode, &Status::unimplemented("x"));
+        match parse_response_head(view(&t).iter().copied()) {
+            ResponseHead::Done(s) => assert_eq!(s.code(), Code::Unimplemented),
+            other => panic!("{other:?}"),
+        }
+        let v: Vec<(&[u8], &[u8])> = vec![(b":status", b"503")];
+        match parse_response_head(v) {
+            ResponseHead::Done(s) => assert_eq!(s.code(), Code::Unavailable),
+            other => panic!("{other:?}"),
+        }
+        let v: Vec<(&[u8], &[u8])> = vec![(b":status", b"200"), (b"x-a", b"b")];
+        match parse_response_head(v) {
+            ResponseHead::Messages(md) => assert_eq!(md.get("x-a"), Some("b")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
