@@ -1,1 +1,22 @@
+//! Procedural macros for [knafeh](https://docs.rs/knafeh). Use them through
+//! the runtime crate: `#[knafeh::service]`.
 
+mod expand;
+mod parse;
+mod valid;
+
+/// Turns a trait of `async fn` methods into a knafeh service: the trait
+/// itself (made `Send + Sync + 'static`, with `Send` futures), a
+/// `{Trait}Server<T>` that routes calls to an implementation, and a
+/// `{Trait}Client` with one method per trait method.
+///
+/// Options: `package = "a.b"` (the service is then named `a.b.Trait`) and
+/// `crate = "::path::to::knafeh"` (where the runtime is, when renamed).
+/// See the knafeh crate's documentation for a full example.
+#[proc_macro_attribute]
+pub fn service(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand::service(attr.into(), item.into()).into()
+}

@@ -207,7 +207,9 @@ mod tests {
 
     #[test]
     fn raw_method_names_lose_their_prefix_on_the_wire() {
-        let f: TraitItemFn = parse_quote!(async fn r#type(&self, r: R) -> Result<X, Status>;);
+        let f: TraitItemFn = parse_quote!(
+            async fn r#type(&self, r: R) -> Result<X, Status>;
+        );
         assert_eq!(Method::new(&f).wire_name(), "type");
     }
 

@@ -26,6 +26,10 @@ impl Errors {
         self.push(Error::new_spanned(tokens, msg));
     }
 
+    pub fn has_errors(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// `Err` with all errors combined, if any was pushed.
     pub fn finish(self) -> syn::Result<()> {
         match self.0 {
@@ -175,7 +179,9 @@ pub fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Service<'a>
         };
         errors.spanned(
             other,
-            format_args!("{what} are not supported in a service trait; it may only hold `async fn` methods"),
+            format_args!(
+                "{what} are not supported in a service trait; it may only hold `async fn` methods"
+            ),
         );
     }
     let rpcs = model
@@ -207,10 +213,16 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
         );
     }
     if let Some(c) = &sig.constness {
-        fail(errors, Error::new_spanned(c, "service methods cannot be `const`"));
+        fail(
+            errors,
+            Error::new_spanned(c, "service methods cannot be `const`"),
+        );
     }
     if let Some(u) = &sig.unsafety {
-        fail(errors, Error::new_spanned(u, "service methods cannot be `unsafe`"));
+        fail(
+            errors,
+            Error::new_spanned(u, "service methods cannot be `unsafe`"),
+        );
     }
     if let Some(abi) = &sig.abi {
         fail(
@@ -408,7 +420,9 @@ fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
         if let Some(what) = clash {
             errors.spanned(
                 m.name,
-                format_args!("method name `{name}` clashes with the generated {what}; rename the method"),
+                format_args!(
+                    "method name `{name}` clashes with the generated {what}; rename the method"
+                ),
             );
         }
         if by_name.contains_key(&name) {
@@ -455,3 +469,291 @@ impl UnrawString for Ident {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    /// The messages of every error for `item`, in order.
+    fn errors(item: ItemTrait) -> Vec<String> {
+        let mut errors = Errors::default();
+        let model = parse::Trait::new(&item);
+        let svc = service(&model, &mut errors);
+        match errors.finish() {
+            Ok(()) => {
+                assert_eq!(svc.rpcs.len(), model.methods.len());
+                Vec::new()
+            }
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn config_errors(attr: proc_macro2::TokenStream) -> (Config, Vec<String>) {
+        let mut errors = Errors::default();
+        let config = config(syn::parse2(attr), &mut errors);
+        let msgs = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (config, msgs)
+    }
+
+    fn one(item: ItemTrait, needle: &str) {
+        let errs = errors(item);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains(needle), "{errs:?}");
+    }
+
+    #[test]
+    fn a_full_service_is_valid_and_sorted_by_kind() {
+        let item: ItemTrait = parse_quote! {
+            pub trait Greeter {
+                /// Unary.
+                async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
+                async fn count_to(&self, req: CountRequest) -> Result<knafeh::Streaming<Count>, knafeh::Status>;
+                async fn whoami(&self, _: Empty, ctx: knafeh::Context) -> Result<Who, Status>;
+            }
+        };
+        let mut errors = Errors::default();
+        let model = parse::Trait::new(&item);
+        let svc = service(&model, &mut errors);
+        assert!(errors.finish().is_ok());
+        assert!(matches!(svc.rpcs[0].kind, Kind::Unary { .. }));
+        assert_eq!(svc.rpcs[0].docs.len(), 1);
+        assert!(
+            matches!(svc.rpcs[1].kind, Kind::ServerStreaming { item } if is_named(item, "Count"))
+        );
+        assert!(svc.rpcs[2].context.is_some());
+        assert!(svc.rpcs[0].context.is_none());
+    }
+
+    #[test]
+    fn generic_traits_are_rejected() {
+        one(
+            parse_quote!(
+                trait T<A> {}
+            ),
+            "cannot be generic",
+        );
+        one(
+            parse_quote!(
+                trait T<'a> {}
+            ),
+            "cannot be generic",
+        );
+        one(
+            parse_quote!(
+                trait T where
+                    Self: Sized,
+                {
+                }
+            ),
+            "where clause",
+        );
+    }
+
+    #[test]
+    fn non_method_items_are_rejected() {
+        let errs = errors(parse_quote!(
+            trait T {
+                type A;
+                const C: u8;
+                m!();
+            }
+        ));
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].contains("associated types"));
+        assert!(errs[1].contains("associated consts"));
+        assert!(errs[2].contains("macro invocations"));
+    }
+
+    #[test]
+    fn method_shape_rules() {
+        let ok = "(&self, r: R) -> Result<X, Status>";
+        let cases: &[(&str, &str)] = &[
+            (
+                "async fn m<A>(&self, r: R) -> Result<X, Status>;",
+                "cannot be generic",
+            ),
+            (
+                "async fn m(&self, r: R) -> Result<X, Status> where R: Sized;",
+                "where clause",
+            ),
+            (
+                "fn m(&self, r: R) -> Result<X, Status>;",
+                "must be `async fn`",
+            ),
+            (
+                "const unsafe fn m(&self, r: R) -> Result<X, Status>;",
+                "cannot be `const`",
+            ),
+            (
+                "async unsafe fn m(&self, r: R) -> Result<X, Status>;",
+                "cannot be `unsafe`",
+            ),
+            (
+                "async extern \"C\" fn m(&self, r: R) -> Result<X, Status>;",
+                "cannot be `extern`",
+            ),
+            (
+                "async fn m(&mut self, r: R) -> Result<X, Status>;",
+                "take `&self`",
+            ),
+            (
+                "async fn m(self, r: R) -> Result<X, Status>;",
+                "take `&self`",
+            ),
+            (
+                "async fn m(mut self, r: R) -> Result<X, Status>;",
+                "take `&self`",
+            ),
+            (
+                "async fn m(self: Box<Self>, r: R) -> Result<X, Status>;",
+                "take `&self`",
+            ),
+            ("async fn m(r: R) -> Result<X, Status>;", "first argument"),
+            (
+                "async fn m(&self) -> Result<X, Status>;",
+                "one request argument",
+            ),
+            (
+                "async fn m(&self, r: R, s: S) -> Result<X, Status>;",
+                "must be `knafeh::Context`",
+            ),
+            (
+                "async fn m(&self, (a, b): R) -> Result<X, Status>;",
+                "patterns are not allowed",
+            ),
+            (
+                "async fn m(&self, mut r: R) -> Result<X, Status>;",
+                "patterns are not allowed",
+            ),
+            ("async fn m(&self, r: R);", "missing return type"),
+            (
+                "async fn m(&self, r: R) -> X;",
+                "return `Result<Response, Status>`",
+            ),
+            (
+                "async fn m(&self, r: R) -> Result<X, E>;",
+                "must be `knafeh::Status`",
+            ),
+            (
+                "async fn m(&self, r: R) -> Result<Streaming, Status>;",
+                "exactly one type argument",
+            ),
+            (
+                "async fn m(&self, r: R) -> Result<Streaming<A, B>, Status>;",
+                "exactly one type argument",
+            ),
+            (
+                "async fn m(&self, r: R) -> Result<X, Status> { todo!() }",
+                "default body",
+            ),
+        ];
+        for (method, needle) in cases {
+            let item: ItemTrait = syn::parse_str(&format!("trait T {{ {method} }}"))
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+            let errs = errors(item);
+            let expected = if method.starts_with("const") { 3 } else { 1 };
+            assert_eq!(errs.len(), expected, "{method}: {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "{method}: {errs:?}"
+            );
+        }
+        let item: ItemTrait = syn::parse_str(&format!("trait T {{ async fn m{ok}; }}")).unwrap();
+        assert!(errors(item).is_empty());
+    }
+
+    #[test]
+    fn independent_method_errors_are_all_reported() {
+        let errs = errors(parse_quote! {
+            trait T {
+                fn a(&mut self, r: R, s: S) -> X;
+                async fn b(&self) { }
+            }
+        });
+        // a: not async, &mut self, extra argument, bad return type;
+        // b: no request, no return type, default body.
+        assert_eq!(errs.len(), 7, "{errs:?}");
+    }
+
+    #[test]
+    fn three_arguments_report_each_extra_one() {
+        let errs = errors(parse_quote! {
+            trait T { async fn m(&self, r: R, c: Context, x: X) -> Result<A, Status>; }
+        });
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn names_that_clash_with_generated_items() {
+        for name in ["new", "client", "from_arc", "service_name"] {
+            let item: ItemTrait = syn::parse_str(&format!(
+                "trait T {{ async fn {name}(&self, r: R) -> Result<X, Status>; }}"
+            ))
+            .unwrap();
+            one(item, "clashes with the generated");
+        }
+        one(
+            parse_quote! {
+                trait T {
+                    async fn m(&self, r: R) -> Result<X, Status>;
+                    async fn m_with(&self, r: R) -> Result<X, Status>;
+                }
+            },
+            "call-options variant of method `m`",
+        );
+        one(
+            parse_quote! {
+                trait T {
+                    async fn m(&self, r: R) -> Result<X, Status>;
+                    async fn m(&self, r: R) -> Result<X, Status>;
+                }
+            },
+            "duplicate method `m`",
+        );
+        one(
+            parse_quote! {
+                trait T {
+                    async fn foo_bar(&self, r: R) -> Result<X, Status>;
+                    #[allow(non_snake_case)]
+                    async fn Foo_Bar(&self, r: R) -> Result<X, Status>;
+                }
+            },
+            "both get the path constant `TClient::FOO_BAR`",
+        );
+    }
+
+    #[test]
+    fn options_default_and_parse() {
+        let (c, errs) = config_errors(quote::quote!());
+        assert!(errs.is_empty());
+        assert!(c.package.is_none());
+        assert_eq!(c.krate, parse_quote!(::knafeh));
+        let (c, errs) = config_errors(quote::quote!(package = "a.b_2", crate = "::x::y"));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c.package.as_deref(), Some("a.b_2"));
+        assert_eq!(c.krate, parse_quote!(::x::y));
+    }
+
+    #[test]
+    fn option_errors() {
+        let (_, errs) = config_errors(quote::quote!(pakage = "a"));
+        assert_eq!(
+            errs,
+            ["unknown option `pakage`; expected one of: `package`, `crate`"]
+        );
+        let (_, errs) = config_errors(quote::quote!(package = "a", package = "b"));
+        assert_eq!(errs, ["duplicate option `package`"]);
+        for bad in ["", ".a", "a.", "a..b", "1a", "a-b", "a b"] {
+            let (_, errs) = config_errors(quote::quote!(package = #bad));
+            assert_eq!(errs.len(), 1, "{bad:?}");
+            assert!(errs[0].starts_with("invalid package"), "{bad:?}");
+        }
+        let (_, errs) = config_errors(quote::quote!(package = helloworld, crate = "not a path"));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("must be a string literal"));
+        assert!(errs[1].contains("must be a path"));
+    }
+}

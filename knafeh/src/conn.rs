@@ -150,6 +150,11 @@ impl Stream {
         }
     }
 
+    /// Whether the peer may still send us something on this stream.
+    fn remote_done_or_reading(&self) -> bool {
+        !self.remote_done
+    }
+
     fn emit(&mut self, ev: StreamEvent) {
         if let Some(tx) = &self.events {
             if tx.send(ev).is_err() {
@@ -386,6 +391,14 @@ impl H3App {
                     }
                 },
             }
+        }
+        if failed && self.on_request.is_none() && s.remote_done_or_reading() {
+            // A client whose request the server stopped reading (it refused
+            // the call early): stop writing but keep reading, the answer
+            // is on its way.
+            s.out.clear();
+            s.local_done = true;
+            failed = false;
         }
         if failed {
             // The peer stopped reading (or the stream is otherwise dead):

@@ -24,7 +24,7 @@ mod wire;
 pub use client::{Client, ClientBuilder};
 pub use codec::Codec;
 pub use context::{CallOptions, Context, Response};
-//TMP pub use knafeh_macros::service;
+pub use knafeh_macros::service;
 pub use metadata::{Metadata, MetadataError, MetadataValue};
 pub use server::{Server, ServerBuilder, ServerHandle, DEFAULT_MAX_MESSAGE_SIZE};
 pub use status::{Code, Status};

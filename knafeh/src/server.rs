@@ -386,7 +386,12 @@ async fn handle_call(state: Arc<ServerState>, incoming: IncomingStream, peer: So
     let fut = async move {
         let outcome = match head {
             Err(refusal) => {
-                tx.send(Out::Headers(to_h3(wire::trailers_only(refusal.http_status, Codec::Bincode, &refusal.status)), true))
+                // Answer in the request's codec when it named a known one.
+                let codec = view(&headers)
+                    .find(|(n, _)| *n == b"content-type")
+                    .and_then(|(_, v)| Codec::from_content_type(v))
+                    .unwrap_or_default();
+                tx.send(Out::Headers(to_h3(wire::trailers_only(refusal.http_status, codec, &refusal.status)), true))
                     .await;
                 tx.stop_reading();
                 Outcome::Done(refusal.status)

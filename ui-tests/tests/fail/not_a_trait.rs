@@ -1,0 +1,6 @@
+#[knafeh::service]
+pub struct Greeter {
+    name: String,
+}
+
+fn main() {}
