@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, trybuild UI tests, end-to-end tests over
+# loopback QUIC, doc tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+cargo test --workspace
