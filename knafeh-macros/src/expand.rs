@@ -9,7 +9,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Error, Ident, Item, ItemTrait, Path, ReturnType, TraitItem, Type};
+use syn::{Error, FnArg, Ident, Item, ItemTrait, Pat, Path, ReturnType, TraitItem, Type};
 
 use crate::parse::{self, RawOptions};
 use crate::valid::{self, Config, Errors, Kind, Rpc, Service};
@@ -37,7 +37,7 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     let model = parse::Trait::new(tr);
     let svc = valid::service(&model, &mut errors);
     if errors.has_errors() {
-        return fallback(errors, item);
+        return fallback(errors, quiet_trait(tr).into_token_stream());
     }
     Gen::new(&config, &svc).expand()
 }
@@ -45,6 +45,53 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn fallback(errors: Errors, item: TokenStream) -> TokenStream {
     let errors = errors.finish().err().map(|e| e.to_compile_error());
     quote!(#errors #item)
+}
+
+/// The user's trait with what rustc would reject on its own taken out
+/// (patterns and `mut` in arguments, `const fn`, a second method of the
+/// same name), so a rejected trait gives our error and not rustc's too.
+/// Everything else is left as written.
+fn quiet_trait(item: &ItemTrait) -> ItemTrait {
+    let mut item = item.clone();
+    let mut seen = Vec::new();
+    item.items.retain_mut(|it| {
+        let TraitItem::Fn(f) = it else { return true };
+        if seen.contains(&f.sig.ident) {
+            return false;
+        }
+        seen.push(f.sig.ident.clone());
+        f.sig.constness = None;
+        // rustc would also complain about `Streaming`'s argument count.
+        if let ReturnType::Type(_, ty) = &f.sig.output {
+            if parse::result_parts(ty)
+                .is_some_and(|(ok, _)| matches!(valid::streaming(ok), valid::Streaming::Malformed))
+            {
+                f.sig.output = ReturnType::Default;
+            }
+        }
+        for arg in &mut f.sig.inputs {
+            match arg {
+                FnArg::Receiver(r) if r.reference.is_none() => r.mutability = None,
+                FnArg::Receiver(_) => {}
+                FnArg::Typed(t) => match &mut *t.pat {
+                    Pat::Ident(p) => {
+                        p.mutability = None;
+                        p.by_ref = None;
+                        p.subpat = None;
+                    }
+                    Pat::Wild(_) => {}
+                    other => {
+                        *other = Pat::Wild(syn::PatWild {
+                            attrs: Vec::new(),
+                            underscore_token: Default::default(),
+                        })
+                    }
+                },
+            }
+        }
+        true
+    });
+    item
 }
 
 /// Holds what every generated item needs.
@@ -87,6 +134,24 @@ impl<'a> Gen<'a> {
             self.message_checks(),
         ];
         quote!(#(#items)*)
+    }
+
+    /// `where` predicates that every message type of `rpcs` is a
+    /// `Message`. The unused `for<'__knafeh>` keeps rustc from checking
+    /// them where they are declared: a non-serde type is then reported
+    /// once, by `message_checks`, and not again by every generated body
+    /// that uses it.
+    fn message_bounds<'r>(&self, rpcs: impl IntoIterator<Item = &'r Rpc<'r>>) -> TokenStream
+    where
+        'a: 'r,
+    {
+        let krate = self.krate;
+        let bounds = rpcs.into_iter().flat_map(message_types).map(|ty| {
+            quote_spanned! {ty.span()=>
+                for<'__knafeh> #ty: #krate::__private::Message,
+            }
+        });
+        quote!(#(#bounds)*)
     }
 
     fn path(&self, rpc: &Rpc<'_>) -> String {
@@ -200,8 +265,12 @@ impl<'a> Gen<'a> {
             })
         };
         let arms = self.svc.rpcs.iter().map(|r| self.call_arm(r));
+        let bounds = self.message_bounds(&self.svc.rpcs);
         quote! {
-            impl<T: #trait_ident> #krate::__private::Service for #server<T> {
+            impl<T: #trait_ident> #krate::__private::Service for #server<T>
+            where
+                #bounds
+            {
                 fn name(&self) -> &'static str {
                     #client::SERVICE_NAME
                 }
@@ -335,6 +404,7 @@ impl<'a> Gen<'a> {
         );
         let path = self.path_const(rpc);
         let req = rpc.request;
+        let bounds = self.message_bounds([rpc]);
         let docs: TokenStream = if rpc.docs.is_empty() {
             let doc = format!("Calls `{}`.", self.path(rpc));
             quote!(#[doc = #doc])
@@ -353,7 +423,10 @@ impl<'a> Gen<'a> {
                     pub async fn #name(
                         &self,
                         req: #req,
-                    ) -> ::core::result::Result<#response, #krate::Status> {
+                    ) -> ::core::result::Result<#response, #krate::Status>
+                    where
+                        #bounds
+                    {
                         self.#with(req, #krate::CallOptions::new())
                             .await
                             .map(#krate::Response::into_inner)
@@ -366,7 +439,10 @@ impl<'a> Gen<'a> {
                         &self,
                         req: #req,
                         options: #krate::CallOptions,
-                    ) -> ::core::result::Result<#krate::Response<#response>, #krate::Status> {
+                    ) -> ::core::result::Result<#krate::Response<#response>, #krate::Status>
+                    where
+                        #bounds
+                    {
                         self.client.unary::<#req, #response>(Self::#path, &req, options).await
                     }
                 }
@@ -376,7 +452,10 @@ impl<'a> Gen<'a> {
                 pub async fn #name(
                     &self,
                     req: #req,
-                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status> {
+                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
+                where
+                    #bounds
+                {
                     self.#with(req, #krate::CallOptions::new()).await
                 }
 
@@ -385,7 +464,10 @@ impl<'a> Gen<'a> {
                     &self,
                     req: #req,
                     options: #krate::CallOptions,
-                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status> {
+                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
+                where
+                    #bounds
+                {
                     self.client.server_streaming::<#req, #item>(Self::#path, &req, options).await
                 }
             },
@@ -397,14 +479,7 @@ impl<'a> Gen<'a> {
     /// readable error on that type.
     fn message_checks(&self) -> TokenStream {
         let krate = self.krate;
-        let types = self.svc.rpcs.iter().flat_map(|r| {
-            let out = match r.kind {
-                Kind::Unary { response } => response,
-                Kind::ServerStreaming { item } => item,
-            };
-            [r.request, out]
-        });
-        let checks = types.map(|ty| {
+        let checks = self.svc.rpcs.iter().flat_map(message_types).map(|ty| {
             quote_spanned! {ty.span()=>
                 let _ = assert_message::<#ty>;
             }
@@ -417,6 +492,15 @@ impl<'a> Gen<'a> {
             };
         }
     }
+}
+
+/// The request type and the response (or item) type of `rpc`.
+fn message_types<'r>(rpc: &'r Rpc<'r>) -> [&'r Type; 2] {
+    let out = match rpc.kind {
+        Kind::Unary { response } => response,
+        Kind::ServerStreaming { item } => item,
+    };
+    [rpc.request, out]
 }
 
 #[cfg(test)]
@@ -560,6 +644,23 @@ mod tests {
         );
         let out = expand(quote!(bogus = "x"), item);
         assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn the_passed_through_trait_drops_what_rustc_would_also_reject() {
+        let item: ItemTrait = syn::parse_quote! {
+            trait T {
+                const fn a(mut self, (x, y): R, mut z: S) -> X;
+                async fn s(&self, r: R) -> Result<Streaming, Status>;
+                async fn b(&self, r: R) -> X;
+                async fn b(&self, r: R) -> Y;
+            }
+        };
+        let out = quiet_trait(&item).into_token_stream().to_string();
+        assert_eq!(
+            out,
+            "trait T { fn a (self , _ : R , z : S) -> X ; async fn s (& self , r : R) ; async fn b (& self , r : R) -> X ; }"
+        );
     }
 
     #[test]

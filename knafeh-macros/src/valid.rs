@@ -385,13 +385,14 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
     })
 }
 
-enum Streaming<'a> {
+/// What the `Ok` type of a method says about streaming.
+pub enum Streaming<'a> {
     No,
     Item(&'a Type),
     Malformed,
 }
 
-fn streaming(ty: &Type) -> Streaming<'_> {
+pub fn streaming(ty: &Type) -> Streaming<'_> {
     match last_segment(ty) {
         Some(seg) if seg.ident == "Streaming" => match type_args(seg).as_deref() {
             Some([item]) => Streaming::Item(item),
@@ -411,10 +412,12 @@ fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
         let name = m.wire_name();
         let upper = name.to_uppercase();
         let clash = match name.as_str() {
-            "new" => Some(format!("`{server}::new` and `{client}::new`")),
-            "client" => Some(format!("`{client}::client`")),
-            "from_arc" => Some(format!("`{server}::from_arc`")),
-            _ if upper == "SERVICE_NAME" => Some(format!("the constant `{client}::SERVICE_NAME`")),
+            "new" => Some(format!("constructors `{server}::new` and `{client}::new`")),
+            "client" => Some(format!("method `{client}::client`")),
+            "from_arc" => Some(format!("constructor `{server}::from_arc`")),
+            _ if upper == "SERVICE_NAME" => Some(format!(
+                "constant `{client}::SERVICE_NAME` (each method gets a path constant named after it)"
+            )),
             _ => None,
         };
         if let Some(what) = clash {

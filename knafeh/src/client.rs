@@ -193,18 +193,27 @@ impl Client {
         guard.as_ref().filter(|c| c.alive()).cloned()
     }
 
-    async fn start<Req: Message>(&self, path: &'static str, req: &Req, options: CallOptions) -> Result<ActiveCall, Status> {
+    async fn start<Req: Message>(
+        &self,
+        path: &'static str,
+        req: &Req,
+        options: CallOptions,
+    ) -> Result<ActiveCall, Status> {
         let cfg = &self.inner.cfg;
         let timeout = options.timeout.or(cfg.default_timeout);
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut body = BytesMut::new();
-        cfg.codec.encode_message(req, &mut body).map_err(|e| {
-            Status::invalid_argument(format!("{path}: request does not encode as {}: {e}", cfg.codec.content_type()))
+        req.encode_message(cfg.codec, &mut body).map_err(|e| {
+            Status::invalid_argument(format!(
+                "{path}: request does not encode as {}: {e}",
+                cfg.codec.content_type()
+            ))
         })?;
         let body = body.freeze();
         let work = async {
             let conn = self.connection().await?;
-            let headers = wire::request_headers(&conn.authority, path, cfg.codec, timeout, &options.metadata);
+            let headers =
+                wire::request_headers(&conn.authority, path, cfg.codec, timeout, &options.metadata);
             let (ev_tx, ev_rx) = mpsc::unbounded_channel();
             let slot = Arc::new(AtomicU64::new(u64::MAX));
             let open = Command::Open {
@@ -262,16 +271,28 @@ impl Client {
             let frame = match first {
                 Some(Ok(frame)) => frame,
                 Some(Err(status)) => return Err(status),
-                None => return Err(Status::internal(format!("{path}: server sent no response message"))),
+                None => {
+                    return Err(Status::internal(format!(
+                        "{path}: server sent no response message"
+                    )))
+                }
             };
             match std::future::poll_fn(|cx| call.poll_frame(cx)).await {
                 None => {}
-                Some(Ok(_)) => return Err(Status::internal(format!("{path}: server sent more than one response message"))),
+                Some(Ok(_)) => {
+                    return Err(Status::internal(format!(
+                        "{path}: server sent more than one response message"
+                    )))
+                }
                 Some(Err(status)) => return Err(status),
             }
             let msg = decode_response::<Resp>(path, call.codec, &frame)?;
             let trailers = call.trailers.take().unwrap_or_default();
-            Ok(Response::new(msg, std::mem::take(&mut call.headers), trailers))
+            Ok(Response::new(
+                msg,
+                std::mem::take(&mut call.headers),
+                trailers,
+            ))
         }
         .await;
         trace_call(path, started, result.as_ref().err());
@@ -318,7 +339,13 @@ impl Client {
 fn trace_call(path: &str, started: Instant, err: Option<&Status>) {
     let code = err.map_or(Code::Ok, Status::code);
     let (service, method) = wire::split_path(path).unwrap_or(("", path));
-    let span = tracing::info_span!("knafeh.client", service, method, code = code.as_str(), duration_us = started.elapsed().as_micros() as u64);
+    let span = tracing::info_span!(
+        "knafeh.client",
+        service,
+        method,
+        code = code.as_str(),
+        duration_us = started.elapsed().as_micros() as u64
+    );
     let _enter = span.enter();
     match err {
         Some(e) => tracing::debug!(message = e.message(), "call failed"),
@@ -327,7 +354,7 @@ fn trace_call(path: &str, started: Instant, err: Option<&Status>) {
 }
 
 fn decode_response<T: Message>(path: &str, codec: Codec, payload: &[u8]) -> Result<T, Status> {
-    codec.decode(payload).map_err(|e| {
+    T::decode_message(codec, payload).map_err(|e| {
         Status::internal(format!(
             "{path}: response does not decode as {} ({}): {e}",
             std::any::type_name::<T>(),
@@ -361,7 +388,11 @@ impl<T: Message> Stream for DecodeStream<T> {
                 trace_call(this.call.path, this.started, Some(&status));
                 Poll::Ready(Some(Err(status)))
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(decode_response(this.call.path, this.call.codec, &frame))),
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(decode_response(
+                this.call.path,
+                this.call.codec,
+                &frame,
+            ))),
         }
     }
 }
@@ -433,7 +464,9 @@ impl ActiveCall {
                 } else {
                     format!("the server reset the stream (HTTP/3 error 0x{code:x})")
                 };
-                Poll::Ready(Err(self.fail(Status::unavailable(format!("{}: {why}", self.path)))))
+                Poll::Ready(Err(
+                    self.fail(Status::unavailable(format!("{}: {why}", self.path)))
+                ))
             }
             Poll::Ready(Some(ev)) => Poll::Ready(Ok(ev)),
             Poll::Ready(None) => Poll::Ready(Err(self.fail(Status::unavailable(format!(
@@ -483,11 +516,13 @@ impl ActiveCall {
                     }
                 },
                 StreamEvent::Finished => {
-                    let s = Status::internal(format!("{}: response ended without headers", self.path));
+                    let s =
+                        Status::internal(format!("{}: response ended without headers", self.path));
                     return Poll::Ready(Err(self.fail(s)));
                 }
                 StreamEvent::Data(_) | StreamEvent::Trailers(_) => {
-                    let s = Status::internal(format!("{}: response body before headers", self.path));
+                    let s =
+                        Status::internal(format!("{}: response body before headers", self.path));
                     return Poll::Ready(Err(self.fail(s)));
                 }
                 StreamEvent::Reset(_) => {}
@@ -546,7 +581,10 @@ impl ActiveCall {
                     self.state = State::Ending(wire::parse_trailers(headers_view(&h)));
                 }
                 StreamEvent::Finished => {
-                    let s = Status::internal(format!("{}: response ended without grpc-status", self.path));
+                    let s = Status::internal(format!(
+                        "{}: response ended without grpc-status",
+                        self.path
+                    ));
                     return Poll::Ready(Some(Err(self.fail(s))));
                 }
                 StreamEvent::Headers(_) | StreamEvent::Reset(_) => {}
@@ -576,7 +614,10 @@ fn cert_has_ip(cert: &boring::x509::X509Ref, ip: std::net::IpAddr) -> bool {
 }
 
 impl ConnectionHook for ClientTls {
-    fn create_custom_ssl_context_builder(&self, _paths: TlsCertificatePaths<'_>) -> Option<SslContextBuilder> {
+    fn create_custom_ssl_context_builder(
+        &self,
+        _paths: TlsCertificatePaths<'_>,
+    ) -> Option<SslContextBuilder> {
         let mut b = match SslContextBuilder::new(SslMethod::tls()) {
             Ok(b) => b,
             Err(e) => {
@@ -610,11 +651,13 @@ impl ConnectionHook for ClientTls {
 }
 
 async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
-    let (host, _port) = split_host_port(&cfg.addr)
-        .ok_or_else(|| Status::invalid_argument(format!("bad address {:?}: expected host:port", cfg.addr)))?;
+    let (host, _port) = split_host_port(&cfg.addr).ok_or_else(|| {
+        Status::invalid_argument(format!("bad address {:?}: expected host:port", cfg.addr))
+    })?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
-            std::fs::metadata(ca).map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
+            std::fs::metadata(ca)
+                .map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
         }
     }
     let peer: SocketAddr = tokio::net::lookup_host(cfg.addr.as_str())
@@ -628,9 +671,16 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     };
     let io_err = |what: &str, e: std::io::Error| Status::unavailable(format!("{what} {peer}: {e}"));
-    let socket = tokio::net::UdpSocket::bind(local).await.map_err(|e| io_err("binding a socket for", e))?;
-    socket.connect(peer).await.map_err(|e| io_err("connecting to", e))?;
-    let socket: tokio_quiche::socket::Socket<_, _> = socket.try_into().map_err(|e| io_err("preparing socket for", e))?;
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| io_err("binding a socket for", e))?;
+    socket
+        .connect(peer)
+        .await
+        .map_err(|e| io_err("connecting to", e))?;
+    let socket: tokio_quiche::socket::Socket<_, _> = socket
+        .try_into()
+        .map_err(|e| io_err("preparing socket for", e))?;
 
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let mut settings = QuicSettings::default();
@@ -656,11 +706,16 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
             connection_hook: Some(hook),
         },
     );
-    let h3_config = h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
+    let h3_config =
+        h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
     let (app, cmd, shared) = H3App::client(h3_config, peer);
     // quiche checks the name it is given as a DNS name; an IP address is
     // checked by the verify callback instead (and is not sent as SNI).
-    let host = if ip.is_some() { None } else { Some(server_name.as_str()) };
+    let host = if ip.is_some() {
+        None
+    } else {
+        Some(server_name.as_str())
+    };
     let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
     match tokio::time::timeout(cfg.connect_timeout, connect).await {
         Ok(Ok(_conn)) => {}

@@ -72,8 +72,9 @@ pub(crate) enum Command {
     StopReading(u64),
     /// Server: send GOAWAY; new requests are refused from now on.
     GoAway,
-    /// Close the connection.
-    Close,
+    /// Close the connection once every stream is finished and its last
+    /// data acknowledged; with `force`, at once.
+    Close { force: bool },
 }
 
 /// A new request the server side hands to its call handler.
@@ -187,6 +188,13 @@ pub(crate) struct H3App {
     going_away: bool,
     last_request_id: Option<u64>,
     close_requested: bool,
+    force_close: bool,
+    /// Set when all streams finished after a close request; the close
+    /// happens after the next packets arrive (the peer's acknowledgements),
+    /// so data written in the same round is not cut off.
+    close_ready: bool,
+    /// Whether stream data was handed to quiche since packets last came in.
+    wrote_since_read: bool,
     shared: Arc<ConnShared>,
     recv_buf: Vec<u8>,
 }
@@ -212,6 +220,9 @@ impl H3App {
             going_away: false,
             last_request_id: None,
             close_requested: false,
+            force_close: false,
+            close_ready: false,
+            wrote_since_read: false,
             shared,
             recv_buf: vec![0; 64 * 1024],
         }
@@ -284,7 +295,10 @@ impl H3App {
                     let _ = h3.send_goaway(qconn, next_request_id(self.last_request_id));
                 }
             }
-            Command::Close => self.close_requested = true,
+            Command::Close { force } => {
+                self.close_requested = true;
+                self.force_close |= force;
+            }
         }
     }
 
@@ -311,7 +325,9 @@ impl H3App {
             }
             match h3.send_request(qconn, &p.headers, false) {
                 Ok(id) => {
-                    let Some(p) = self.pending_opens.pop_front() else { break };
+                    let Some(p) = self.pending_opens.pop_front() else {
+                        break;
+                    };
                     p.slot.store(id, Ordering::Release);
                     let mut s = Stream::new(p.events, None);
                     s.out.push_back(Out::Data(p.body, true, 0));
@@ -319,7 +335,10 @@ impl H3App {
                     self.dirty.insert(id);
                 }
                 Err(h3::Error::StreamBlocked)
-                | Err(h3::Error::TransportError(tokio_quiche::quiche::Error::StreamLimit)) => break,
+                | Err(h3::Error::TransportError(tokio_quiche::quiche::Error::StreamLimit)) => {
+                    tracing::trace!(queued = self.pending_opens.len(), "request blocked");
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "could not open a request stream");
                     // Dropping the events sender reports the failure.
@@ -330,8 +349,12 @@ impl H3App {
     }
 
     fn flush_stream(&mut self, qconn: &mut QuicheConnection, id: u64) -> bool {
-        let Some(h3) = self.h3.as_mut() else { return false };
-        let Some(s) = self.streams.get_mut(&id) else { return false };
+        let Some(h3) = self.h3.as_mut() else {
+            return false;
+        };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return false;
+        };
         let mut failed = false;
         while let Some(front) = s.out.front_mut() {
             match front {
@@ -416,14 +439,19 @@ impl H3App {
 
     fn poll_h3(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
         loop {
-            let Some(h3) = self.h3.as_mut() else { return Ok(()) };
+            let Some(h3) = self.h3.as_mut() else {
+                return Ok(());
+            };
             let (id, ev) = match h3.poll(qconn) {
                 Ok(x) => x,
                 Err(h3::Error::Done) => return Ok(()),
                 Err(e) => return Err(Box::new(e)),
             };
+            tracing::trace!(stream_id = id, event = ?ev, server = self.on_request.is_some(), "h3 event");
             match ev {
-                h3::Event::Headers { list, more_frames } => self.on_headers(qconn, id, list, more_frames),
+                h3::Event::Headers { list, more_frames } => {
+                    self.on_headers(qconn, id, list, more_frames)
+                }
                 h3::Event::Data => self.on_data(qconn, id),
                 h3::Event::Finished => {
                     if let Some(s) = self.streams.get_mut(&id) {
@@ -473,16 +501,14 @@ impl H3App {
             }
             return;
         }
-        // A new request (server side). Client-initiated stream ids only
-        // grow, so an id at or below the last one seen belongs to a stream
-        // we already finished or aborted.
+        // A new request (server side). Streams we finished or aborted
+        // cannot come back here: an aborted stream's read side is shut
+        // down, and a finished one saw the peer's FIN. Requests arrive in
+        // readiness order, not id order.
         let (Some(on_request), Some(cmd_tx)) = (&self.on_request, &self.cmd_tx) else {
             return;
         };
-        if self.last_request_id.is_some_and(|last| id <= last) {
-            return;
-        }
-        self.last_request_id = Some(id);
+        self.last_request_id = Some(self.last_request_id.map_or(id, |last| last.max(id)));
         if self.going_away {
             let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_REJECTED);
             let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_REJECTED);
@@ -516,7 +542,9 @@ impl H3App {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(s) = self.streams.get_mut(&id) {
-                        s.emit(StreamEvent::Data(Bytes::copy_from_slice(&self.recv_buf[..n])));
+                        s.emit(StreamEvent::Data(Bytes::copy_from_slice(
+                            &self.recv_buf[..n],
+                        )));
                     }
                 }
                 Err(_) => break,
@@ -560,7 +588,11 @@ impl Drop for H3App {
 }
 
 impl ApplicationOverQuic for H3App {
-    fn on_conn_established(&mut self, qconn: &mut QuicheConnection, _info: &HandshakeInfo) -> QuicResult<()> {
+    fn on_conn_established(
+        &mut self,
+        qconn: &mut QuicheConnection,
+        _info: &HandshakeInfo,
+    ) -> QuicResult<()> {
         self.h3 = Some(h3::Connection::with_transport(qconn, &self.h3_config)?);
         Ok(())
     }
@@ -581,12 +613,16 @@ impl ApplicationOverQuic for H3App {
     }
 
     fn process_reads(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        if self.close_ready {
+            self.force_close = true;
+        }
+        self.wrote_since_read = false;
         self.poll_h3(qconn)
     }
 
     fn process_writes(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
         self.drain_commands(qconn);
-        if self.close_requested {
+        if self.force_close {
             let _ = qconn.close(true, H3_NO_ERROR, b"");
             self.finish_all();
             return Ok(());
@@ -594,11 +630,21 @@ impl ApplicationOverQuic for H3App {
         self.open_requests(qconn);
         if !self.dirty.is_empty() {
             let ids: Vec<u64> = self.dirty.drain().collect();
+            self.wrote_since_read = true;
             for id in ids {
                 if self.flush_stream(qconn, id) {
                     self.dirty.insert(id);
                 }
             }
+        }
+        if self.close_requested && self.streams.is_empty() && self.pending_opens.is_empty() {
+            if !self.wrote_since_read {
+                // Everything written was followed by packets from the peer.
+                let _ = qconn.close(true, H3_NO_ERROR, b"");
+                self.finish_all();
+                return Ok(());
+            }
+            self.close_ready = true;
         }
         // Reads can be unblocked by our own writes (e.g. flow-control
         // updates), and commands may have made h3 events pending.

@@ -185,9 +185,16 @@ impl ServerBuilder {
             },
             Hooks::default(),
         );
-        let mut listeners = tokio_quiche::listen([socket], params, DefaultMetrics)
-            .map_err(|e| io::Error::new(e.kind(), format!("starting QUIC listener (check {cert} and {key}): {e}")))?;
-        let accept = listeners.pop().ok_or_else(|| io::Error::other("no listener"))?;
+        let mut listeners =
+            tokio_quiche::listen([socket], params, DefaultMetrics).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("starting QUIC listener (check {cert} and {key}): {e}"),
+                )
+            })?;
+        let accept = listeners
+            .pop()
+            .ok_or_else(|| io::Error::other("no listener"))?;
 
         let state = Arc::new(ServerState {
             services: self.services,
@@ -196,7 +203,12 @@ impl ServerBuilder {
             idle: Notify::new(),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(accept, state.clone(), stop_rx, self.drain_timeout));
+        let task = tokio::spawn(accept_loop(
+            accept,
+            state.clone(),
+            stop_rx,
+            self.drain_timeout,
+        ));
         tracing::info!(%local_addr, "knafeh server listening");
         Ok(ServerHandle {
             local_addr,
@@ -292,11 +304,12 @@ async fn accept_loop(
         };
         let peer = initial.peer_addr();
         let st = state.clone();
-        let on_request: crate::conn::OnRequest = Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
-            st.inflight.fetch_add(1, Ordering::AcqRel);
-            let guard = InflightGuard(st.clone());
-            tokio::spawn(handle_call(st.clone(), incoming, peer, guard));
-        });
+        let on_request: crate::conn::OnRequest =
+            Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
+                st.inflight.fetch_add(1, Ordering::AcqRel);
+                let guard = InflightGuard(st.clone());
+                tokio::spawn(handle_call(st.clone(), incoming, peer, guard));
+            });
         let h3_config = match h3::Config::new() {
             Ok(c) => c,
             Err(e) => {
@@ -338,13 +351,35 @@ async fn accept_loop(
             "drain timeout passed; closing connections with calls in flight"
         );
     }
-    for (cmd, shared) in &live {
-        let closed = shared.closed_notify.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if cmd.send(Command::Close).is_ok() && !shared.closed.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
-        }
+    // Close politely (after the last responses are acknowledged), then
+    // force the connections that have not closed within a second.
+    for force in [false, true] {
+        let waits: Vec<_> = live
+            .iter()
+            .filter(|(cmd, shared)| {
+                !shared.closed.load(Ordering::Acquire) && cmd.send(Command::Close { force }).is_ok()
+            })
+            .map(|(_, shared)| {
+                let shared = shared.clone();
+                async move {
+                    loop {
+                        let closed = shared.closed_notify.notified();
+                        tokio::pin!(closed);
+                        closed.as_mut().enable();
+                        if shared.closed.load(Ordering::Acquire) {
+                            return;
+                        }
+                        closed.await;
+                    }
+                }
+            })
+            .collect();
+        let all = async {
+            for w in waits {
+                w.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
     }
     tracing::info!("knafeh server stopped");
 }
@@ -363,7 +398,12 @@ enum Outcome {
     Cancelled,
 }
 
-async fn handle_call(state: Arc<ServerState>, incoming: IncomingStream, peer: SocketAddr, _guard: InflightGuard) {
+async fn handle_call(
+    state: Arc<ServerState>,
+    incoming: IncomingStream,
+    peer: SocketAddr,
+    _guard: InflightGuard,
+) {
     let IncomingStream {
         headers,
         mut events,
@@ -391,8 +431,15 @@ async fn handle_call(state: Arc<ServerState>, incoming: IncomingStream, peer: So
                     .find(|(n, _)| *n == b"content-type")
                     .and_then(|(_, v)| Codec::from_content_type(v))
                     .unwrap_or_default();
-                tx.send(Out::Headers(to_h3(wire::trailers_only(refusal.http_status, codec, &refusal.status)), true))
-                    .await;
+                tx.send(Out::Headers(
+                    to_h3(wire::trailers_only(
+                        refusal.http_status,
+                        codec,
+                        &refusal.status,
+                    )),
+                    true,
+                ))
+                .await;
                 tx.stop_reading();
                 Outcome::Done(refusal.status)
             }
@@ -404,7 +451,11 @@ async fn handle_call(state: Arc<ServerState>, incoming: IncomingStream, peer: So
                 span.record("code", status.code().as_str());
                 span.record("duration_us", start.elapsed().as_micros() as u64);
                 if status.code() == crate::Code::Internal {
-                    tracing::warn!(code = status.code().as_str(), message = status.message(), "call failed");
+                    tracing::warn!(
+                        code = status.code().as_str(),
+                        message = status.message(),
+                        "call failed"
+                    );
                 } else {
                     tracing::debug!(code = status.code().as_str(), "call finished");
                 }
@@ -429,12 +480,20 @@ async fn serve(
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| async move {
-        tx.send(Out::Headers(to_h3(wire::trailers_only(200, codec, &status)), true)).await;
+        tx.send(Out::Headers(
+            to_h3(wire::trailers_only(200, codec, &status)),
+            true,
+        ))
+        .await;
         tx.stop_reading();
         Outcome::Done(status)
     };
     let Some(service) = state.services.get(head.service.as_str()) else {
-        return refuse(Status::unimplemented(format!("unknown service {}", head.service))).await;
+        return refuse(Status::unimplemented(format!(
+            "unknown service {}",
+            head.service
+        )))
+        .await;
     };
     if !service.has_method(&head.method) {
         return refuse(Status::unimplemented(format!(
@@ -460,17 +519,32 @@ async fn serve(
     let handler = CatchUnwind(service.call(&head.method, call));
     let reply = match guarded(handler, events, deadline).await {
         Guarded::Cancelled => return Outcome::Cancelled,
-        Guarded::Deadline => return refuse(Status::deadline_exceeded("deadline passed before the handler finished")).await,
+        Guarded::Deadline => {
+            return refuse(Status::deadline_exceeded(
+                "deadline passed before the handler finished",
+            ))
+            .await
+        }
         Guarded::Done(Err(panic)) => {
             tracing::error!(path = %head.path, panic = %panic, "handler panicked");
-            return refuse(Status::internal(format!("handler for {} panicked", head.path))).await;
+            return refuse(Status::internal(format!(
+                "handler for {} panicked",
+                head.path
+            )))
+            .await;
         }
         Guarded::Done(Ok(Err(status))) => return refuse(status).await,
         Guarded::Done(Ok(Ok(reply))) => reply,
     };
 
     let md = ctx.take_response_metadata();
-    if !tx.send(Out::Headers(to_h3(wire::response_headers(codec, &md)), false)).await {
+    if !tx
+        .send(Out::Headers(
+            to_h3(wire::response_headers(codec, &md)),
+            false,
+        ))
+        .await
+    {
         return Outcome::Cancelled;
     }
     let status = match reply {
@@ -484,7 +558,9 @@ async fn serve(
             let next = next_catching(&mut stream);
             match guarded(Box::pin(next), events, deadline).await {
                 Guarded::Cancelled => return Outcome::Cancelled,
-                Guarded::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
+                Guarded::Deadline => {
+                    break Status::deadline_exceeded("deadline passed while streaming")
+                }
                 Guarded::Done(Err(panic)) => {
                     tracing::error!(path = %head.path, panic = %panic, "stream producer panicked");
                     break Status::internal(format!("stream producer for {} panicked", head.path));
@@ -528,7 +604,11 @@ async fn read_request(
         let ev = match deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), events.recv()).await {
                 Ok(ev) => ev,
-                Err(_) => return Err(Some(Status::deadline_exceeded("deadline passed while reading the request"))),
+                Err(_) => {
+                    return Err(Some(Status::deadline_exceeded(
+                        "deadline passed while reading the request",
+                    )))
+                }
             },
             None => events.recv().await,
         };
@@ -551,7 +631,12 @@ async fn read_request(
         }
     }
     decoder.finish().map_err(frame_err)?;
-    message.ok_or_else(|| Some(Status::invalid_argument(format!("{}: request has no message", head.path))))
+    message.ok_or_else(|| {
+        Some(Status::invalid_argument(format!(
+            "{}: request has no message",
+            head.path
+        )))
+    })
 }
 
 enum Guarded<T> {

@@ -47,8 +47,8 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>>;
 }
 
-fn decode<T: DeserializeOwned>(path: &'static str, call: &Call) -> Result<T, Status> {
-    call.codec.decode(&call.payload).map_err(|e| {
+fn decode<T: Message>(path: &'static str, call: &Call) -> Result<T, Status> {
+    T::decode_message(call.codec, &call.payload).map_err(|e| {
         Status::invalid_argument(format!(
             "{path}: request does not decode as {} ({}): {e}",
             std::any::type_name::<T>(),
@@ -57,9 +57,9 @@ fn decode<T: DeserializeOwned>(path: &'static str, call: &Call) -> Result<T, Sta
     })
 }
 
-fn encode<T: Serialize>(path: &str, codec: Codec, msg: &T) -> Result<Bytes, Status> {
+fn encode<T: Message>(path: &str, codec: Codec, msg: &T) -> Result<Bytes, Status> {
     let mut buf = BytesMut::new();
-    codec.encode_message(msg, &mut buf).map_err(|e| {
+    msg.encode_message(codec, &mut buf).map_err(|e| {
         Status::internal(format!(
             "{path}: response does not encode as {}: {e}",
             codec.content_type()
@@ -69,7 +69,11 @@ fn encode<T: Serialize>(path: &str, codec: Codec, msg: &T) -> Result<Bytes, Stat
 }
 
 /// Runs a unary handler: decode, call, encode.
-pub fn unary<Req, Resp, F, Fut>(path: &'static str, call: Call, handler: F) -> BoxFuture<Result<Reply, Status>>
+pub fn unary<Req, Resp, F, Fut>(
+    path: &'static str,
+    call: Call,
+    handler: F,
+) -> BoxFuture<Result<Reply, Status>>
 where
     Req: Message,
     Resp: Message,
@@ -114,7 +118,7 @@ struct EncodeStream<T> {
     path: &'static str,
 }
 
-impl<T: Serialize> Stream for EncodeStream<T> {
+impl<T: Message> Stream for EncodeStream<T> {
     type Item = Result<Bytes, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
@@ -155,7 +159,9 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 }
 
 /// Next item of a stream, with a panic turned into `Err(message)`.
-pub(crate) async fn next_catching(stream: &mut FrameStream) -> Result<Option<Result<Bytes, Status>>, String> {
+pub(crate) async fn next_catching(
+    stream: &mut FrameStream,
+) -> Result<Option<Result<Bytes, Status>>, String> {
     std::future::poll_fn(|cx| {
         match std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -167,15 +173,32 @@ pub(crate) async fn next_catching(stream: &mut FrameStream) -> Result<Option<Res
 }
 
 /// A type knafeh can put on the wire: any serde type that can move between
-/// tasks.
+/// tasks. Implemented for every such type; not to be implemented by hand.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent by knafeh: it must implement serde's `Serialize` and `Deserialize`",
     label = "not a serde type",
     note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`"
 )]
-pub trait Message: Serialize + DeserializeOwned + Send + 'static {}
+pub trait Message: Send + 'static {
+    /// Appends `self` as one length-prefixed message.
+    #[doc(hidden)]
+    fn encode_message(&self, codec: Codec, out: &mut BytesMut) -> Result<(), String>;
+    /// Decodes a payload (without its prefix).
+    #[doc(hidden)]
+    fn decode_message(codec: Codec, payload: &[u8]) -> Result<Self, String>
+    where
+        Self: Sized;
+}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {
+    fn encode_message(&self, codec: Codec, out: &mut BytesMut) -> Result<(), String> {
+        codec.encode_message(self, out)
+    }
+
+    fn decode_message(codec: Codec, payload: &[u8]) -> Result<Self, String> {
+        codec.decode(payload)
+    }
+}
 
 /// The answer for a method the service does not have.
 pub fn unknown_method(method: &str) -> BoxFuture<Result<Reply, Status>> {

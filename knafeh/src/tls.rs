@@ -128,17 +128,18 @@ impl DevCert {
         }
         let ca_key = new_key()?;
         let mut ca = cert_builder(&ca_key, "knafeh development CA")?;
-        ca.set_issuer_name(&*name("knafeh development CA").map_err(ssl("building CA name"))?,
-        )
-        .map_err(ssl("setting CA issuer"))?;
-        ca.append_extension(&*BasicConstraints::new()
+        ca.set_issuer_name(&*name("knafeh development CA").map_err(ssl("building CA name"))?)
+            .map_err(ssl("setting CA issuer"))?;
+        ca.append_extension(
+            &*BasicConstraints::new()
                 .critical()
                 .ca()
                 .build()
                 .map_err(ssl("CA basic constraints"))?,
         )
         .map_err(ssl("CA basic constraints"))?;
-        ca.append_extension(&*KeyUsage::new()
+        ca.append_extension(
+            &*KeyUsage::new()
                 .critical()
                 .key_cert_sign()
                 .crl_sign()
@@ -176,12 +177,14 @@ impl DevCert {
         let mut b = cert_builder(&key, cn)?;
         b.set_issuer_name(self.ca_cert.subject_name())
             .map_err(ssl("setting issuer"))?;
-        b.append_extension(&*BasicConstraints::new()
+        b.append_extension(
+            &*BasicConstraints::new()
                 .build()
                 .map_err(ssl("basic constraints"))?,
         )
         .map_err(ssl("basic constraints"))?;
-        b.append_extension(&*KeyUsage::new()
+        b.append_extension(
+            &*KeyUsage::new()
                 .critical()
                 .digital_signature()
                 .build()
@@ -247,7 +250,8 @@ enum Usage {
 }
 
 fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()> {
-    let annotate = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let annotate =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -304,9 +308,9 @@ fn cert_builder(key: &PKey<Private>, cn: &str) -> Result<X509Builder, TlsError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use boring::stack::Stack;
     use boring::x509::store::X509StoreBuilder;
     use boring::x509::X509StoreContext;
-    use boring::stack::Stack;
 
     fn verifies(ca_pem: &str, leaf_pem: &str) -> bool {
         let ca = X509::from_pem(ca_pem.as_bytes()).unwrap();
@@ -316,7 +320,8 @@ mod tests {
         let store = store.build();
         let chain = Stack::new().unwrap();
         let mut ctx = X509StoreContext::new().unwrap();
-        ctx.init(&store, &leaf, &chain, |c| c.verify_cert()).unwrap()
+        ctx.init(&store, &leaf, &chain, |c| c.verify_cert())
+            .unwrap()
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub(crate) fn request_headers(
     if let Some(t) = timeout {
         b.push(h("grpc-timeout", encode_timeout(t)));
     }
-    b.push(h("user-agent", concat!("knafeh/", env!("CARGO_PKG_VERSION"))));
+    b.push(h(
+        "user-agent",
+        concat!("knafeh/", env!("CARGO_PKG_VERSION")),
+    ));
     metadata.encode_into(&mut b);
     b
 }
@@ -232,7 +235,10 @@ pub(crate) fn parse_response_head<'a>(
                 "429" | "502" | "503" | "504" => Code::Unavailable,
                 _ => Code::Unknown,
             };
-            return ResponseHead::Done(Status::new(code, format!("HTTP status {s} without grpc-status")));
+            return ResponseHead::Done(Status::new(
+                code,
+                format!("HTTP status {s} without grpc-status"),
+            ));
         }
         None => return ResponseHead::Done(Status::internal("response without :status")),
     }
@@ -243,7 +249,9 @@ pub(crate) fn parse_response_head<'a>(
 }
 
 /// Reads `grpc-status`, `grpc-message` and metadata from trailers.
-pub(crate) fn parse_trailers<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Status {
+pub(crate) fn parse_trailers<'a>(
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> Status {
     let mut code = None;
     let mut message = String::new();
     for (name, value) in headers.clone() {
@@ -274,7 +282,9 @@ mod tests {
     use super::*;
 
     fn view(b: &Block) -> Vec<(&[u8], &[u8])> {
-        b.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect()
+        b.iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect()
     }
 
     #[test]
@@ -282,10 +292,19 @@ mod tests {
         let mut md = Metadata::new();
         md.insert("x-id", "7").unwrap();
         md.insert_bin("trace-bin", &[0, 1, 2]).unwrap();
-        let b = request_headers("localhost", "/helloworld.Greeter/say_hello", Codec::Json, Some(Duration::from_millis(250)), &md);
+        let b = request_headers(
+            "localhost",
+            "/helloworld.Greeter/say_hello",
+            Codec::Json,
+            Some(Duration::from_millis(250)),
+            &md,
+        );
         let v = view(&b);
         assert!(v.contains(&(&b":method"[..], &b"POST"[..])));
-        assert!(v.contains(&(&b"grpc-timeout"[..], &b"250000u"[..])) || v.iter().any(|(n, _)| *n == b"grpc-timeout"));
+        assert!(
+            v.contains(&(&b"grpc-timeout"[..], &b"250000u"[..]))
+                || v.iter().any(|(n, _)| *n == b"grpc-timeout")
+        );
         assert!(v.contains(&(&b"trace-bin"[..], &b"AAEC"[..])));
         let head = parse_request(v.iter().copied()).unwrap();
         assert_eq!(head.service, "helloworld.Greeter");
@@ -298,7 +317,10 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_the_right_code() {
-        let base = |m: &'static [u8], p: &'static [u8], ct: &'static [u8]| -> Vec<(&'static [u8], &'static [u8])> {
+        let base = |m: &'static [u8],
+                    p: &'static [u8],
+                    ct: &'static [u8]|
+         -> Vec<(&'static [u8], &'static [u8])> {
             vec![(b":method", m), (b":path", p), (b"content-type", ct)]
         };
         let r = parse_request(base(b"GET", b"/a.B/c", b"application/grpc+json")).unwrap_err();
@@ -306,10 +328,16 @@ mod tests {
         let r = parse_request(base(b"POST", b"nope", b"application/grpc+json")).unwrap_err();
         assert_eq!(r.status.code(), Code::Unimplemented);
         let r = parse_request(base(b"POST", b"/a.B/c", b"application/grpc")).unwrap_err();
-        assert_eq!((r.http_status, r.status.code()), (415, Code::InvalidArgument));
+        assert_eq!(
+            (r.http_status, r.status.code()),
+            (415, Code::InvalidArgument)
+        );
         let mut v = base(b"POST", b"/a.B/c", b"application/grpc+bincode");
         v.push((b"grpc-timeout", b"10x"));
-        assert_eq!(parse_request(v).unwrap_err().status.code(), Code::InvalidArgument);
+        assert_eq!(
+            parse_request(v).unwrap_err().status.code(),
+            Code::InvalidArgument
+        );
         assert!(split_path("/a/b/c").is_none());
         assert!(split_path("//b").is_none());
     }

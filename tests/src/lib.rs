@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use knafeh::{Client, Code, Context, DevCert, DevCertPaths, ServerBuilder, ServerHandle, Status, Streaming};
+use knafeh::{
+    Client, Code, Context, DevCert, DevCertPaths, ServerBuilder, ServerHandle, Status, Streaming,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -18,7 +20,15 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `fut` under [`TEST_TIMEOUT`].
 pub async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, fut).await.expect("test timed out")
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
+    tokio::time::timeout(TEST_TIMEOUT, fut)
+        .await
+        .expect("test timed out")
 }
 
 /// Waits until `flag` is set; `notify` is notified whenever it is.
@@ -87,7 +97,10 @@ impl Default for Certs {
 
 /// Starts a server on 127.0.0.1:0 with `configure` applied, plus a client
 /// that trusts it.
-pub async fn start(certs: &Certs, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> (ServerHandle, Client) {
+pub async fn start(
+    certs: &Certs,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (ServerHandle, Client) {
     let builder = knafeh::Server::builder().tls(&certs.paths.cert, &certs.paths.key);
     let server = configure(builder).start().await.unwrap();
     let client = client_for(certs, server.local_addr()).await;
@@ -237,7 +250,9 @@ impl Probe for ProbeImpl {
         };
         tokio::time::sleep(Duration::from_millis(req.millis)).await;
         guard.finished = true;
-        Ok(Echo { text: "slept".into() })
+        Ok(Echo {
+            text: "slept".into(),
+        })
     }
 
     async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
@@ -260,7 +275,9 @@ impl Probe for ProbeImpl {
             let mut index = 0;
             loop {
                 let more = match &req {
-                    StreamMode::Count(n) | StreamMode::Gated(n) | StreamMode::FailAfter(n, _, _) => index < *n,
+                    StreamMode::Count(n)
+                    | StreamMode::Gated(n)
+                    | StreamMode::FailAfter(n, _, _) => index < *n,
                     StreamMode::Endless => true,
                 };
                 if !more {

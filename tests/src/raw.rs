@@ -34,7 +34,11 @@ pub type RawHeaders = Vec<(String, String)>;
 /// Sends one request with exactly these headers and body; returns the
 /// first response header block, or `None` if the stream was reset or the
 /// connection failed.
-pub async fn request(addr: SocketAddr, headers: &[(&str, &str)], body: Vec<u8>) -> Option<RawHeaders> {
+pub async fn request(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Option<RawHeaders> {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
     socket.connect(addr).await.ok()?;
     let mut settings = QuicSettings::default();
@@ -99,13 +103,18 @@ async fn futures_send(
     sender: &mut tokio_quiche::http3::driver::OutboundFrameSender,
     frame: OutboundFrame,
 ) -> Result<(), ()> {
-    std::future::poll_fn(|cx| sender.poll_reserve(cx)).await.map_err(|_| ())?;
+    std::future::poll_fn(|cx| sender.poll_reserve(cx))
+        .await
+        .map_err(|_| ())?;
     sender.send_item(frame).map_err(|_| ())
 }
 
 /// A header's value.
 pub fn get<'a>(headers: &'a RawHeaders, name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A well-formed request header block for `path` with `content_type`.

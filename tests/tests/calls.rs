@@ -12,16 +12,23 @@ use knafeh_tests::*;
 async fn greeter_unary_and_streaming() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let (server, client) =
+            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
         let g = GreeterClient::new(client);
-        let reply = g.say_hello(HelloRequest { name: "Ada".into() }).await.unwrap();
+        let reply = g
+            .say_hello(HelloRequest { name: "Ada".into() })
+            .await
+            .unwrap();
         assert_eq!(reply.message, "Hello, Ada!");
         let mut s = g.count_to(CountRequest { n: 3 }).await.unwrap();
         let mut got = vec![];
         while let Some(c) = s.message().await {
             got.push(c.unwrap());
         }
-        assert_eq!(got, [Count { value: 1 }, Count { value: 2 }, Count { value: 3 }]);
+        assert_eq!(
+            got,
+            [Count { value: 1 }, Count { value: 2 }, Count { value: 3 }]
+        );
         // Zero items.
         let mut s = g.count_to(CountRequest { n: 0 }).await.unwrap();
         assert!(s.message().await.is_none());
@@ -42,7 +49,12 @@ async fn json_codec_works_end_to_end() {
             .await
             .unwrap();
         let g = GreeterClient::new(client);
-        let reply = g.say_hello(HelloRequest { name: "Json".into() }).await.unwrap();
+        let reply = g
+            .say_hello(HelloRequest {
+                name: "Json".into(),
+            })
+            .await
+            .unwrap();
         assert_eq!(reply.message, "Hello, Json!");
         server.shutdown().await;
     })
@@ -53,7 +65,10 @@ async fn json_codec_works_end_to_end() {
 async fn every_status_code_arrives_intact() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
         for code in Code::ALL.into_iter().filter(|c| *c != Code::Ok) {
             let message = format!("failure {code} with ünïcode, 100% and\nnewline");
@@ -76,12 +91,25 @@ async fn every_status_code_arrives_intact() {
 async fn panicking_handler_gives_internal_and_server_keeps_serving() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
-        let err = p.boom(Echo { text: "boom".into() }).await.unwrap_err();
+        let err = p
+            .boom(Echo {
+                text: "boom".into(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::Internal);
         assert!(err.message().contains("boom"), "{err}");
-        let ok = p.boom(Echo { text: "fine".into() }).await.unwrap();
+        let ok = p
+            .boom(Echo {
+                text: "fine".into(),
+            })
+            .await
+            .unwrap();
         assert_eq!(ok.text, "fine");
         server.shutdown().await;
     })
@@ -92,7 +120,10 @@ async fn panicking_handler_gives_internal_and_server_keeps_serving() {
 async fn unknown_service_and_method_are_unimplemented() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let req = Echo { text: "x".into() };
         let err = client
             .unary::<_, Echo>("/knafeh.test.Nope/echo", &req, Default::default())
@@ -115,7 +146,10 @@ async fn unknown_service_and_method_are_unimplemented() {
 async fn undecodable_request_is_invalid_argument_naming_the_method() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         // A u64 is not an `Echo` in bincode (its varint length would claim
         // a huge string); as JSON neither.
         let err = client
@@ -139,10 +173,20 @@ async fn oversized_messages_are_resource_exhausted_both_ways() {
         })
         .await;
         let p = ProbeClient::new(client);
-        let err = p.blob(Blob { data: vec![7; 200 * 1024] }).await.unwrap_err();
+        let err = p
+            .blob(Blob {
+                data: vec![7; 200 * 1024],
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
         // The connection is still good.
-        let ok = p.blob(Blob { data: vec![7; 1000] }).await.unwrap();
+        let ok = p
+            .blob(Blob {
+                data: vec![7; 1000],
+            })
+            .await
+            .unwrap();
         assert_eq!(ok.data.len(), 1000);
 
         // The client's own limit applies to responses.
@@ -152,7 +196,12 @@ async fn oversized_messages_are_resource_exhausted_both_ways() {
             .connect()
             .await
             .unwrap();
-        let err = ProbeClient::new(small).blob(Blob { data: vec![1; 1000] }).await.unwrap_err();
+        let err = ProbeClient::new(small)
+            .blob(Blob {
+                data: vec![1; 1000],
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
         server.shutdown().await;
     })
@@ -163,9 +212,15 @@ async fn oversized_messages_are_resource_exhausted_both_ways() {
 async fn one_mebibyte_each_way() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let data: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-        let back = ProbeClient::new(client).blob(Blob { data: data.clone() }).await.unwrap();
+        let back = ProbeClient::new(client)
+            .blob(Blob { data: data.clone() })
+            .await
+            .unwrap();
         assert!(back.data == data);
         server.shutdown().await;
     })
@@ -199,10 +254,17 @@ async fn stream_items_arrive_as_produced() {
 async fn error_mid_stream_follows_the_items_before_it() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
         let mut s = p
-            .stream(StreamMode::FailAfter(2, Code::DataLoss.as_i32(), "disk on fire".into()))
+            .stream(StreamMode::FailAfter(
+                2,
+                Code::DataLoss.as_i32(),
+                "disk on fire".into(),
+            ))
             .await
             .unwrap();
         assert_eq!(s.message().await.unwrap().unwrap().index, 1);
@@ -234,9 +296,20 @@ async fn dropping_the_stream_stops_the_producer() {
             wait_for(&state.producer_stopped_flag, &state.producer_stopped),
         )
         .await;
-        assert!(stopped.is_ok(), "the producer did not observe the cancellation");
+        assert!(
+            stopped.is_ok(),
+            "the producer did not observe the cancellation"
+        );
         // And the connection still serves.
-        assert_eq!(p.echo(Echo { text: "still".into() }).await.unwrap().text, "still");
+        assert_eq!(
+            p.echo(Echo {
+                text: "still".into()
+            })
+            .await
+            .unwrap()
+            .text,
+            "still"
+        );
         server.shutdown().await;
     })
     .await

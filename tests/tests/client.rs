@@ -9,7 +9,10 @@ use knafeh_tests::*;
 async fn a_thousand_concurrent_calls_share_one_connection() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
         let mut tasks = Vec::new();
         for t in 0..50 {
@@ -41,13 +44,21 @@ async fn a_thousand_concurrent_calls_share_one_connection() {
 async fn a_thousand_calls_in_flight_at_once() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
         let handles: Vec<_> = (0..1000)
             .map(|i| {
                 let p = p.clone();
                 tokio::spawn(async move {
-                    let r = p.echo(Echo { text: i.to_string() }).await.unwrap();
+                    let r = p
+                        .echo(Echo {
+                            text: i.to_string(),
+                        })
+                        .await
+                        .unwrap();
                     assert_eq!(r.text, i.to_string());
                 })
             })
@@ -95,14 +106,20 @@ async fn timeout_gives_deadline_exceeded_and_cancels_the_handler() {
         let p = ProbeClient::new(client);
         let started = Instant::now();
         let err = p
-            .slow_with(SlowReq { millis: 30_000 }, CallOptions::new().timeout(Duration::from_millis(300)))
+            .slow_with(
+                SlowReq { millis: 30_000 },
+                CallOptions::new().timeout(Duration::from_millis(300)),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::DeadlineExceeded);
         assert!(started.elapsed() < Duration::from_secs(10));
         let seen = state.deadline_seen.lock().unwrap().unwrap();
         let seen = seen.expect("the handler saw no deadline");
-        assert!(seen <= started + Duration::from_millis(400), "deadline seen too late");
+        assert!(
+            seen <= started + Duration::from_millis(400),
+            "deadline seen too late"
+        );
         // The server cancels the handler itself at the deadline.
         let cancelled = tokio::time::timeout(
             Duration::from_secs(5),
@@ -122,7 +139,10 @@ async fn timeout_gives_deadline_exceeded_and_cancels_the_handler() {
 async fn metadata_travels_both_ways() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let p = ProbeClient::new(client);
         let mut md = Metadata::new();
         md.insert("x-in", "hello").unwrap();
@@ -132,7 +152,10 @@ async fn metadata_travels_both_ways() {
             .await
             .unwrap();
         assert_eq!(resp.metadata().get("x-out"), Some("hello!"));
-        assert_eq!(resp.metadata().get_bin("x-raw-bin"), Some(&[0u8, 255, 10, 13][..]));
+        assert_eq!(
+            resp.metadata().get_bin("x-raw-bin"),
+            Some(&[0u8, 255, 10, 13][..])
+        );
         assert_eq!(resp.get_ref().text, "t|hello|127.0.0.1");
         assert!(Metadata::new().insert("grpc-status", "0").is_err());
         server.shutdown().await;
@@ -145,7 +168,10 @@ async fn server_certificate_is_verified_by_default() {
     bounded(async {
         let certs = Certs::new();
         let other = Certs::new();
-        let (server, _) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, _) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let addr = server.local_addr();
         // A CA that did not sign the server's certificate.
         let err = Client::builder(addr.to_string())
@@ -178,10 +204,20 @@ async fn server_certificate_is_verified_by_default() {
             .connect()
             .await
             .unwrap();
-        ProbeClient::new(c).echo(Echo { text: "ok".into() }).await.unwrap();
+        ProbeClient::new(c)
+            .echo(Echo { text: "ok".into() })
+            .await
+            .unwrap();
         // Explicitly insecure: no verification.
-        let c = Client::builder(addr.to_string()).insecure_skip_verify().connect().await.unwrap();
-        ProbeClient::new(c).echo(Echo { text: "ok".into() }).await.unwrap();
+        let c = Client::builder(addr.to_string())
+            .insecure_skip_verify()
+            .connect()
+            .await
+            .unwrap();
+        ProbeClient::new(c)
+            .echo(Echo { text: "ok".into() })
+            .await
+            .unwrap();
         server.shutdown().await;
     })
     .await

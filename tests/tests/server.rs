@@ -21,7 +21,13 @@ async fn port_zero_reports_the_bound_port_and_serves_several_services() {
         assert_ne!(server.local_addr().port(), 0);
         let g = GreeterClient::new(client.clone());
         let p = ProbeClient::new(client);
-        assert_eq!(g.say_hello(HelloRequest { name: "A".into() }).await.unwrap().message, "Hello, A!");
+        assert_eq!(
+            g.say_hello(HelloRequest { name: "A".into() })
+                .await
+                .unwrap()
+                .message,
+            "Hello, A!"
+        );
         assert_eq!(p.echo(Echo { text: "B".into() }).await.unwrap().text, "B");
         server.shutdown().await;
     })
@@ -32,7 +38,11 @@ async fn port_zero_reports_the_bound_port_and_serves_several_services() {
 async fn misconfiguration_is_reported_at_start() {
     bounded(async {
         let certs = Certs::new();
-        let err = Server::builder().add_service(GreeterServer::new(MyGreeter)).start().await.unwrap_err();
+        let err = Server::builder()
+            .add_service(GreeterServer::new(MyGreeter))
+            .start()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("certificate"), "{err}");
         let err = Server::builder()
             .tls(&certs.paths.cert, &certs.paths.key)
@@ -58,7 +68,11 @@ async fn concurrent_stream_limit_queues_calls_instead_of_failing() {
         let certs = Certs::new();
         let probe = ProbeImpl::default();
         let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe)).max_concurrent_streams(2)).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(probe))
+                .max_concurrent_streams(2)
+        })
+        .await;
         let p = ProbeClient::new(client);
         let calls: Vec<_> = (0..8)
             .map(|_| {
@@ -95,7 +109,12 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
         assert_eq!(done.text, "slept");
         shutdown.await.unwrap();
         // Calls after shutdown fail with UNAVAILABLE.
-        let err = p.echo(Echo { text: "late".into() }).await.unwrap_err();
+        let err = p
+            .echo(Echo {
+                text: "late".into(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err}");
         // The port is free again (the listener task may take a moment to
         // notice its last connection closed).
@@ -117,7 +136,10 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
 async fn bad_requests_get_the_documented_status() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(ProbeImpl::default()))).await;
+        let (server, client) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
         let addr = server.local_addr();
         let json = "application/grpc+json";
         let body = raw::frame(0, br#"{"text":"hi"}"#);
@@ -125,41 +147,83 @@ async fn bad_requests_get_the_documented_status() {
         let check = |h: Option<raw::RawHeaders>, status: &str, code: Code| {
             let h = h.expect("no response headers");
             assert_eq!(raw::get(&h, ":status"), Some(status), "{h:?}");
-            assert_eq!(raw::get(&h, "grpc-status"), Some(code.as_i32().to_string().as_str()), "{h:?}");
+            assert_eq!(
+                raw::get(&h, "grpc-status"),
+                Some(code.as_i32().to_string().as_str()),
+                "{h:?}"
+            );
             h
         };
         // Unsupported content-type.
-        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, "application/grpc+proto"), body.clone()).await;
+        let h = raw::request(
+            addr,
+            &raw::headers(ProbeClient::ECHO, "application/grpc+proto"),
+            body.clone(),
+        )
+        .await;
         check(h, "415", Code::InvalidArgument);
         // Missing content-type.
         let mut hs = raw::headers(ProbeClient::ECHO, json);
         hs.retain(|(n, _)| *n != "content-type");
-        check(raw::request(addr, &hs, body.clone()).await, "415", Code::InvalidArgument);
+        check(
+            raw::request(addr, &hs, body.clone()).await,
+            "415",
+            Code::InvalidArgument,
+        );
         // Compressed flag.
-        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, json), raw::frame(1, br#"{"text":"hi"}"#)).await;
+        let h = raw::request(
+            addr,
+            &raw::headers(ProbeClient::ECHO, json),
+            raw::frame(1, br#"{"text":"hi"}"#),
+        )
+        .await;
         check(h, "200", Code::Unimplemented);
         // GET.
         let mut hs = raw::headers(ProbeClient::ECHO, json);
         hs[0] = (":method", "GET");
-        check(raw::request(addr, &hs, vec![]).await, "405", Code::Unimplemented);
+        check(
+            raw::request(addr, &hs, vec![]).await,
+            "405",
+            Code::Unimplemented,
+        );
         // Malformed grpc-timeout.
         let mut hs = raw::headers(ProbeClient::ECHO, json);
         hs.push(("grpc-timeout", "soon"));
-        check(raw::request(addr, &hs, body.clone()).await, "200", Code::InvalidArgument);
+        check(
+            raw::request(addr, &hs, body.clone()).await,
+            "200",
+            Code::InvalidArgument,
+        );
         // Body that does not decode as JSON `Echo`.
-        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, json), raw::frame(0, b"[1,2]")).await;
+        let h = raw::request(
+            addr,
+            &raw::headers(ProbeClient::ECHO, json),
+            raw::frame(0, b"[1,2]"),
+        )
+        .await;
         let h = check(h, "200", Code::InvalidArgument);
-        assert!(raw::get(&h, "grpc-message").unwrap().contains("/knafeh.test.Probe/echo"));
+        assert!(raw::get(&h, "grpc-message")
+            .unwrap()
+            .contains("/knafeh.test.Probe/echo"));
         // Length prefix longer than the body.
         let mut short = raw::frame(0, br#"{"text":"hi"}"#);
         short[4] += 5;
-        check(raw::request(addr, &raw::headers(ProbeClient::ECHO, json), short).await, "200", Code::InvalidArgument);
+        check(
+            raw::request(addr, &raw::headers(ProbeClient::ECHO, json), short).await,
+            "200",
+            Code::InvalidArgument,
+        );
         // Well-formed JSON request: answered (first header block only).
-        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, json), body).await.unwrap();
+        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, json), body)
+            .await
+            .unwrap();
         assert_eq!(raw::get(&h, ":status"), Some("200"));
         assert_eq!(raw::get(&h, "content-type"), Some(json));
         // The server is still fine.
-        ProbeClient::new(client).echo(Echo { text: "ok".into() }).await.unwrap();
+        ProbeClient::new(client)
+            .echo(Echo { text: "ok".into() })
+            .await
+            .unwrap();
         server.shutdown().await;
     })
     .await

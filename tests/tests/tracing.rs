@@ -12,14 +12,21 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+/// A span's fields as (name, value) strings.
+type FieldList = Vec<(String, String)>;
+
+/// Closed spans: (name, fields).
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Spans(Arc<Mutex<Vec<(String, FieldList)>>>);
 
 struct Fields<'a>(&'a mut Vec<(String, String)>);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}").trim_matches('"').to_owned()));
+        self.0.push((
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        ));
     }
 }
 
@@ -44,8 +51,15 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(&id) {
-            let fields = span.extensions().get::<Fieldset>().map(|f| f.0.clone()).unwrap_or_default();
-            self.0.lock().unwrap().push((span.name().to_owned(), fields));
+            let fields = span
+                .extensions()
+                .get::<Fieldset>()
+                .map(|f| f.0.clone())
+                .unwrap_or_default();
+            self.0
+                .lock()
+                .unwrap()
+                .push((span.name().to_owned(), fields));
         }
     }
 }
@@ -57,13 +71,24 @@ fn calls_are_traced_on_both_sides() {
     let _guard = tracing::subscriber::set_default(subscriber);
     // A current-thread runtime keeps every span on this thread's
     // subscriber.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let (server, client) =
+            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
         let g = GreeterClient::new(client);
-        g.say_hello(HelloRequest { name: "T".into() }).await.unwrap();
-        let err = g.say_hello(HelloRequest { name: String::new() }).await.unwrap_err();
+        g.say_hello(HelloRequest { name: "T".into() })
+            .await
+            .unwrap();
+        let err = g
+            .say_hello(HelloRequest {
+                name: String::new(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), knafeh::Code::InvalidArgument);
         server.shutdown().await;
     }));
@@ -71,7 +96,9 @@ fn calls_are_traced_on_both_sides() {
     let spans = spans.0.lock().unwrap().clone();
     for side in ["knafeh.server", "knafeh.client"] {
         let mine: Vec<_> = spans.iter().filter(|(n, _)| n == side).collect();
-        let has = |fields: &Vec<(String, String)>, k: &str, v: &str| fields.iter().any(|(a, b)| a == k && b == v);
+        let has = |fields: &Vec<(String, String)>, k: &str, v: &str| {
+            fields.iter().any(|(a, b)| a == k && b == v)
+        };
         for code in ["OK", "INVALID_ARGUMENT"] {
             let found = mine.iter().any(|(_, f)| {
                 has(f, "service", "helloworld.Greeter")

@@ -1,4 +1,4 @@
-use knafeh::{Status, Streaming};
+use knafeh::Status;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]

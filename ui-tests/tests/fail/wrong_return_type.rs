@@ -1,4 +1,3 @@
-use knafeh::{Status, Streaming};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]

@@ -37,7 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = knafeh::Client::builder(addr).ca_file(ca).connect().await?;
     let greeter = GreeterClient::new(client);
 
-    let reply = greeter.say_hello(HelloRequest { name: name.clone() }).await?;
+    let reply = greeter
+        .say_hello(HelloRequest { name: name.clone() })
+        .await?;
     println!("say_hello({name:?}) -> {:?}", reply.message);
 
     let mut counts = greeter.count_to(CountRequest { n }).await?;
@@ -50,10 +52,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if bench > 0 {
         let start = Instant::now();
         for _ in 0..bench {
-            greeter.say_hello(HelloRequest { name: name.clone() }).await?;
+            greeter
+                .say_hello(HelloRequest { name: name.clone() })
+                .await?;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{bench} sequential say_hello calls in {secs:.3} s: {:.0} calls/s", f64::from(bench) / secs);
+        println!(
+            "{bench} sequential say_hello calls in {secs:.3} s: {:.0} calls/s",
+            f64::from(bench) / secs
+        );
     }
     Ok(())
 }

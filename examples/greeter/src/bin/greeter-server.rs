@@ -14,14 +14,18 @@ use std::path::PathBuf;
 use greeter::{GreeterServer, MyGreeter};
 
 fn usage() -> ! {
-    eprintln!("usage: greeter-server [--addr HOST:PORT] [--cert PEM --key PEM] [--dev-cert-dir DIR]");
+    eprintln!(
+        "usage: greeter-server [--addr HOST:PORT] [--cert PEM --key PEM] [--dev-cert-dir DIR]"
+    );
     std::process::exit(2)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let mut addr: SocketAddr = "127.0.0.1:4433".parse()?;
     let mut cert = None;
