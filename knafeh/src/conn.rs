@@ -63,8 +63,11 @@ pub(crate) enum Command {
         events: mpsc::UnboundedSender<StreamEvent>,
         slot: Arc<AtomicU64>,
     },
-    /// Queue frames on a stream.
+    /// Queue a frame on a stream.
     Send(u64, Out),
+    /// Queue several frames at once (a whole unary response goes out in
+    /// one wake-up of the connection, usually one packet).
+    SendAll(u64, Vec<Out>),
     /// Abort a stream in both directions. `slot` holds the stream id (or
     /// `u64::MAX` when the stream was never opened).
     Cancel(Arc<AtomicU64>),
@@ -110,6 +113,29 @@ impl StreamTx {
             other => other,
         };
         self.cmd.send(Command::Send(self.stream_id, out)).is_ok()
+    }
+
+    /// Queues a complete response (headers, one message, trailers) in one
+    /// command. Returns `false` when the stream or connection is gone.
+    pub(crate) async fn send_response(
+        &self,
+        headers: Headers,
+        frame: Bytes,
+        trailers: Headers,
+    ) -> bool {
+        let want = frame.len().clamp(1, SEND_WINDOW) as u32;
+        match self.credit.acquire_many(want).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        let outs = vec![
+            Out::Headers(headers, false),
+            Out::Data(frame, false, want),
+            Out::Trailers(trailers),
+        ];
+        self.cmd
+            .send(Command::SendAll(self.stream_id, outs))
+            .is_ok()
     }
 
     /// Tells the peer to stop sending (STOP_SENDING); writing goes on.
@@ -265,10 +291,16 @@ impl H3App {
                 events,
                 slot,
             }),
+            // Frames for a stream that is gone are dropped.
             Command::Send(id, out) => {
-                // Frames for a stream that is gone are dropped.
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.out.push_back(out);
+                    self.dirty.insert(id);
+                }
+            }
+            Command::SendAll(id, outs) => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.out.extend(outs);
                     self.dirty.insert(id);
                 }
             }

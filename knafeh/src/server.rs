@@ -538,23 +538,25 @@ async fn serve(
     };
 
     let md = ctx.take_response_metadata();
-    if !tx
-        .send(Out::Headers(
-            to_h3(wire::response_headers(codec, &md)),
-            false,
-        ))
-        .await
-    {
-        return Outcome::Cancelled;
-    }
-    let status = match reply {
+    let headers = to_h3(wire::response_headers(codec, &md));
+    let mut stream = match reply {
         Reply::Unary(frame) => {
-            if !tx.send(Out::Data(frame, false, 0)).await {
+            let ok = Status::new(crate::Code::Ok, "");
+            if !tx
+                .send_response(headers, frame, to_h3(wire::trailers(&ok)))
+                .await
+            {
                 return Outcome::Cancelled;
             }
-            Status::new(crate::Code::Ok, "")
+            return Outcome::Done(ok);
         }
-        Reply::Stream(mut stream) => loop {
+        Reply::Stream(stream) => stream,
+    };
+    if !tx.send(Out::Headers(headers, false)).await {
+        return Outcome::Cancelled;
+    }
+    let status = {
+        loop {
             let next = next_catching(&mut stream);
             match guarded(Box::pin(next), events, deadline).await {
                 Guarded::Cancelled => return Outcome::Cancelled,
@@ -573,7 +575,7 @@ async fn serve(
                     }
                 }
             }
-        },
+        }
     };
     if !tx.send(Out::Trailers(to_h3(wire::trailers(&status)))).await {
         return Outcome::Cancelled;
