@@ -107,6 +107,36 @@ pub async fn start(
     (server, client)
 }
 
+/// A server running the probe service, a client for it, and what its
+/// handlers observed.
+pub struct ProbeFixture {
+    pub server: ServerHandle,
+    pub client: ProbeClient,
+    pub state: Arc<ProbeState>,
+    /// Kept alive for as long as the fixture: clients re-read the CA file
+    /// when they dial.
+    pub certs: Certs,
+}
+
+impl ProbeFixture {
+    /// Starts the probe service with `configure` applied to the builder.
+    pub async fn start(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Self {
+        let certs = Certs::new();
+        let probe = ProbeImpl::default();
+        let state = probe.state.clone();
+        let (server, client) = start(&certs, |b| {
+            configure(b.add_service(ProbeServer::new(probe)))
+        })
+        .await;
+        ProbeFixture {
+            server,
+            client: ProbeClient::new(client),
+            state,
+            certs,
+        }
+    }
+}
+
 /// A client for `addr` that trusts `certs`.
 pub async fn client_for(certs: &Certs, addr: SocketAddr) -> Client {
     Client::builder(addr.to_string())

@@ -64,12 +64,12 @@ async fn json_codec_works_end_to_end() {
 #[tokio::test]
 async fn every_status_code_arrives_intact() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         for code in Code::ALL.into_iter().filter(|c| *c != Code::Ok) {
             let message = format!("failure {code} with ünïcode, 100% and\nnewline");
             let err = p
@@ -90,12 +90,12 @@ async fn every_status_code_arrives_intact() {
 #[tokio::test]
 async fn panicking_handler_gives_internal_and_server_keeps_serving() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let err = p
             .boom(Echo {
                 text: "boom".into(),
@@ -119,11 +119,13 @@ async fn panicking_handler_gives_internal_and_server_keeps_serving() {
 #[tokio::test]
 async fn unknown_service_and_method_are_unimplemented() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
+        let ProbeFixture {
+            server,
+            client,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
+        let client = client.client().clone();
         let req = Echo { text: "x".into() };
         let err = client
             .unary::<_, Echo>("/knafeh.test.Nope/echo", &req, Default::default())
@@ -145,11 +147,13 @@ async fn unknown_service_and_method_are_unimplemented() {
 #[tokio::test]
 async fn undecodable_request_is_invalid_argument_naming_the_method() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
+        let ProbeFixture {
+            server,
+            client,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
+        let client = client.client().clone();
         // A u64 is not an `Echo` in bincode (its varint length would claim
         // a huge string); as JSON neither.
         let err = client
@@ -166,13 +170,12 @@ async fn undecodable_request_is_invalid_argument_naming_the_method() {
 #[tokio::test]
 async fn oversized_messages_are_resource_exhausted_both_ways() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-                .max_message_size(64 * 1024)
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs,
+            ..
+        } = ProbeFixture::start(|b| b.max_message_size(64 * 1024)).await;
         let err = p
             .blob(Blob {
                 data: vec![7; 200 * 1024],
@@ -211,16 +214,14 @@ async fn oversized_messages_are_resource_exhausted_both_ways() {
 #[tokio::test]
 async fn one_mebibyte_each_way() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
+        let ProbeFixture {
+            server,
+            client,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let data: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-        let back = ProbeClient::new(client)
-            .blob(Blob { data: data.clone() })
-            .await
-            .unwrap();
+        let back = client.blob(Blob { data: data.clone() }).await.unwrap();
         assert!(back.data == data);
         server.shutdown().await;
     })
@@ -230,11 +231,12 @@ async fn one_mebibyte_each_way() {
 #[tokio::test]
 async fn stream_items_arrive_as_produced() {
     bounded(async {
-        let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
         let mut s = p.stream(StreamMode::Gated(3)).await.unwrap();
         for i in 1..=3 {
             state.gate.notify_one();
@@ -253,12 +255,12 @@ async fn stream_items_arrive_as_produced() {
 #[tokio::test]
 async fn error_mid_stream_follows_the_items_before_it() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let mut s = p
             .stream(StreamMode::FailAfter(
                 2,
@@ -281,11 +283,12 @@ async fn error_mid_stream_follows_the_items_before_it() {
 #[tokio::test]
 async fn dropping_the_stream_stops_the_producer() {
     bounded(async {
-        let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
         let mut s = p.stream(StreamMode::Endless).await.unwrap();
         for _ in 0..10 {
             s.message().await.unwrap().unwrap();

@@ -8,12 +8,12 @@ use knafeh_tests::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_share_one_connection() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let mut tasks = Vec::new();
         for t in 0..50 {
             let p = p.clone();
@@ -43,12 +43,12 @@ async fn a_thousand_concurrent_calls_share_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_calls_in_flight_at_once() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let handles: Vec<_> = (0..1000)
             .map(|i| {
                 let p = p.clone();
@@ -99,11 +99,12 @@ async fn next_call_redials_after_the_connection_dies() {
 #[tokio::test]
 async fn timeout_gives_deadline_exceeded_and_cancels_the_handler() {
     bounded(async {
-        let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
         let started = Instant::now();
         let err = p
             .slow_with(
@@ -138,12 +139,12 @@ async fn timeout_gives_deadline_exceeded_and_cancels_the_handler() {
 #[tokio::test]
 async fn metadata_travels_both_ways() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let mut md = Metadata::new();
         md.insert("x-in", "hello").unwrap();
         md.insert_bin("x-raw-bin", &[0, 255, 10, 13]).unwrap();

@@ -65,15 +65,12 @@ async fn misconfiguration_is_reported_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_stream_limit_queues_calls_instead_of_failing() {
     bounded(async {
-        let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(probe))
-                .max_concurrent_streams(2)
-        })
-        .await;
-        let p = ProbeClient::new(client);
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b.max_concurrent_streams(2)).await;
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let p = p.clone();
@@ -92,12 +89,13 @@ async fn concurrent_stream_limit_queues_calls_instead_of_failing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
     bounded(async {
-        let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| b.add_service(ProbeServer::new(probe))).await;
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
         let addr = server.local_addr();
-        let p = ProbeClient::new(client);
         let in_flight = {
             let p = p.clone();
             tokio::spawn(async move { p.slow(SlowReq { millis: 500 }).await })
@@ -135,11 +133,12 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
 #[tokio::test]
 async fn bad_requests_get_the_documented_status() {
     bounded(async {
-        let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
+        let ProbeFixture {
+            server,
+            client,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
         let addr = server.local_addr();
         let json = "application/grpc+json";
         let body = raw::frame(0, br#"{"text":"hi"}"#);
@@ -220,10 +219,7 @@ async fn bad_requests_get_the_documented_status() {
         assert_eq!(raw::get(&h, ":status"), Some("200"));
         assert_eq!(raw::get(&h, "content-type"), Some(json));
         // The server is still fine.
-        ProbeClient::new(client)
-            .echo(Echo { text: "ok".into() })
-            .await
-            .unwrap();
+        client.echo(Echo { text: "ok".into() }).await.unwrap();
         server.shutdown().await;
     })
     .await
