@@ -6,3 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo test --workspace
+
+# The wire protocol as PROTOCOL.md describes it, checked by a client that
+# shares no code with knafeh.
+./scripts/conformance.sh

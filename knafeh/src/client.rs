@@ -684,6 +684,7 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
 
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let mut settings = QuicSettings::default();
+    settings.enable_dgram = false;
     settings.verify_peer = !cfg.insecure;
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);

@@ -174,6 +174,8 @@ impl ServerBuilder {
         let socket = tokio::net::UdpSocket::from_std(socket)?;
 
         let mut settings = QuicSettings::default();
+        // knafeh uses no HTTP datagrams; don't advertise them.
+        settings.enable_dgram = false;
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
         let params = ConnectionParams::new_server(
@@ -660,9 +662,17 @@ async fn guarded<F: Future + Unpin>(
         }
     };
     tokio::pin!(sleep);
+    // tokio's timer fires a passed deadline only on its next tick; check
+    // it here so that a passed deadline always wins.
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Guarded::Deadline;
+    }
     loop {
         tokio::select! {
+            // The deadline first: a deadline that has passed wins even over
+            // a handler that is ready at once.
             biased;
+            _ = &mut sleep => return Guarded::Deadline,
             out = &mut fut => return Guarded::Done(out),
             ev = events.recv() => match ev {
                 // A reset, or the connection is gone: nobody can receive
@@ -670,7 +680,6 @@ async fn guarded<F: Future + Unpin>(
                 Some(StreamEvent::Reset(_)) | None => return Guarded::Cancelled,
                 Some(_) => {}
             },
-            _ = &mut sleep => return Guarded::Deadline,
         }
     }
 }

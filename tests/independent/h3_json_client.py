@@ -189,9 +189,11 @@ async def run(args):
                                server_name=server_name)
     config.load_verify_locations(cafile=args.ca)
     failures = 0
+    passes = 0
 
     def report(ok, name, detail=""):
-        nonlocal failures
+        nonlocal failures, passes
+        passes += 1 if ok else 0
         if not ok:
             failures += 1
         print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""), flush=True)
@@ -290,6 +292,7 @@ async def run(args):
         except Exception:  # noqa: BLE001
             pass
 
+    print(f"conformance: {passes} passed, {failures} failed")
     return 1 if failures else 0
 
 

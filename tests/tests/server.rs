@@ -193,6 +193,14 @@ async fn bad_requests_get_the_documented_status() {
             "200",
             Code::InvalidArgument,
         );
+        // A deadline that has already passed: the handler does not run.
+        let mut hs = raw::headers(ProbeClient::ECHO, json);
+        hs.push(("grpc-timeout", "0n"));
+        check(
+            raw::request(addr, &hs, body.clone()).await,
+            "200",
+            Code::DeadlineExceeded,
+        );
         // Body that does not decode as JSON `Echo`.
         let h = raw::request(
             addr,
