@@ -18,7 +18,7 @@ use tokio_quiche::quiche::h3;
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
-use crate::conn::{Command, ConnShared, H3App, StreamEvent, H3_REQUEST_REJECTED};
+use crate::conn::{Command, ConnShared, H3App, RecvWindow, StreamEvent, H3_REQUEST_REJECTED};
 use crate::frame::Decoder;
 use crate::service::Message;
 use crate::wire::{self, ResponseHead};
@@ -127,7 +127,8 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 cfg: self,
                 conn: Mutex::new(None),
-                dial: tokio::sync::Mutex::new(()),
+                dial: tokio::sync::Mutex::new(None),
+                dial_generation: AtomicU64::new(0),
             }),
         }
     }
@@ -153,7 +154,10 @@ impl std::fmt::Debug for Client {
 struct Inner {
     cfg: ClientBuilder,
     conn: Mutex<Option<ConnHandle>>,
-    dial: tokio::sync::Mutex<()>,
+    /// Serialises dialling; holds the last dial's failure.
+    dial: tokio::sync::Mutex<Option<Status>>,
+    /// Counts finished dials.
+    dial_generation: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -179,13 +183,31 @@ impl Client {
         if let Some(c) = self.current() {
             return Ok(c);
         }
-        let _dialling = self.inner.dial.lock().await;
+        // One dial at a time. Callers that queued behind a dial that failed
+        // share its error instead of each dialling (and timing out) again.
+        let generation = self.inner.dial_generation.load(Ordering::Acquire);
+        let mut last_failure = self.inner.dial.lock().await;
         if let Some(c) = self.current() {
             return Ok(c);
         }
-        let c = dial(&self.inner.cfg).await?;
-        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(c)
+        if self.inner.dial_generation.load(Ordering::Acquire) != generation {
+            if let Some(status) = last_failure.as_ref() {
+                return Err(status.clone());
+            }
+        }
+        let result = dial(&self.inner.cfg).await;
+        self.inner.dial_generation.fetch_add(1, Ordering::AcqRel);
+        match result {
+            Ok(c) => {
+                *last_failure = None;
+                *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                Ok(c)
+            }
+            Err(status) => {
+                *last_failure = Some(status.clone());
+                Err(status)
+            }
+        }
     }
 
     fn current(&self) -> Option<ConnHandle> {
@@ -201,7 +223,8 @@ impl Client {
     ) -> Result<ActiveCall, Status> {
         let cfg = &self.inner.cfg;
         let timeout = options.timeout.or(cfg.default_timeout);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large to represent is no deadline at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut body = BytesMut::new();
         req.encode_message(cfg.codec, &mut body).map_err(|e| {
             Status::invalid_argument(format!(
@@ -212,14 +235,24 @@ impl Client {
         let body = body.freeze();
         let work = async {
             let conn = self.connection().await?;
-            let headers =
-                wire::request_headers(&conn.authority, path, cfg.codec, timeout, &options.metadata);
+            // The server gets the time left after dialling, so both sides
+            // share one deadline.
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let headers = wire::request_headers(
+                &conn.authority,
+                path,
+                cfg.codec,
+                remaining,
+                &options.metadata,
+            );
             let (ev_tx, ev_rx) = mpsc::unbounded_channel();
             let slot = Arc::new(AtomicU64::new(u64::MAX));
+            let window = Arc::new(RecvWindow::default());
             let open = Command::Open {
                 headers: headers.iter().map(|(n, v)| h3::Header::new(n, v)).collect(),
                 body,
                 events: ev_tx,
+                window: window.clone(),
                 slot: slot.clone(),
             };
             if conn.cmd.send(open).is_err() {
@@ -235,6 +268,7 @@ impl Client {
                     armed: true,
                 },
                 decoder: Decoder::new(cfg.max_message_size),
+                window,
                 deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
                 state: State::AwaitHeaders,
                 headers: Metadata::new(),
@@ -427,6 +461,7 @@ struct ActiveCall {
     events: mpsc::UnboundedReceiver<StreamEvent>,
     guard: CancelGuard,
     decoder: Decoder,
+    window: Arc<RecvWindow>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
     headers: Metadata,
@@ -453,8 +488,18 @@ impl ActiveCall {
         status
     }
 
-    /// Next event, or a status when the deadline passes.
+    /// Next event, or a status when the deadline passes (checked first, so
+    /// a backlog of events cannot outlive the deadline).
     fn poll_event(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<StreamEvent, Status>> {
+        let expired = match &mut self.deadline {
+            Some(sleep) => {
+                sleep.as_mut().poll(cx).is_ready() || Instant::now() >= sleep.deadline().into_std()
+            }
+            None => false,
+        };
+        if expired {
+            return Poll::Ready(Err(self.fail(deadline_status(self.path))));
+        }
         match self.events.poll_recv(cx) {
             Poll::Ready(Some(StreamEvent::Reset(code))) => {
                 // The server ended the stream; nothing to cancel.
@@ -473,17 +518,7 @@ impl ActiveCall {
                 "{}: connection closed before the call finished",
                 self.path
             ))))),
-            Poll::Pending => {
-                let expired = match &mut self.deadline {
-                    Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
-                    None => false,
-                };
-                if expired {
-                    Poll::Ready(Err(self.fail(deadline_status(self.path))))
-                } else {
-                    Poll::Pending
-                }
-            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -572,6 +607,10 @@ impl ActiveCall {
             };
             match ev {
                 StreamEvent::Data(bytes) => {
+                    if self.window.release(bytes.len()) {
+                        let id = self.guard.slot.load(Ordering::Acquire);
+                        let _ = self.guard.cmd.send(Command::Resume(id));
+                    }
                     if let Err(e) = self.decoder.push(&bytes) {
                         let s = frame_status(self.path, e);
                         return Poll::Ready(Some(Err(self.fail(s))));

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,6 +24,41 @@ pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
 pub(crate) const H3_NO_ERROR: u64 = 0x100;
 /// Flow-control window (in bytes) a call task may queue ahead of the wire.
 pub(crate) const SEND_WINDOW: usize = 1 << 20;
+/// Bytes received on a stream that may wait for its call task before the
+/// connection stops reading that stream (and so stops granting the peer
+/// flow-control credit).
+pub(crate) const RECV_WINDOW: usize = 1 << 20;
+
+/// Received bytes handed to a call task and not yet consumed by it.
+#[derive(Default)]
+pub(crate) struct RecvWindow {
+    queued: AtomicUsize,
+    paused: AtomicBool,
+}
+
+impl RecvWindow {
+    /// The call task consumed `n` bytes. Returns `true` when the
+    /// connection had stopped reading and must be told to resume
+    /// ([`Command::Resume`]).
+    pub(crate) fn release(&self, n: usize) -> bool {
+        let before = self.queued.fetch_sub(n, Ordering::SeqCst);
+        before.saturating_sub(n) < RECV_WINDOW / 2 && self.paused.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether the connection should stop reading for now. Pausing first
+    /// and re-checking after means a concurrent `release` either sees the
+    /// pause or is seen here.
+    fn should_pause(&self) -> bool {
+        if self.queued.load(Ordering::SeqCst) < RECV_WINDOW {
+            return false;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) < RECV_WINDOW {
+            return !self.paused.swap(false, Ordering::SeqCst);
+        }
+        true
+    }
+}
 
 /// A header list as quiche wants it.
 pub(crate) type Headers = Vec<h3::Header>;
@@ -61,8 +96,11 @@ pub(crate) enum Command {
         headers: Headers,
         body: Bytes,
         events: mpsc::UnboundedSender<StreamEvent>,
+        window: Arc<RecvWindow>,
         slot: Arc<AtomicU64>,
     },
+    /// A call task consumed enough received data: read the stream again.
+    Resume(u64),
     /// Queue a frame on a stream.
     Send(u64, Out),
     /// Queue several frames at once (a whole unary response goes out in
@@ -73,8 +111,9 @@ pub(crate) enum Command {
     Cancel(Arc<AtomicU64>),
     /// Stop reading a stream (STOP_SENDING) but keep writing it.
     StopReading(u64),
-    /// Server: send GOAWAY; new requests are refused from now on.
-    GoAway,
+    /// Server: send GOAWAY; new requests are refused from now on. The
+    /// sender is dropped once that holds.
+    GoAway(tokio::sync::oneshot::Sender<()>),
     /// Close the connection once every stream is finished and its last
     /// data acknowledged; with `force`, at once.
     Close { force: bool },
@@ -83,6 +122,7 @@ pub(crate) enum Command {
 /// A new request the server side hands to its call handler.
 pub(crate) struct IncomingStream {
     pub(crate) headers: Headers,
+    pub(crate) window: Arc<RecvWindow>,
     pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
     pub(crate) tx: StreamTx,
 }
@@ -138,6 +178,13 @@ impl StreamTx {
             .is_ok()
     }
 
+    /// The call task consumed `n` received bytes.
+    pub(crate) fn consumed(&self, window: &RecvWindow, n: usize) {
+        if window.release(n) {
+            let _ = self.cmd.send(Command::Resume(self.stream_id));
+        }
+    }
+
     /// Tells the peer to stop sending (STOP_SENDING); writing goes on.
     pub(crate) fn stop_reading(&self) {
         let _ = self.cmd.send(Command::StopReading(self.stream_id));
@@ -158,6 +205,7 @@ pub(crate) struct ConnShared {
 
 struct Stream {
     events: Option<mpsc::UnboundedSender<StreamEvent>>,
+    window: Arc<RecvWindow>,
     got_headers: bool,
     out: VecDeque<Out>,
     credit: Option<Arc<Semaphore>>,
@@ -166,20 +214,20 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(events: mpsc::UnboundedSender<StreamEvent>, credit: Option<Arc<Semaphore>>) -> Self {
+    fn new(
+        events: mpsc::UnboundedSender<StreamEvent>,
+        window: Arc<RecvWindow>,
+        credit: Option<Arc<Semaphore>>,
+    ) -> Self {
         Stream {
             events: Some(events),
+            window,
             got_headers: false,
             out: VecDeque::new(),
             credit,
             local_done: false,
             remote_done: false,
         }
-    }
-
-    /// Whether the peer may still send us something on this stream.
-    fn remote_done_or_reading(&self) -> bool {
-        !self.remote_done
     }
 
     fn emit(&mut self, ev: StreamEvent) {
@@ -195,6 +243,7 @@ struct PendingOpen {
     headers: Headers,
     body: Bytes,
     events: mpsc::UnboundedSender<StreamEvent>,
+    window: Arc<RecvWindow>,
     slot: Arc<AtomicU64>,
 }
 
@@ -265,16 +314,20 @@ impl H3App {
     }
 
     /// A server-side application that calls `on_request` per request.
+    /// With `draining`, it refuses every request (the server is shutting
+    /// down).
     pub(crate) fn server(
         h3_config: h3::Config,
         peer: SocketAddr,
         on_request: OnRequest,
+        draining: bool,
     ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
         let mut app = Self::new(h3_config, rx, shared.clone(), peer);
         app.cmd_tx = Some(tx.clone());
         app.on_request = Some(on_request);
+        app.going_away = draining;
         (app, tx, shared)
     }
 
@@ -284,13 +337,16 @@ impl H3App {
                 headers,
                 body,
                 events,
+                window,
                 slot,
             } => self.pending_opens.push_back(PendingOpen {
                 headers,
                 body,
                 events,
+                window,
                 slot,
             }),
+            Command::Resume(id) => self.on_data(qconn, id),
             // Frames for a stream that is gone are dropped.
             Command::Send(id, out) => {
                 if let Some(s) = self.streams.get_mut(&id) {
@@ -320,7 +376,7 @@ impl H3App {
                     self.dirty.insert(id);
                 }
             }
-            Command::GoAway => {
+            Command::GoAway(_ack) => {
                 self.going_away = true;
                 if let Some(h3) = self.h3.as_mut() {
                     // The id is the first request stream we will not serve.
@@ -361,7 +417,7 @@ impl H3App {
                         break;
                     };
                     p.slot.store(id, Ordering::Release);
-                    let mut s = Stream::new(p.events, None);
+                    let mut s = Stream::new(p.events, p.window, None);
                     s.out.push_back(Out::Data(p.body, true, 0));
                     self.streams.insert(id, s);
                     self.dirty.insert(id);
@@ -447,7 +503,7 @@ impl H3App {
                 },
             }
         }
-        if failed && self.on_request.is_none() && s.remote_done_or_reading() {
+        if failed && self.on_request.is_none() && !s.remote_done {
             // A client whose request the server stopped reading (it refused
             // the call early): stop writing but keep reading, the answer
             // is on its way.
@@ -548,7 +604,8 @@ impl H3App {
         }
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let credit = Arc::new(Semaphore::new(SEND_WINDOW));
-        let mut s = Stream::new(ev_tx, Some(credit.clone()));
+        let window = Arc::new(RecvWindow::default());
+        let mut s = Stream::new(ev_tx, window.clone(), Some(credit.clone()));
         s.got_headers = true;
         if !more {
             s.remote_done = true;
@@ -557,6 +614,7 @@ impl H3App {
         self.streams.insert(id, s);
         let incoming = IncomingStream {
             headers: list,
+            window,
             events: ev_rx,
             tx: StreamTx {
                 stream_id: id,
@@ -570,10 +628,18 @@ impl H3App {
     fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
         let Some(h3) = self.h3.as_mut() else { return };
         loop {
+            // A call task that does not keep up: stop reading (quiche then
+            // stops granting the peer credit) until it catches up.
+            if let Some(s) = self.streams.get(&id) {
+                if s.events.is_some() && s.window.should_pause() {
+                    return;
+                }
+            }
             match h3.recv_body(qconn, id, &mut self.recv_buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(s) = self.streams.get_mut(&id) {
+                        s.window.queued.fetch_add(n, Ordering::SeqCst);
                         s.emit(StreamEvent::Data(Bytes::copy_from_slice(
                             &self.recv_buf[..n],
                         )));
@@ -581,6 +647,35 @@ impl H3App {
                 }
                 Err(_) => break,
             }
+        }
+        // A Finished (or trailers) event that follows is picked up by the
+        // `poll_h3` at the end of `process_writes`.
+    }
+
+    /// Server: a client that stopped reading a response (STOP_SENDING,
+    /// sent when it drops the call) is noticed only on the next write; look
+    /// for it after every read so idle handlers are cancelled promptly.
+    fn reap_stopped_streams(&mut self, qconn: &mut QuicheConnection) {
+        if self.on_request.is_none() {
+            return;
+        }
+        let stopped: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.local_done)
+            .filter(|(id, _)| {
+                matches!(
+                    qconn.stream_writable(**id, 0),
+                    Err(tokio_quiche::quiche::Error::StreamStopped(_))
+                )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stopped {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.emit(StreamEvent::Reset(H3_REQUEST_CANCELLED));
+            }
+            self.abort_stream(qconn, id);
         }
     }
 
@@ -625,7 +720,11 @@ impl ApplicationOverQuic for H3App {
         qconn: &mut QuicheConnection,
         _info: &HandshakeInfo,
     ) -> QuicResult<()> {
-        self.h3 = Some(h3::Connection::with_transport(qconn, &self.h3_config)?);
+        let mut h3 = h3::Connection::with_transport(qconn, &self.h3_config)?;
+        if self.going_away {
+            let _ = h3.send_goaway(qconn, 0);
+        }
+        self.h3 = Some(h3);
         Ok(())
     }
 
@@ -649,7 +748,9 @@ impl ApplicationOverQuic for H3App {
             self.force_close = true;
         }
         self.wrote_since_read = false;
-        self.poll_h3(qconn)
+        self.poll_h3(qconn)?;
+        self.reap_stopped_streams(qconn);
+        Ok(())
     }
 
     fn process_writes(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {

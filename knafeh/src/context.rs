@@ -1,7 +1,7 @@
 //! Per-call information for handlers and per-call options for clients.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::Metadata;
@@ -76,18 +76,27 @@ impl Context {
         self.inner.peer_addr
     }
 
-    /// Metadata to send back in the response headers. Changes made after a
-    /// unary handler returns, or after a streaming handler has returned its
-    /// stream, are not sent.
-    pub fn response_metadata(&self) -> MutexGuard<'_, Metadata> {
-        self.inner
+    /// Edits the metadata sent back with the response (in the response
+    /// headers, or with the error status when the handler fails). Changes
+    /// made after a unary handler returns, or after a streaming handler
+    /// has returned its stream, are not sent.
+    ///
+    /// ```
+    /// # fn demo(ctx: &knafeh::Context) -> Result<(), knafeh::MetadataError> {
+    /// ctx.with_response_metadata(|md| md.insert("x-served-by", "node-1"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_response_metadata<R>(&self, edit: impl FnOnce(&mut Metadata) -> R) -> R {
+        let mut md = self
+            .inner
             .response_metadata
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner());
+        edit(&mut md)
     }
 
     pub(crate) fn take_response_metadata(&self) -> Metadata {
-        std::mem::take(&mut *self.response_metadata())
+        self.with_response_metadata(std::mem::take)
     }
 }
 

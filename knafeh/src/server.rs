@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificat
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
-use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, StreamEvent};
+use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, RecvWindow, StreamEvent};
 use crate::frame::Decoder;
 use crate::service::{next_catching, Call, CatchUnwind, Reply, Service};
 use crate::wire;
@@ -210,6 +210,7 @@ impl ServerBuilder {
             state.clone(),
             stop_rx,
             self.drain_timeout,
+            local_addr,
         ));
         tracing::info!(%local_addr, "knafeh server listening");
         Ok(ServerHandle {
@@ -229,8 +230,11 @@ fn path_str(p: &std::path::Path) -> io::Result<String> {
     })
 }
 
-/// A running server.
+/// A running server. Dropping the handle shuts the server down
+/// gracefully in the background; keep it for as long as the server should
+/// run.
 #[derive(Debug)]
+#[must_use = "dropping the handle shuts the server down"]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -282,106 +286,156 @@ impl Drop for InflightGuard {
     }
 }
 
-type ConnList = Arc<Mutex<Vec<(mpsc::UnboundedSender<Command>, Arc<ConnShared>)>>>;
+type ConnList = Vec<(mpsc::UnboundedSender<Command>, Arc<ConnShared>)>;
+
+/// Starts serving one accepted connection.
+fn start_connection(
+    initial: tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>,
+    state: &Arc<ServerState>,
+    conns: &mut ConnList,
+    draining: bool,
+) {
+    let peer = initial.peer_addr();
+    let st = state.clone();
+    let on_request: crate::conn::OnRequest =
+        Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
+            st.inflight.fetch_add(1, Ordering::AcqRel);
+            let guard = InflightGuard(st.clone());
+            tokio::spawn(handle_call(st.clone(), incoming, peer, guard));
+        });
+    let h3_config = match h3::Config::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create an HTTP/3 config; dropping connection");
+            return;
+        }
+    };
+    let (app, cmd, shared) = H3App::server(h3_config, peer, on_request, draining);
+    initial.start(app);
+    conns.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
+    conns.push((cmd, shared));
+    tracing::debug!(%peer, draining, "connection accepted");
+}
+
+type Accept = tokio_quiche::QuicConnectionStream<DefaultMetrics>;
+
+async fn next_connection(
+    accept: &mut Accept,
+) -> Option<tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>> {
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut *accept), cx)
+        })
+        .await;
+        match next {
+            Some(Ok(c)) => return Some(c),
+            Some(Err(e)) => tracing::debug!(error = %e, "rejected connection attempt"),
+            None => return None,
+        }
+    }
+}
+
+async fn wait_closed(shared: &ConnShared) {
+    loop {
+        let closed = shared.closed_notify.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        closed.await;
+    }
+}
 
 async fn accept_loop(
-    mut accept: tokio_quiche::QuicConnectionStream<DefaultMetrics>,
+    mut accept: Accept,
     state: Arc<ServerState>,
     mut stop: oneshot::Receiver<()>,
     drain_timeout: Duration,
+    local_addr: SocketAddr,
 ) {
-    let conns: ConnList = Arc::default();
+    let mut conns = ConnList::new();
+    // Serve until told to stop (or until the handle is dropped).
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             _ = &mut stop => break,
-            next = std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut accept), cx)) => next,
-        };
-        let initial = match next {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "rejected connection attempt");
-                continue;
-            }
-            None => break,
-        };
-        let peer = initial.peer_addr();
-        let st = state.clone();
-        let on_request: crate::conn::OnRequest =
-            Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
-                st.inflight.fetch_add(1, Ordering::AcqRel);
-                let guard = InflightGuard(st.clone());
-                tokio::spawn(handle_call(st.clone(), incoming, peer, guard));
-            });
-        let h3_config = match h3::Config::new() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create an HTTP/3 config; dropping connection");
-                continue;
-            }
-        };
-        let (app, cmd, shared) = H3App::server(h3_config, peer, on_request);
-        initial.start(app);
-        let mut list = conns.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
-        list.push((cmd, shared));
-        tracing::debug!(%peer, "connection accepted");
+            next = next_connection(&mut accept) => match next {
+                Some(initial) => start_connection(initial, &state, &mut conns, false),
+                None => break,
+            },
+        }
     }
-    // Graceful shutdown. Dropping the accept stream stops new connections.
-    drop(accept);
-    let live: Vec<_> = {
-        let list = conns.lock().unwrap_or_else(|p| p.into_inner());
-        list.clone()
-    };
-    for (cmd, _) in &live {
-        let _ = cmd.send(Command::GoAway);
+
+    // Drain: GOAWAY everywhere; from the moment each connection has
+    // processed it, no new call is accepted there, so the in-flight count
+    // can only fall.
+    let mut acks = Vec::new();
+    for (cmd, _) in &conns {
+        let (tx, rx) = oneshot::channel();
+        if cmd.send(Command::GoAway(tx)).is_ok() {
+            acks.push(rx);
+        }
     }
-    let drained = tokio::time::timeout(drain_timeout, async {
-        loop {
-            let idle = state.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if state.inflight.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            idle.await;
+    let drain_deadline = tokio::time::Instant::now() + drain_timeout;
+    let _ = tokio::time::timeout_at(drain_deadline, async {
+        for ack in acks {
+            let _ = ack.await;
         }
     })
     .await;
-    if drained.is_err() {
+    // Connections that arrive meanwhile are accepted and refuse every call,
+    // so their clients get UNAVAILABLE at once instead of a handshake
+    // timeout.
+    let drained = loop {
+        let idle = state.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if state.inflight.load(Ordering::Acquire) == 0 {
+            break true;
+        }
+        tokio::select! {
+            _ = idle => {}
+            _ = tokio::time::sleep_until(drain_deadline) => break false,
+            Some(initial) = next_connection(&mut accept) => start_connection(initial, &state, &mut conns, true),
+        }
+    };
+    if !drained {
         tracing::warn!(
             inflight = state.inflight.load(Ordering::Acquire),
             "drain timeout passed; closing connections with calls in flight"
         );
     }
+    drop(accept);
+
     // Close politely (after the last responses are acknowledged), then
     // force the connections that have not closed within a second.
     for force in [false, true] {
-        let waits: Vec<_> = live
+        let live: Vec<_> = conns
             .iter()
             .filter(|(cmd, shared)| {
                 !shared.closed.load(Ordering::Acquire) && cmd.send(Command::Close { force }).is_ok()
             })
-            .map(|(_, shared)| {
-                let shared = shared.clone();
-                async move {
-                    loop {
-                        let closed = shared.closed_notify.notified();
-                        tokio::pin!(closed);
-                        closed.as_mut().enable();
-                        if shared.closed.load(Ordering::Acquire) {
-                            return;
-                        }
-                        closed.await;
-                    }
-                }
-            })
+            .map(|(_, shared)| shared.clone())
             .collect();
-        let all = async {
-            for w in waits {
-                w.await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            for shared in &live {
+                wait_closed(shared).await;
             }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
+        })
+        .await;
+    }
+
+    // tokio-quiche's listener task owns the socket and ends on its own once
+    // its connections are gone; wait (bounded) until the port is free so
+    // that `shutdown` returning means the address can be bound again.
+    let released = tokio::time::timeout(Duration::from_secs(2), async {
+        while std::net::UdpSocket::bind(local_addr).is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    if released.is_err() {
+        tracing::warn!(%local_addr, "the UDP socket was still open 2 s after shutdown");
     }
     tracing::info!("knafeh server stopped");
 }
@@ -408,6 +462,7 @@ async fn handle_call(
 ) {
     let IncomingStream {
         headers,
+        window,
         mut events,
         tx,
     } = incoming;
@@ -445,7 +500,7 @@ async fn handle_call(
                 tx.stop_reading();
                 Outcome::Done(refusal.status)
             }
-            Ok(head) => serve(&state, head, &mut events, &tx, peer).await,
+            Ok(head) => serve(&state, head, &mut events, &tx, &window, peer).await,
         };
         let span = tracing::Span::current();
         match &outcome {
@@ -477,6 +532,7 @@ async fn serve(
     head: wire::RequestHead,
     events: &mut mpsc::UnboundedReceiver<StreamEvent>,
     tx: &crate::conn::StreamTx,
+    window: &RecvWindow,
     peer: SocketAddr,
 ) -> Outcome {
     let codec = head.codec;
@@ -506,7 +562,7 @@ async fn serve(
     }
 
     // Read the one request message.
-    let payload = match read_request(state, &head, events, deadline).await {
+    let payload = match read_request(state, &head, events, deadline, tx, window).await {
         Ok(p) => p,
         Err(Some(status)) => return refuse(status).await,
         Err(None) => return Outcome::Cancelled,
@@ -535,7 +591,12 @@ async fn serve(
             )))
             .await;
         }
-        Guarded::Done(Ok(Err(status))) => return refuse(status).await,
+        Guarded::Done(Ok(Err(status))) => {
+            // Metadata the handler attached goes out with its error.
+            let mut md = ctx.take_response_metadata();
+            md.extend(status.metadata().clone());
+            return refuse(status.with_metadata(md)).await;
+        }
         Guarded::Done(Ok(Ok(reply))) => reply,
     };
 
@@ -572,8 +633,20 @@ async fn serve(
                 Guarded::Done(Ok(None)) => break Status::new(crate::Code::Ok, ""),
                 Guarded::Done(Ok(Some(Err(status)))) => break status,
                 Guarded::Done(Ok(Some(Ok(frame)))) => {
-                    if !tx.send(Out::Data(frame, false, 0)).await {
-                        return Outcome::Cancelled;
+                    // Waiting for send credit (a client that reads slowly)
+                    // still ends at the deadline or on cancellation.
+                    match guarded(
+                        Box::pin(tx.send(Out::Data(frame, false, 0))),
+                        events,
+                        deadline,
+                    )
+                    .await
+                    {
+                        Guarded::Done(true) => {}
+                        Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
+                        Guarded::Deadline => {
+                            break Status::deadline_exceeded("deadline passed while streaming")
+                        }
                     }
                 }
             }
@@ -592,6 +665,8 @@ async fn read_request(
     head: &wire::RequestHead,
     events: &mut mpsc::UnboundedReceiver<StreamEvent>,
     deadline: Option<Instant>,
+    tx: &crate::conn::StreamTx,
+    window: &RecvWindow,
 ) -> Result<Bytes, Option<Status>> {
     let mut decoder = Decoder::new(state.max_message_size);
     let mut message: Option<Bytes> = None;
@@ -618,6 +693,7 @@ async fn read_request(
         };
         match ev {
             Some(StreamEvent::Data(bytes)) => {
+                tx.consumed(window, bytes.len());
                 decoder.push(&bytes).map_err(frame_err)?;
                 while let Some(m) = decoder.next_message().map_err(frame_err)? {
                     if message.is_some() {
