@@ -179,11 +179,17 @@ pub enum StreamMode {
     Gated(u32),
     /// Items forever (until the client goes away).
     Endless,
+    /// One item, then nothing until the client goes away (the producer
+    /// waits on `StreamSender::closed`).
+    OneThenWait,
+    /// Items with a payload of this many bytes, forever.
+    EndlessBlobs(u32),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub index: u32,
+    pub payload: Vec<u8>,
 }
 
 /// A service whose handlers report what they saw.
@@ -200,9 +206,12 @@ pub trait Probe {
     /// Echoes metadata `x-in` (and `x-bin-bin`) back in response metadata.
     async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status>;
     /// Streams items as `StreamMode` says.
+    /// Streams items as `StreamMode` says.
     async fn stream(&self, req: StreamMode) -> Result<Streaming<Item>, Status>;
     /// Returns the blob it got.
     async fn blob(&self, req: Blob) -> Result<Blob, Status>;
+    /// Answers `"{text}|{peer address}"`.
+    async fn whoami(&self, req: Echo, ctx: Context) -> Result<Echo, Status>;
 }
 
 /// What the probe handlers observed.
@@ -303,13 +312,22 @@ impl Probe for ProbeImpl {
         let state = self.state.clone();
         let (tx, stream) = Streaming::channel(1);
         tokio::spawn(async move {
+            let stopped = || {
+                state.producer_stopped_flag.store(true, Ordering::SeqCst);
+                state.producer_stopped.notify_waiters();
+            };
+            let payload = match req {
+                StreamMode::EndlessBlobs(size) => vec![0xAB; size as usize],
+                _ => Vec::new(),
+            };
             let mut index = 0;
             loop {
                 let more = match &req {
                     StreamMode::Count(n)
                     | StreamMode::Gated(n)
                     | StreamMode::FailAfter(n, _, _) => index < *n,
-                    StreamMode::Endless => true,
+                    StreamMode::OneThenWait => index < 1,
+                    StreamMode::Endless | StreamMode::EndlessBlobs(_) => true,
                 };
                 if !more {
                     break;
@@ -318,18 +336,25 @@ impl Probe for ProbeImpl {
                     state.gate.notified().await;
                 }
                 index += 1;
-                if tx.send(Item { index }).await.is_err() {
-                    state.producer_stopped_flag.store(true, Ordering::SeqCst);
-                    state.producer_stopped.notify_waiters();
+                let item = Item {
+                    index,
+                    payload: payload.clone(),
+                };
+                if tx.send(item).await.is_err() {
+                    stopped();
                     return;
                 }
                 state.produced.fetch_add(1, Ordering::SeqCst);
-                if let StreamMode::Endless = req {
-                    tokio::task::yield_now().await;
-                }
             }
-            if let StreamMode::FailAfter(_, code, msg) = req {
-                let _ = tx.send_error(Status::new(Code::from_i32(code), msg)).await;
+            match req {
+                StreamMode::FailAfter(_, code, msg) => {
+                    let _ = tx.send_error(Status::new(Code::from_i32(code), msg)).await;
+                }
+                StreamMode::OneThenWait => {
+                    tx.closed().await;
+                    stopped();
+                }
+                _ => {}
             }
         });
         Ok(stream)
@@ -337,5 +362,11 @@ impl Probe for ProbeImpl {
 
     async fn blob(&self, req: Blob) -> Result<Blob, Status> {
         Ok(req)
+    }
+
+    async fn whoami(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
+        Ok(Echo {
+            text: format!("{}|{}", req.text, ctx.peer_addr()),
+        })
     }
 }

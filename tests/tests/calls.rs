@@ -317,3 +317,147 @@ async fn dropping_the_stream_stops_the_producer() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_unary_call_cancels_its_handler() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
+        // No timeout: only the drop can end the handler early.
+        let call = tokio::spawn({
+            let p = p.clone();
+            async move { p.slow(SlowReq { millis: 60_000 }).await }
+        });
+        wait_for(&state.slow_started_flag, &state.slow_started).await;
+        call.abort();
+        let cancelled = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for(&state.slow_cancelled_flag, &state.slow_cancelled),
+        )
+        .await;
+        assert!(
+            cancelled.is_ok(),
+            "the handler was not cancelled when the call was dropped"
+        );
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_producer_sees_the_client_leave() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
+        let mut s = p.stream(StreamMode::OneThenWait).await.unwrap();
+        assert_eq!(s.message().await.unwrap().unwrap().index, 1);
+        drop(s);
+        // The producer writes nothing more; it waits on `closed()`.
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for(&state.producer_stopped_flag, &state.producer_stopped),
+        )
+        .await;
+        assert!(stopped.is_ok(), "the producer did not see the client leave");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_slows_the_producer_down() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
+        let mut s = p.stream(StreamMode::EndlessBlobs(64 * 1024)).await.unwrap();
+        s.message().await.unwrap().unwrap();
+        // Stop reading. What may pile up is bounded by the windows (server
+        // send credit, QUIC stream window, client receive window: a few
+        // MiB), not by time.
+        let mut last = 0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = state.produced.load(Ordering::SeqCst);
+            assert!(
+                last < 200,
+                "{last} items of 64 KiB produced for a client that reads nothing"
+            );
+        }
+        // Reading again lets the producer go on.
+        for _ in 0..(last + 50) {
+            s.message().await.unwrap().unwrap();
+        }
+        assert!(state.produced.load(Ordering::SeqCst) > last);
+        drop(s);
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deadline_ends_a_stream_after_the_items_before_it() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b).await;
+        let mut s = p
+            .stream_with(
+                StreamMode::Gated(3),
+                knafeh::CallOptions::new().timeout(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap();
+        state.gate.notify_one();
+        assert_eq!(s.message().await.unwrap().unwrap().index, 1);
+        // Item 2 is never released: the deadline ends the stream.
+        let err = s.message().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded);
+        assert!(s.message().await.is_none());
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_default_message_limit_is_four_mebibytes() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b).await;
+        // Bincode adds a few bytes of length prefix to the blob.
+        let err = p
+            .blob(Blob {
+                data: vec![1; knafeh::DEFAULT_MAX_MESSAGE_SIZE],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+        let ok = p
+            .blob(Blob {
+                data: vec![1; knafeh::DEFAULT_MAX_MESSAGE_SIZE - 16],
+            })
+            .await
+            .unwrap();
+        assert_eq!(ok.data.len(), knafeh::DEFAULT_MAX_MESSAGE_SIZE - 16);
+        server.shutdown().await;
+    })
+    .await
+}

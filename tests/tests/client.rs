@@ -1,12 +1,46 @@
 //! Client behaviour: multiplexing, re-dialling, timeouts, metadata, TLS.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use knafeh::{CallOptions, Client, Code, Metadata};
 use knafeh_tests::*;
 
+/// Makes `tasks` × `per_task` concurrent `whoami` calls and returns the
+/// set of client addresses the server saw.
+async fn concurrent_calls(p: &ProbeClient, tasks: usize, per_task: usize) -> HashSet<String> {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let p = p.clone();
+        handles.push(tokio::spawn(async move {
+            let calls: Vec<_> = (0..per_task)
+                .map(|i| {
+                    let p = p.clone();
+                    tokio::spawn(async move {
+                        let text = format!("{t}-{i}");
+                        let r = p.whoami(Echo { text: text.clone() }).await.unwrap();
+                        let (echoed, peer) = r.text.split_once('|').unwrap();
+                        assert_eq!(echoed, text);
+                        peer.to_owned()
+                    })
+                })
+                .collect();
+            let mut peers = Vec::new();
+            for c in calls {
+                peers.push(c.await.unwrap());
+            }
+            peers
+        }));
+    }
+    let mut peers = HashSet::new();
+    for h in handles {
+        peers.extend(h.await.unwrap());
+    }
+    peers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_concurrent_calls_share_one_connection() {
+async fn a_thousand_concurrent_calls_from_many_tasks_share_one_connection() {
     bounded(async {
         let ProbeFixture {
             server,
@@ -14,27 +48,13 @@ async fn a_thousand_concurrent_calls_share_one_connection() {
             certs: _certs,
             ..
         } = ProbeFixture::start(|b| b).await;
-        let mut tasks = Vec::new();
-        for t in 0..50 {
-            let p = p.clone();
-            tasks.push(tokio::spawn(async move {
-                let calls = (0..20).map(|i| {
-                    let p = p.clone();
-                    async move {
-                        let text = format!("{t}-{i}");
-                        let r = p.echo(Echo { text: text.clone() }).await.unwrap();
-                        assert_eq!(r.text, text);
-                    }
-                });
-                for c in calls.collect::<Vec<_>>() {
-                    // 20 per task in flight at once.
-                    tokio::spawn(c).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // 50 tasks with 20 calls each in flight at once.
+        let peers = concurrent_calls(&p, 50, 20).await;
+        assert_eq!(
+            peers.len(),
+            1,
+            "calls came from several connections: {peers:?}"
+        );
         server.shutdown().await;
     })
     .await
@@ -49,23 +69,12 @@ async fn a_thousand_calls_in_flight_at_once() {
             certs: _certs,
             ..
         } = ProbeFixture::start(|b| b).await;
-        let handles: Vec<_> = (0..1000)
-            .map(|i| {
-                let p = p.clone();
-                tokio::spawn(async move {
-                    let r = p
-                        .echo(Echo {
-                            text: i.to_string(),
-                        })
-                        .await
-                        .unwrap();
-                    assert_eq!(r.text, i.to_string());
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.unwrap();
-        }
+        let peers = concurrent_calls(&p, 1, 1000).await;
+        assert_eq!(
+            peers.len(),
+            1,
+            "calls came from several connections: {peers:?}"
+        );
         server.shutdown().await;
     })
     .await
@@ -75,22 +84,29 @@ async fn a_thousand_calls_in_flight_at_once() {
 async fn next_call_redials_after_the_connection_dies() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _) = start(&certs, |b| {
+        let (server, client) = start(&certs, |b| {
             b.add_service(ProbeServer::new(ProbeImpl::default()))
-                .idle_timeout(Duration::from_millis(300))
         })
         .await;
-        let client = Client::builder(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
-            .idle_timeout(Duration::from_millis(300))
-            .connect()
+        let addr = server.local_addr();
+        let p = ProbeClient::new(client);
+        let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
+        // The server goes away (closing the connection) and comes back on
+        // the same address.
+        server.shutdown().await;
+        let server = knafeh::Server::builder()
+            .bind(addr)
+            .tls(&certs.paths.cert, &certs.paths.key)
+            .add_service(ProbeServer::new(ProbeImpl::default()))
+            .start()
             .await
             .unwrap();
-        let p = ProbeClient::new(client);
-        p.echo(Echo { text: "a".into() }).await.unwrap();
-        // Let the idle timeout close the connection.
-        tokio::time::sleep(Duration::from_millis(900)).await;
-        assert_eq!(p.echo(Echo { text: "b".into() }).await.unwrap().text, "b");
+        let second = p.whoami(Echo { text: "b".into() }).await.unwrap().text;
+        assert_ne!(
+            first.split_once('|').unwrap().1,
+            second.split_once('|').unwrap().1,
+            "no new connection"
+        );
         server.shutdown().await;
     })
     .await

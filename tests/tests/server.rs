@@ -93,39 +93,67 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
             server,
             client: p,
             state,
-            certs: _certs,
+            certs,
         } = ProbeFixture::start(|b| b).await;
         let addr = server.local_addr();
         let in_flight = {
             let p = p.clone();
-            tokio::spawn(async move { p.slow(SlowReq { millis: 500 }).await })
+            tokio::spawn(async move { p.slow(SlowReq { millis: 1500 }).await })
         };
         // Wait until the call is running on the server.
         wait_for(&state.slow_started_flag, &state.slow_started).await;
         let shutdown = tokio::spawn(server.shutdown());
-        let done = in_flight.await.unwrap().unwrap();
-        assert_eq!(done.text, "slept");
-        shutdown.await.unwrap();
-        // Calls after shutdown fail with UNAVAILABLE.
+        // While the server drains, new calls (on the old connection or a
+        // new one) are refused at once with UNAVAILABLE, not left to time
+        // out.
+        let started = std::time::Instant::now();
         let err = p
             .echo(Echo {
-                text: "late".into(),
+                text: "during".into(),
             })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err}");
-        // The port is free again (the listener task may take a moment to
-        // notice its last connection closed).
-        let rebound = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match std::net::UdpSocket::bind(addr) {
-                    Ok(_) => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        })
-        .await;
-        assert!(rebound.is_ok(), "port {addr} still taken after shutdown");
+        let fresh = client_for(&certs, addr).await;
+        let err = ProbeClient::new(fresh)
+            .echo(Echo { text: "new".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1400),
+            "refusals took {:?}",
+            started.elapsed()
+        );
+        // The call accepted before the signal completes.
+        let done = in_flight.await.unwrap().unwrap();
+        assert_eq!(done.text, "slept");
+        shutdown.await.unwrap();
+        // Once shutdown returns, the port is free.
+        std::net::UdpSocket::bind(addr).expect("the port is still taken after shutdown");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_timeout_bounds_shutdown() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            state,
+            certs: _certs,
+        } = ProbeFixture::start(|b| b.drain_timeout(Duration::from_millis(200))).await;
+        let in_flight = {
+            let p = p.clone();
+            tokio::spawn(async move { p.slow(SlowReq { millis: 60_000 }).await })
+        };
+        wait_for(&state.slow_started_flag, &state.slow_started).await;
+        let started = std::time::Instant::now();
+        server.shutdown().await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let err = in_flight.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
     })
     .await
 }
