@@ -17,6 +17,7 @@ use tokio_quiche::quic::ConnectionHook;
 use tokio_quiche::quiche::h3;
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
+use tracing::Instrument;
 
 use crate::conn::{Command, ConnShared, H3App, RecvWindow, StreamEvent, H3_REQUEST_REJECTED};
 use crate::frame::Decoder;
@@ -298,7 +299,7 @@ impl Client {
         req: &Req,
         options: CallOptions,
     ) -> Result<Response<Resp>, Status> {
-        let started = Instant::now();
+        let mut span = CallSpan::new(path);
         let result = async {
             let mut call = self.start(path, req, options).await?;
             let first = std::future::poll_fn(|cx| call.poll_frame(cx)).await;
@@ -328,8 +329,9 @@ impl Client {
                 trailers,
             ))
         }
+        .instrument(span.span.clone())
         .await;
-        trace_call(path, started, result.as_ref().err());
+        span.finish(result.as_ref().err());
         result
     }
 
@@ -348,42 +350,79 @@ impl Client {
         req: &Req,
         options: CallOptions,
     ) -> Result<Streaming<Resp>, Status> {
-        let started = Instant::now();
+        let mut span = CallSpan::new(path);
         let result = async {
             let mut call = self.start(path, req, options).await?;
             // Wait for the response headers so that call-level errors
             // (unknown method, bad request...) come back here.
             std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
             let headers = std::mem::take(&mut call.headers);
-            Ok(Streaming::new(DecodeStream::<Resp> {
+            Ok((call, headers))
+        }
+        .instrument(span.span.clone())
+        .await;
+        match result {
+            Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
                 call,
-                started,
+                span,
                 _t: std::marker::PhantomData,
             })
-            .with_metadata(headers))
+            .with_metadata(headers)),
+            Err(e) => {
+                span.finish(Some(&e));
+                Err(e)
+            }
         }
-        .await;
-        if let Err(e) = &result {
-            trace_call(path, started, Some(e));
-        }
-        result
     }
 }
 
-fn trace_call(path: &str, started: Instant, err: Option<&Status>) {
-    let code = err.map_or(Code::Ok, Status::code);
-    let (service, method) = wire::split_path(path).unwrap_or(("", path));
-    let span = tracing::info_span!(
-        "knafeh.client",
-        service,
-        method,
-        code = code.as_str(),
-        duration_us = started.elapsed().as_micros() as u64
-    );
-    let _enter = span.enter();
-    match err {
-        Some(e) => tracing::debug!(message = e.message(), "call failed"),
-        None => tracing::debug!("call finished"),
+/// The span of one client call; it covers the call from start to end.
+struct CallSpan {
+    span: tracing::Span,
+    started: Instant,
+    done: bool,
+}
+
+impl CallSpan {
+    fn new(path: &str) -> Self {
+        let (service, method) = wire::split_path(path).unwrap_or(("", path));
+        CallSpan {
+            span: tracing::info_span!(
+                "knafeh.client",
+                service,
+                method,
+                code = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+            ),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// Records how the call ended.
+    fn finish(&mut self, err: Option<&Status>) {
+        self.done = true;
+        let code = err.map_or(Code::Ok, Status::code);
+        self.span.record("code", code.as_str());
+        self.span
+            .record("duration_us", self.started.elapsed().as_micros() as u64);
+        let _enter = self.span.enter();
+        match err {
+            Some(e) => tracing::debug!(code = code.as_str(), message = e.message(), "call failed"),
+            None => tracing::debug!("call finished"),
+        }
+    }
+}
+
+impl Drop for CallSpan {
+    fn drop(&mut self) {
+        if !self.done {
+            // Dropped before it ended: the caller cancelled it.
+            self.done = true;
+            self.span.record("code", Code::Cancelled.as_str());
+            self.span
+                .record("duration_us", self.started.elapsed().as_micros() as u64);
+        }
     }
 }
 
@@ -403,7 +442,7 @@ fn deadline_status(path: &str) -> Status {
 
 struct DecodeStream<T> {
     call: ActiveCall,
-    started: Instant,
+    span: CallSpan,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -415,11 +454,13 @@ impl<T: Message> Stream for DecodeStream<T> {
         match this.call.poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                trace_call(this.call.path, this.started, None);
+                if !this.span.done {
+                    this.span.finish(None);
+                }
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(status))) => {
-                trace_call(this.call.path, this.started, Some(&status));
+                this.span.finish(Some(&status));
                 Poll::Ready(Some(Err(status)))
             }
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(decode_response(
