@@ -260,3 +260,26 @@ async fn bad_requests_get_the_documented_status() {
     })
     .await
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_next_call_dials_again() {
+    bounded(async {
+        let ProbeFixture {
+            server,
+            client: p,
+            certs: _certs,
+            ..
+        } = ProbeFixture::start(|b| b.idle_timeout(Duration::from_millis(300))).await;
+        let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
+        // Time passing without traffic is what is tested here.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let second = p.whoami(Echo { text: "b".into() }).await.unwrap().text;
+        assert_ne!(
+            first.split_once('|').unwrap().1,
+            second.split_once('|').unwrap().1,
+            "the idle connection was not closed"
+        );
+        server.shutdown().await;
+    })
+    .await
+}
