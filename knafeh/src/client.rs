@@ -216,12 +216,14 @@ impl Client {
         guard.as_ref().filter(|c| c.alive()).cloned()
     }
 
-    async fn start<Req: Message>(
+    /// Encodes the request and fixes the deadline, before anything is
+    /// awaited (so call futures do not borrow the request).
+    fn prepare<Req: Message>(
         &self,
         path: &'static str,
         req: &Req,
         options: CallOptions,
-    ) -> Result<ActiveCall, Status> {
+    ) -> Result<Prepared, Status> {
         let cfg = &self.inner.cfg;
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
@@ -233,19 +235,29 @@ impl Client {
                 cfg.codec.content_type()
             ))
         })?;
-        let body = body.freeze();
+        Ok(Prepared {
+            path,
+            body: body.freeze(),
+            deadline,
+            metadata: options.metadata,
+        })
+    }
+
+    async fn start(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
+        let cfg = &self.inner.cfg;
+        let Prepared {
+            path,
+            body,
+            deadline,
+            metadata,
+        } = prepared;
         let work = async {
             let conn = self.connection().await?;
             // The server gets the time left after dialling, so both sides
             // share one deadline.
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let headers = wire::request_headers(
-                &conn.authority,
-                path,
-                cfg.codec,
-                remaining,
-                &options.metadata,
-            );
+            let headers =
+                wire::request_headers(&conn.authority, path, cfg.codec, remaining, &metadata);
             let (ev_tx, ev_rx) = mpsc::unbounded_channel();
             let slot = Arc::new(AtomicU64::new(u64::MAX));
             let window = Arc::new(RecvWindow::default());
@@ -293,15 +305,25 @@ impl Client {
     ///
     /// # Cancel safety
     /// Dropping the future cancels the call on the server.
-    pub async fn unary<Req: Message, Resp: Message>(
+    pub fn unary<Req: Message, Resp: Message>(
         &self,
         path: &'static str,
         req: &Req,
         options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send + 'static {
+        let client = self.clone();
+        let prepared = self.prepare(path, req, options);
+        async move { client.unary_prepared(path, prepared).await }
+    }
+
+    async fn unary_prepared<Resp: Message>(
+        &self,
+        path: &'static str,
+        prepared: Result<Prepared, Status>,
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(path, req, options).await?;
+            let mut call = self.start(prepared?).await?;
             let first = std::future::poll_fn(|cx| call.poll_frame(cx)).await;
             let frame = match first {
                 Some(Ok(frame)) => frame,
@@ -344,15 +366,25 @@ impl Client {
     ///
     /// # Cancel safety
     /// Dropping the future or the stream cancels the call on the server.
-    pub async fn server_streaming<Req: Message, Resp: Message>(
+    pub fn server_streaming<Req: Message, Resp: Message>(
         &self,
         path: &'static str,
         req: &Req,
         options: CallOptions,
+    ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static {
+        let client = self.clone();
+        let prepared = self.prepare(path, req, options);
+        async move { client.server_streaming_prepared(path, prepared).await }
+    }
+
+    async fn server_streaming_prepared<Resp: Message>(
+        &self,
+        path: &'static str,
+        prepared: Result<Prepared, Status>,
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(path, req, options).await?;
+            let mut call = self.start(prepared?).await?;
             // Wait for the response headers so that call-level errors
             // (unknown method, bad request...) come back here.
             std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
@@ -485,6 +517,14 @@ impl Drop for CancelGuard {
             let _ = self.cmd.send(Command::Cancel(self.slot.clone()));
         }
     }
+}
+
+/// A request ready to be sent.
+struct Prepared {
+    path: &'static str,
+    body: Bytes,
+    deadline: Option<Instant>,
+    metadata: Metadata,
 }
 
 enum State {
