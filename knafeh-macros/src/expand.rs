@@ -18,8 +18,30 @@ use crate::valid::{self, Config, Errors, Kind, Rpc, Service};
 /// the user's item unchanged, so the trait still exists for the rest of
 /// the crate and follow-on errors don't pile up.
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Flavor::Rust)
+}
+
+/// `#[pyservice]`: everything `#[service]` generates, plus the Python
+/// classes (`crate` then names knafeh-py, whose `knafeh` re-export is the
+/// runtime).
+pub fn pyservice(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Flavor::Python)
+}
+
+/// Which macro is expanding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Rust,
+    Python,
+}
+
+fn expand(attr: TokenStream, item: TokenStream, flavor: Flavor) -> TokenStream {
     let mut errors = Errors::default();
-    let config = valid::config(syn::parse2::<RawOptions>(attr), &mut errors);
+    let default_krate: Path = match flavor {
+        Flavor::Rust => syn::parse_quote!(::knafeh),
+        Flavor::Python => syn::parse_quote!(::knafeh_py),
+    };
+    let config = valid::config(syn::parse2::<RawOptions>(attr), default_krate, &mut errors);
     let parsed = match syn::parse2::<Item>(item.clone()) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -39,7 +61,20 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     if errors.has_errors() {
         return fallback(errors, quiet_trait(tr).into_token_stream());
     }
-    Gen::new(&config, &svc).expand()
+    match flavor {
+        Flavor::Rust => Gen::new(&config, &svc).expand(),
+        Flavor::Python => {
+            let py = config.krate.clone();
+            let config = Config {
+                krate: syn::parse_quote!(#py::knafeh),
+                package: config.package.clone(),
+            };
+            let gen = Gen::new(&config, &svc);
+            let rust = gen.expand();
+            let python = gen.python_items(&py);
+            quote!(#rust #python)
+        }
+    }
 }
 
 fn fallback(errors: Errors, item: TokenStream) -> TokenStream {
@@ -152,6 +187,131 @@ impl<'a> Gen<'a> {
             }
         });
         quote!(#(#bounds)*)
+    }
+
+    /// The Python classes of `#[pyservice]`: `{Trait}Client` (async) and
+    /// `{Trait}BlockingClient`, as Rust types `{Trait}PyClient` and
+    /// `{Trait}PyBlockingClient` for the user's `#[pymodule]`.
+    fn python_items(&self, py: &Path) -> TokenStream {
+        let trait_ident = self.trait_ident;
+        let client = &self.client;
+        let vis = &self.svc.item.vis;
+        let pyo3_path = format!("{}::__private::pyo3", quote!(#py)).replace(' ', "");
+        let p = quote!(#py::__private);
+        let o = quote!(#py::__private::pyo3);
+        let mut out = TokenStream::new();
+        for blocking in [false, true] {
+            let (rust_name, py_name, what) = if blocking {
+                (
+                    format_ident!("{}PyBlockingClient", trait_ident),
+                    format!("{trait_ident}BlockingClient"),
+                    "blocking",
+                )
+            } else {
+                (
+                    format_ident!("{}PyClient", trait_ident),
+                    format!("{trait_ident}Client"),
+                    "asyncio",
+                )
+            };
+            let class_doc = format!(
+                "Python ({what}) client of the `{}` service; add it to your `#[pymodule]` with `m.add_class::<{rust_name}>()`.",
+                self.full_name
+            );
+            let connect = if blocking {
+                quote! {
+                    /// Connects (blocking). The server certificate is verified against `ca`
+                    /// (a PEM file) unless `insecure=True`.
+                    #[staticmethod]
+                    #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
+                    #[allow(clippy::too_many_arguments)]
+                    fn connect(
+                        py: #o::Python<'_>,
+                        addr: ::std::string::String,
+                        ca: ::core::option::Option<::std::string::String>,
+                        server_name: ::core::option::Option<::std::string::String>,
+                        insecure: bool,
+                        codec: ::core::option::Option<::std::string::String>,
+                        timeout: ::core::option::Option<f64>,
+                        connect_timeout: ::core::option::Option<f64>,
+                    ) -> #o::PyResult<Self> {
+                        let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
+                        #p::connect_blocking(py, opts).map(|inner| Self { inner })
+                    }
+                }
+            } else {
+                quote! {
+                    /// `await Client.connect(addr, ca=...)`. The server certificate is
+                    /// verified against `ca` (a PEM file) unless `insecure=True`.
+                    #[staticmethod]
+                    #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
+                    #[allow(clippy::too_many_arguments)]
+                    fn connect<'py>(
+                        py: #o::Python<'py>,
+                        addr: ::std::string::String,
+                        ca: ::core::option::Option<::std::string::String>,
+                        server_name: ::core::option::Option<::std::string::String>,
+                        insecure: bool,
+                        codec: ::core::option::Option<::std::string::String>,
+                        timeout: ::core::option::Option<f64>,
+                        connect_timeout: ::core::option::Option<f64>,
+                    ) -> #o::PyResult<#o::Bound<'py, #o::PyAny>> {
+                        let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
+                        #p::connect_async(py, opts, |inner| Self { inner })
+                    }
+                }
+            };
+            let methods = self.svc.rpcs.iter().map(|rpc| {
+                let name = rpc.name;
+                let req = rpc.request;
+                let path = self.path_const(rpc);
+                let docs: TokenStream = rpc.docs.iter().map(|a| a.to_token_stream()).collect();
+                let (helper, ret, resp) = match (&rpc.kind, blocking) {
+                    (Kind::Unary { response }, false) => {
+                        (quote!(unary_async), quote!(#o::Bound<'py, #o::PyAny>), *response)
+                    }
+                    (Kind::Unary { response }, true) => {
+                        (quote!(unary_blocking), quote!(#o::Py<#o::PyAny>), *response)
+                    }
+                    (Kind::ServerStreaming { item }, false) => {
+                        (quote!(stream_async), quote!(#p::AsyncStream), *item)
+                    }
+                    (Kind::ServerStreaming { item }, true) => {
+                        (quote!(stream_blocking), quote!(#p::BlockingStream), *item)
+                    }
+                };
+                quote! {
+                    #docs
+                    #[pyo3(signature = (request = None, /, *, timeout = None, metadata = None, **fields))]
+                    fn #name<'py>(
+                        &self,
+                        py: #o::Python<'py>,
+                        request: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
+                        timeout: ::core::option::Option<f64>,
+                        metadata: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
+                        fields: ::core::option::Option<&#o::Bound<'py, #o::types::PyDict>>,
+                    ) -> #o::PyResult<#ret> {
+                        #p::#helper::<#req, #resp>(py, &self.inner, #client::#path, request, fields, timeout, metadata)
+                    }
+                }
+            });
+            out.extend(quote! {
+                #[doc = #class_doc]
+                #[#o::pyclass(name = #py_name, frozen)]
+                #[pyo3(crate = #pyo3_path)]
+                #vis struct #rust_name {
+                    inner: #p::PyClient,
+                }
+
+                #[#o::pymethods]
+                #[pyo3(crate = #pyo3_path)]
+                impl #rust_name {
+                    #connect
+                    #(#methods)*
+                }
+            });
+        }
+        out
     }
 
     fn path(&self, rpc: &Rpc<'_>) -> String {

@@ -20,3 +20,16 @@ pub fn service(
 ) -> proc_macro::TokenStream {
     expand::service(attr.into(), item.into()).into()
 }
+
+/// `#[service]` plus Python classes: `{Trait}Client` (asyncio) and
+/// `{Trait}BlockingClient`, as the Rust types `{Trait}PyClient` and
+/// `{Trait}PyBlockingClient` to add to your own `#[pymodule]`. Use it
+/// through knafeh-py: `#[knafeh_py::pyservice]`; `crate = "..."` then
+/// names the knafeh-py crate.
+#[proc_macro_attribute]
+pub fn pyservice(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand::pyservice(attr.into(), item.into()).into()
+}

@@ -79,9 +79,9 @@ const OPTIONS: &str = "expected one of: `package`, `crate`";
 
 /// Checks the attribute options. Errors go to `errors`; what is valid is
 /// kept, so trait errors are still found.
-pub fn config(raw: syn::Result<RawOptions>, errors: &mut Errors) -> Config {
+pub fn config(raw: syn::Result<RawOptions>, default_krate: Path, errors: &mut Errors) -> Config {
     let mut config = Config {
-        krate: syn::parse_quote!(::knafeh),
+        krate: default_krate,
         package: None,
     };
     let raw = match raw {
@@ -493,7 +493,7 @@ mod tests {
 
     fn config_errors(attr: proc_macro2::TokenStream) -> (Config, Vec<String>) {
         let mut errors = Errors::default();
-        let config = config(syn::parse2(attr), &mut errors);
+        let config = config(syn::parse2(attr), syn::parse_quote!(::knafeh), &mut errors);
         let msgs = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),

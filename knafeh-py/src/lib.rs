@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use knafeh;
-// pub use knafeh_macros::pyservice;
+pub use knafeh_macros::pyservice;
 
 pyo3::create_exception!(
     knafeh,
@@ -79,7 +79,7 @@ fn knafeh_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub mod __private {
     pub use super::{
         block_on, connect_async, connect_blocking, stream_async, stream_blocking, unary_async,
-        unary_blocking, ConnectOptions, PyClient,
+        unary_blocking, AsyncStream, BlockingStream, ConnectOptions, PyClient,
     };
     pub use knafeh;
     pub use pyo3;
@@ -238,8 +238,10 @@ where
     let rt = pyo3_async_runtimes::tokio::get_runtime();
     let mut fut = Box::pin(fut);
     loop {
-        let step =
-            py.detach(|| rt.block_on(tokio::time::timeout(Duration::from_millis(100), &mut fut)));
+        // The timer must be made inside the runtime.
+        let step = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut fut).await })
+        });
         match step {
             Ok(v) => return Ok(v),
             Err(_) => py.check_signals()?,

@@ -1,0 +1,28 @@
+"""Calls the Rust example server from Python.
+
+    python client.py --addr 127.0.0.1:4433 --ca /tmp/knafeh-dev/ca.pem
+"""
+import argparse
+import asyncio
+
+import greeter
+import knafeh
+
+
+async def main(addr: str, ca: str) -> None:
+    client = await greeter.GreeterClient.connect(addr, ca=ca)
+    reply = await client.say_hello({"name": "Ada"})
+    print("say_hello ->", reply)
+    print("count_to ->", [c async for c in client.count_to(n=3)])
+    try:
+        await client.say_hello(name="")
+    except knafeh.RpcError as e:
+        print("say_hello('') ->", e.code.name, e.message)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--addr", default="127.0.0.1:4433")
+    p.add_argument("--ca", required=True)
+    args = p.parse_args()
+    asyncio.run(main(args.addr, args.ca))

@@ -1,0 +1,99 @@
+"""The generated Python clients (examples/greeter-py) against the Rust
+example server."""
+import asyncio
+import concurrent.futures
+
+import greeter
+import knafeh
+import pytest
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_async_unary_and_streaming(greeter_server):
+    addr, ca = greeter_server
+
+    async def go():
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        assert await client.say_hello({"name": "Ada"}) == {"message": "Hello, Ada!"}
+        assert await client.say_hello(name="Bo") == {"message": "Hello, Bo!"}
+        items = [c async for c in client.count_to({"n": 3})]
+        assert items == [{"value": 1}, {"value": 2}, {"value": 3}]
+        assert [c async for c in client.count_to(n=0)] == []
+
+    run(go())
+
+
+def test_blocking_unary_and_streaming(greeter_server):
+    addr, ca = greeter_server
+    client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+    assert client.say_hello({"name": "Ada"}) == {"message": "Hello, Ada!"}
+    assert list(client.count_to(n=3)) == [{"value": 1}, {"value": 2}, {"value": 3}]
+
+
+def test_server_status_raises_rpc_error(greeter_server):
+    addr, ca = greeter_server
+    client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+    with pytest.raises(knafeh.RpcError) as info:
+        client.say_hello(name="")
+    assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+    assert info.value.message == "name must not be empty"
+
+
+def test_bad_request_fails_before_sending_naming_the_field(greeter_server):
+    addr, ca = greeter_server
+    client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+    with pytest.raises(knafeh.RpcError) as info:
+        client.say_hello({"nam": "typo"})
+    assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+    assert "name" in info.value.message
+    with pytest.raises(knafeh.RpcError) as info:
+        client.count_to(n="three")
+    assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+
+
+def test_tls_is_verified_by_default(greeter_server, tmp_path):
+    addr, _ = greeter_server
+    other_ca = tmp_path / "other.pem"
+    # A CA that did not sign the server certificate: the system store is
+    # not it either.
+    with pytest.raises(knafeh.RpcError) as info:
+        greeter.GreeterBlockingClient.connect(addr, connect_timeout=3.0)
+    assert info.value.code == knafeh.Code.UNAVAILABLE
+    client = greeter.GreeterBlockingClient.connect(addr, insecure=True)
+    assert client.say_hello(name="x") == {"message": "Hello, x!"}
+    assert not other_ca.exists()
+
+
+def test_a_thousand_concurrent_calls_with_gather(greeter_server):
+    addr, ca = greeter_server
+
+    async def go():
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        replies = await asyncio.gather(*(client.say_hello(name=str(i)) for i in range(1000)))
+        assert replies == [{"message": f"Hello, {i}!"} for i in range(1000)]
+
+    run(go())
+
+
+def test_blocking_client_from_several_threads(greeter_server):
+    addr, ca = greeter_server
+    client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda i: client.say_hello(name=str(i)), range(200)))
+    assert replies == [{"message": f"Hello, {i}!"} for i in range(200)]
+
+
+def test_timeout_and_metadata_arguments(greeter_server):
+    addr, ca = greeter_server
+    client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+    reply = client.say_hello(name="m", timeout=5.0, metadata={"x-request-id": "7", "trace-bin": b"\x00\x01"})
+    assert reply == {"message": "Hello, m!"}
+    with pytest.raises(knafeh.RpcError) as info:
+        client.say_hello(name="late", timeout=0.0)
+    assert info.value.code == knafeh.Code.DEADLINE_EXCEEDED
+    with pytest.raises(knafeh.RpcError) as info:
+        client.say_hello(name="m", metadata={"grpc-status": "0"})
+    assert info.value.code == knafeh.Code.INVALID_ARGUMENT
