@@ -311,7 +311,106 @@ impl<'a> Gen<'a> {
                 }
             });
         }
+        out.extend(self.python_service(py, &pyo3_path));
         out
+    }
+
+    /// `{Trait}Service(implementation)`: wraps a Python implementation so
+    /// `knafeh.Server` (or a Rust server, through `knafeh_py::PyService`)
+    /// can serve it; converts payloads with the Rust types.
+    fn python_service(&self, py: &Path, pyo3_path: &str) -> TokenStream {
+        let trait_ident = self.trait_ident;
+        let client = &self.client;
+        let vis = &self.svc.item.vis;
+        let p = quote!(#py::__private);
+        let o = quote!(#py::__private::pyo3);
+        let rust_name = format_ident!("{}PyService", trait_ident);
+        let py_name = format!("{trait_ident}Service");
+        let class_doc = format!(
+            "Serves a Python implementation of `{}`: `{py_name}(impl)`, where `impl` has one method per service method (`def` or `async def`; generators or async generators for streams). Add it to a `knafeh.Server`.",
+            self.full_name
+        );
+        let names: Vec<String> = self.svc.rpcs.iter().map(|r| r.name.to_string()).collect();
+        let streaming: Vec<bool> = self
+            .svc
+            .rpcs
+            .iter()
+            .map(|r| matches!(r.kind, Kind::ServerStreaming { .. }))
+            .collect();
+        let decode_arms = self.svc.rpcs.iter().map(|rpc| {
+            let name = rpc.name.to_string();
+            let req = rpc.request;
+            let path = self.path_const(rpc);
+            quote!(#name => #p::decode_to_py::<#req>(py, #client::#path, codec, payload),)
+        });
+        let encode_arms = self.svc.rpcs.iter().map(|rpc| {
+            let name = rpc.name.to_string();
+            let path = self.path_const(rpc);
+            let resp = match &rpc.kind {
+                Kind::Unary { response } => *response,
+                Kind::ServerStreaming { item } => *item,
+            };
+            quote!(#name => #p::encode_from_py::<#resp>(py, #client::#path, codec, value),)
+        });
+        quote! {
+            #[doc = #class_doc]
+            #[#o::pyclass(name = #py_name, frozen)]
+            #[pyo3(crate = #pyo3_path)]
+            #vis struct #rust_name {
+                implementation: #o::Py<#o::PyAny>,
+            }
+
+            #[#o::pymethods]
+            #[pyo3(crate = #pyo3_path)]
+            impl #rust_name {
+                #[new]
+                fn new(implementation: #o::Py<#o::PyAny>) -> Self {
+                    Self { implementation }
+                }
+
+                /// The wrapped implementation.
+                #[getter]
+                fn implementation(&self, py: #o::Python<'_>) -> #o::Py<#o::PyAny> {
+                    self.implementation.clone_ref(py)
+                }
+
+                #[getter]
+                fn _knafeh_name(&self) -> &'static str {
+                    #client::SERVICE_NAME
+                }
+
+                #[getter]
+                fn _knafeh_methods(&self) -> ::std::vec::Vec<(&'static str, bool)> {
+                    ::std::vec![#((#names, #streaming)),*]
+                }
+
+                fn _knafeh_decode(
+                    &self,
+                    py: #o::Python<'_>,
+                    method: &str,
+                    codec: &str,
+                    payload: &[u8],
+                ) -> #o::PyResult<#o::Py<#o::PyAny>> {
+                    match method {
+                        #(#decode_arms)*
+                        _ => ::core::result::Result::Err(#o::exceptions::PyValueError::new_err(method.to_owned())),
+                    }
+                }
+
+                fn _knafeh_encode(
+                    &self,
+                    py: #o::Python<'_>,
+                    method: &str,
+                    codec: &str,
+                    value: &#o::Bound<'_, #o::PyAny>,
+                ) -> #o::PyResult<#o::Py<#o::types::PyBytes>> {
+                    match method {
+                        #(#encode_arms)*
+                        _ => ::core::result::Result::Err(#o::exceptions::PyValueError::new_err(method.to_owned())),
+                    }
+                }
+            }
+        }
     }
 
     fn path(&self, rpc: &Rpc<'_>) -> String {

@@ -48,5 +48,6 @@ pub trait Greeter {
 fn greeter(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GreeterPyClient>()?;
     m.add_class::<GreeterPyBlockingClient>()?;
+    m.add_class::<GreeterPyService>()?;
     Ok(())
 }

@@ -1,0 +1,50 @@
+"""A Greeter implemented in Python, served by knafeh's Rust server.
+
+    python server.py [--addr 127.0.0.1:0] [--dev-cert-dir DIR]
+
+Prints the CA path and the address, like the Rust example server, and
+serves until interrupted. The Rust example client can call it:
+
+    greeter-client --addr ADDR --ca DIR/ca.pem
+"""
+import argparse
+import asyncio
+import tempfile
+
+import greeter
+import knafeh
+
+
+class PyGreeter:
+    async def say_hello(self, req):
+        if not req["name"]:
+            raise knafeh.RpcError(knafeh.Code.INVALID_ARGUMENT, "name must not be empty")
+        return {"message": f"Hello, {req['name']}!"}
+
+    def count_to(self, req):
+        for value in range(1, req["n"] + 1):
+            yield {"value": value}
+
+
+async def main(addr: str, cert_dir: str) -> None:
+    ca, cert, key = knafeh.dev_cert(cert_dir)
+    print(f"development CA written to {ca}", flush=True)
+    server = knafeh.Server(addr, cert=cert, key=key)
+    server.add_service(greeter.GreeterService(PyGreeter()))
+    address = await server.start()
+    print(f"greeter listening on {address}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--addr", default="127.0.0.1:4433")
+    p.add_argument("--dev-cert-dir", default=tempfile.mkdtemp(prefix="knafeh-py-"))
+    args = p.parse_args()
+    try:
+        asyncio.run(main(args.addr, args.dev_cert_dir))
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,104 @@
+"""Greeter implemented in Python, served by knafeh.Server, called from
+Python and from the Rust example client."""
+import asyncio
+import pathlib
+
+import greeter
+import knafeh
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RUST_CLIENT = ROOT / "target" / "debug" / "greeter-client"
+
+
+class PyGreeter:
+    def __init__(self):
+        self.calls = 0
+
+    async def say_hello(self, req):
+        self.calls += 1
+        name = req["name"]
+        if name == "":
+            raise knafeh.RpcError(knafeh.Code.INVALID_ARGUMENT, "name must not be empty")
+        if name == "boom":
+            raise ValueError("kaput")
+        if name == "badreply":
+            return {"nope": 1}
+        return {"message": f"Hello, {name}!"}
+
+    def count_to(self, req):
+        for value in range(1, req["n"] + 1):
+            yield {"value": value}
+
+
+class AsyncGenGreeter(PyGreeter):
+    def say_hello(self, req):  # a plain def
+        return {"message": f"Hi, {req['name']}!"}
+
+    async def count_to(self, req):
+        for value in range(1, req["n"] + 1):
+            await asyncio.sleep(0)
+            yield {"value": value}
+
+
+async def serving(impl, tmp_path, body):
+    ca, cert, key = knafeh.dev_cert(str(tmp_path))
+    server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
+    server.add_service(greeter.GreeterService(impl))
+    addr = await server.start()
+    try:
+        await asyncio.wait_for(body(addr, ca), 60)
+    finally:
+        await server.stop()
+
+
+def test_python_service_called_from_python(tmp_path):
+    impl = PyGreeter()
+
+    async def body(addr, ca):
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        assert await client.say_hello(name="Ada") == {"message": "Hello, Ada!"}
+        assert [c async for c in client.count_to(n=3)] == [{"value": v} for v in (1, 2, 3)]
+        with pytest.raises(knafeh.RpcError) as info:
+            await client.say_hello(name="")
+        assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+        assert info.value.message == "name must not be empty"
+        # Any other exception: INTERNAL naming its type and message; the
+        # server keeps serving.
+        with pytest.raises(knafeh.RpcError) as info:
+            await client.say_hello(name="boom")
+        assert info.value.code == knafeh.Code.INTERNAL
+        assert "ValueError" in info.value.message and "kaput" in info.value.message
+        with pytest.raises(knafeh.RpcError) as info:
+            await client.say_hello(name="badreply")
+        assert info.value.code == knafeh.Code.INTERNAL
+        assert await client.say_hello(name="again") == {"message": "Hello, again!"}
+
+    asyncio.run(serving(impl, tmp_path, body))
+    assert impl.calls == 5
+
+
+def test_plain_def_and_async_generators(tmp_path):
+    async def body(addr, ca):
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        assert await client.say_hello(name="Bo") == {"message": "Hi, Bo!"}
+        assert [c async for c in client.count_to(n=4)] == [{"value": v} for v in (1, 2, 3, 4)]
+        replies = await asyncio.gather(*(client.say_hello(name=str(i)) for i in range(200)))
+        assert replies == [{"message": f"Hi, {i}!"} for i in range(200)]
+
+    asyncio.run(serving(AsyncGenGreeter(), tmp_path, body))
+
+
+def test_python_service_called_from_the_rust_client(tmp_path):
+    async def body(addr, ca):
+        proc = await asyncio.create_subprocess_exec(
+            str(RUST_CLIENT), "--addr", addr, "--ca", ca, "--name", "Rust", "--n", "2",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        text = out.decode()
+        assert 'say_hello("Rust") -> "Hello, Rust!"' in text
+        assert "count_to(2) -> [1, 2]" in text
+
+    asyncio.run(serving(PyGreeter(), tmp_path, body))
