@@ -66,7 +66,7 @@ fn knafeh_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Code", code)?;
     // The exception is plain Python, so handlers can raise it with a code.
     py.run(
-        c"class RpcError(Exception):\n    \"\"\"A failed knafeh call, or a status a Python handler returns by raising it.\n\n    `code` is a `knafeh.Code`, `message` the status message, `metadata` a dict\n    (str -> str, or bytes for `-bin` keys).\n    \"\"\"\n\n    def __init__(self, code, message='', metadata=None):\n        self.code = Code(code)\n        self.message = str(message)\n        self.metadata = dict(metadata or {})\n        super().__init__(f'{self.code.name}: {self.message}')\n\nRpcError.__module__ = 'knafeh'\n",
+        c"class RpcError(Exception):\n    \"\"\"A failed knafeh call, or a status a Python handler returns by raising it.\n\n    `code` is a `knafeh.Code`, `message` the status message, `metadata` a dict\n    (str -> str, or bytes for `-bin` keys).\n    \"\"\"\n\n    def __init__(self, code, message='', metadata=None):\n        self.code = Code(code)\n        self.message = str(message)\n        self.metadata = dict(metadata or {})\n        super().__init__(f'{self.code.name}: {self.message}')\n\nRpcError.__module__ = 'knafeh'\n\nasync def _await(awaitable):\n    return await awaitable\n",
         Some(&m.dict()),
         None,
     )?;

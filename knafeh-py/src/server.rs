@@ -66,6 +66,80 @@ fn pyerr_to_status(py: Python<'_>, err: PyErr, path: &str) -> Status {
     Status::internal(format!("{path}: the handler raised {type_name}: {value}"))
 }
 
+/// Runs an awaitable on the event loop of `locals` and waits for it from
+/// Rust. Dropping the returned future cancels the asyncio task, so a
+/// handler whose call was cancelled sees `CancelledError`.
+fn run_on_loop(
+    py: Python<'_>,
+    locals: &TaskLocals,
+    awaitable: &Bound<'_, PyAny>,
+) -> PyResult<impl std::future::Future<Output = PyResult<Py<PyAny>>> + Send + 'static> {
+    let asyncio = py.import("asyncio")?;
+    // `run_coroutine_threadsafe` takes coroutines only.
+    let coro = if asyncio
+        .call_method1("iscoroutine", (awaitable,))?
+        .extract::<bool>()?
+    {
+        awaitable.clone()
+    } else {
+        knafeh_py_module(py)?
+            .getattr("_await")?
+            .call1((awaitable,))?
+    };
+    let cf = asyncio.call_method1("run_coroutine_threadsafe", (coro, locals.event_loop(py)))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<PyResult<Py<PyAny>>>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let callback = pyo3::types::PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args, _kwargs| -> PyResult<()> {
+            let fut = args.get_item(0)?;
+            let result = if fut.call_method0("cancelled")?.extract::<bool>()? {
+                Err(pyo3::exceptions::asyncio::CancelledError::new_err(
+                    "cancelled",
+                ))
+            } else {
+                fut.call_method0("result").map(Bound::unbind)
+            };
+            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(result);
+            }
+            Ok(())
+        },
+    )?;
+    cf.call_method1("add_done_callback", (callback,))?;
+    let mut guard = CancelOnDrop(Some(cf.unbind()));
+    Ok(async move {
+        let out = rx
+            .await
+            .unwrap_or_else(|_| Err(PyRuntimeError::new_err("the event loop dropped the task")));
+        guard.disarm();
+        out
+    })
+}
+
+/// Cancels a `concurrent.futures.Future` (and so its asyncio task) when the
+/// Rust side stops waiting for it.
+struct CancelOnDrop(Option<Py<PyAny>>);
+
+impl CancelOnDrop {
+    /// The task finished: nothing to cancel.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(cf) = self.0.take() {
+            Python::attach(|py| {
+                let _ = cf.bind(py).call_method0("cancel");
+            });
+        }
+    }
+}
+
 static BACKGROUND_LOOP: OnceLock<TaskLocals> = OnceLock::new();
 
 /// An asyncio loop on a daemon thread, for `async def` handlers served
@@ -197,7 +271,7 @@ impl Handler {
             let locals = self
                 .locals(py)
                 .map_err(|e| pyerr_to_status(py, e, &self.path))?;
-            pyo3_async_runtimes::into_future_with_locals(&locals, v.clone())
+            run_on_loop(py, &locals, v)
                 .map(Some)
                 .map_err(|e| pyerr_to_status(py, e, &self.path))
         })?;
@@ -236,7 +310,7 @@ impl Handler {
             let fut = Python::attach(|py| {
                 let locals = self.locals(py)?;
                 let next = iter.bind(py).call_method0("__anext__")?;
-                pyo3_async_runtimes::into_future_with_locals(&locals, next)
+                run_on_loop(py, &locals, &next)
             })
             .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, &self.path)))?;
             match fut.await {
@@ -328,11 +402,10 @@ impl Service for PyService {
                             let closer = if is_async { "aclose" } else { "close" };
                             if let Ok(c) = it.call_method0(closer) {
                                 if is_async {
+                                    // Let `aclose()` run to completion on the loop.
                                     if let Ok(locals) = handler.locals(py) {
-                                        if let Ok(f) =
-                                            pyo3_async_runtimes::into_future_with_locals(&locals, c)
-                                        {
-                                            drop(f);
+                                        if let Ok(f) = run_on_loop(py, &locals, &c) {
+                                            tokio::spawn(f);
                                         }
                                     }
                                 }

@@ -102,3 +102,38 @@ def test_python_service_called_from_the_rust_client(tmp_path):
         assert "count_to(2) -> [1, 2]" in text
 
     asyncio.run(serving(PyGreeter(), tmp_path, body))
+
+
+class SlowGreeter(PyGreeter):
+    def __init__(self):
+        super().__init__()
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def say_hello(self, req):
+        if req["name"] != "slow":
+            return await super().say_hello(req)
+        self.started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return {"message": "late"}
+
+
+def test_cancelling_the_task_cancels_the_call_on_the_server(tmp_path):
+    impl = SlowGreeter()
+
+    async def body(addr, ca):
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        task = asyncio.ensure_future(client.say_hello(name="slow"))
+        await asyncio.wait_for(impl.started.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The server-side handler is cancelled too.
+        await asyncio.wait_for(impl.cancelled.wait(), 10)
+        assert await client.say_hello(name="x") == {"message": "Hello, x!"}
+
+    asyncio.run(serving(impl, tmp_path, body))
