@@ -1,6 +1,6 @@
 """A Greeter implemented in Python, served by knafeh's Rust server.
 
-    python server.py [--addr 127.0.0.1:0] [--dev-cert-dir DIR]
+    python examples/greeter-py/server.py [--addr 127.0.0.1:0] [--dev-cert-dir DIR]
 
 Prints the CA path and the address, like the Rust example server, and
 serves until interrupted. The Rust example client can call it:

@@ -1,6 +1,6 @@
 """Calls the Rust example server from Python.
 
-    python client.py --addr 127.0.0.1:4433 --ca /tmp/knafeh-dev/ca.pem
+    python examples/greeter-py/client.py --addr 127.0.0.1:4433 --ca /tmp/knafeh-dev/ca.pem
 """
 import argparse
 import asyncio

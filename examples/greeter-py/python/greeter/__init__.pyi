@@ -1,0 +1,70 @@
+"""Type stubs for the generated Greeter classes (written by hand next to
+the module; see the README's "Type stubs" section)."""
+from typing import AsyncIterator, Awaitable, Iterator, Optional, Protocol, TypedDict, Union
+
+from knafeh import Metadata
+
+class HelloRequest(TypedDict):
+    name: str
+
+class HelloReply(TypedDict):
+    message: str
+
+class CountRequest(TypedDict):
+    n: int
+
+class Count(TypedDict):
+    value: int
+
+class GreeterClient:
+    @staticmethod
+    def connect(
+        addr: str,
+        *,
+        ca: Optional[str] = None,
+        server_name: Optional[str] = None,
+        insecure: bool = False,
+        codec: Optional[str] = None,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+    ) -> Awaitable["GreeterClient"]: ...
+    def say_hello(
+        self, request: Optional[HelloRequest] = None, /, *, timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None, **fields: object,
+    ) -> Awaitable[HelloReply]: ...
+    def count_to(
+        self, request: Optional[CountRequest] = None, /, *, timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None, **fields: object,
+    ) -> AsyncIterator[Count]: ...
+
+class GreeterBlockingClient:
+    @staticmethod
+    def connect(
+        addr: str,
+        *,
+        ca: Optional[str] = None,
+        server_name: Optional[str] = None,
+        insecure: bool = False,
+        codec: Optional[str] = None,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+    ) -> "GreeterBlockingClient": ...
+    def say_hello(
+        self, request: Optional[HelloRequest] = None, /, *, timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None, **fields: object,
+    ) -> HelloReply: ...
+    def count_to(
+        self, request: Optional[CountRequest] = None, /, *, timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None, **fields: object,
+    ) -> Iterator[Count]: ...
+
+class GreeterImpl(Protocol):
+    """What GreeterService expects: `def` or `async def` methods; a
+    generator or async generator for count_to."""
+    def say_hello(self, req: HelloRequest) -> Union[HelloReply, Awaitable[HelloReply]]: ...
+    def count_to(self, req: CountRequest) -> Union[Iterator[Count], AsyncIterator[Count]]: ...
+
+class GreeterService:
+    def __init__(self, implementation: GreeterImpl) -> None: ...
+    @property
+    def implementation(self) -> GreeterImpl: ...

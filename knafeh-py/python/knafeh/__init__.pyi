@@ -1,0 +1,54 @@
+"""Type stubs for the `knafeh` Python runtime."""
+import enum
+from typing import Awaitable, Mapping, Optional, Tuple, Union
+
+__version__: str
+
+class Code(enum.IntEnum):
+    """The 17 gRPC status codes."""
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+Metadata = Mapping[str, Union[str, bytes]]
+
+class RpcError(Exception):
+    """A failed call, or the status a Python handler answers with by raising it."""
+    code: Code
+    message: str
+    metadata: dict[str, Union[str, bytes]]
+    def __init__(self, code: Union[Code, int], message: str = "", metadata: Optional[Metadata] = None) -> None: ...
+
+class Server:
+    """Serves Python implementations wrapped in generated `{Trait}Service` objects."""
+    def __init__(
+        self,
+        addr: str = "127.0.0.1:0",
+        *,
+        cert: str,
+        key: str,
+        max_message_size: Optional[int] = None,
+        drain_timeout: Optional[float] = None,
+    ) -> None: ...
+    def add_service(self, service: object) -> None: ...
+    def start(self) -> Awaitable[str]:
+        """Starts serving; resolves to the bound `host:port`."""
+    def stop(self) -> Awaitable[None]:
+        """Graceful shutdown."""
+
+def dev_cert(directory: str, names: list[str] = ...) -> Tuple[str, str, str]:
+    """Writes a development CA and server certificate; returns (ca, cert, key) paths."""
