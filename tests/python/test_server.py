@@ -137,3 +137,38 @@ def test_cancelling_the_task_cancels_the_call_on_the_server(tmp_path):
         assert await client.say_hello(name="x") == {"message": "Hello, x!"}
 
     asyncio.run(serving(impl, tmp_path, body))
+
+
+BLOCKING_CALLER = """
+import sys, greeter, knafeh
+client = greeter.GreeterBlockingClient.connect(sys.argv[1], ca=sys.argv[2])
+print("calling", flush=True)
+try:
+    client.say_hello(name="slow")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_blocking_call(tmp_path):
+    import signal
+    import sys
+
+    impl = SlowGreeter()
+
+    async def body(addr, ca):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", BLOCKING_CALLER, addr, ca, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            await asyncio.wait_for(impl.started.wait(), 20)
+            proc.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert "interrupted" in out.decode()
+        # Dropping the call on Ctrl-C cancelled it on the server too.
+        await asyncio.wait_for(impl.cancelled.wait(), 10)
+
+    asyncio.run(serving(impl, tmp_path, body))
