@@ -2,37 +2,11 @@
 //! service as `examples/greeter`, plus Python classes re-exported from the
 //! `greeter` Python module.
 
+// The message types are the Rust example's: both crates speak the same
+// `helloworld.Greeter` on the wire.
+pub use ::greeter::{Count, CountRequest, HelloReply, HelloRequest};
 use knafeh_py::knafeh::{Status, Streaming};
 use pyo3::prelude::*;
-use serde::{Deserialize, Serialize};
-
-/// Request of `say_hello`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HelloRequest {
-    /// Who to greet.
-    pub name: String,
-}
-
-/// Reply of `say_hello`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HelloReply {
-    /// `"Hello, {name}!"`.
-    pub message: String,
-}
-
-/// Request of `count_to`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CountRequest {
-    /// Count up to this number.
-    pub n: u32,
-}
-
-/// One item of `count_to`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Count {
-    /// The current number.
-    pub value: u32,
-}
 
 /// Greets people and counts.
 #[knafeh_py::pyservice(package = "helloworld")]
