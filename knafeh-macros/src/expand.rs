@@ -58,6 +58,9 @@ fn expand(attr: TokenStream, item: TokenStream, flavor: Flavor) -> TokenStream {
     };
     let model = parse::Trait::new(tr);
     let svc = valid::service(&model, &mut errors);
+    if flavor == Flavor::Python {
+        python_names(&svc, &mut errors);
+    }
     if errors.has_errors() {
         return fallback(errors, quiet_trait(tr).into_token_stream());
     }
@@ -73,6 +76,24 @@ fn expand(attr: TokenStream, item: TokenStream, flavor: Flavor) -> TokenStream {
             let rust = gen.expand();
             let python = gen.python_items(&py);
             quote!(#rust #python)
+        }
+    }
+}
+
+/// Names the generated Python classes use themselves.
+const PYTHON_RESERVED: [&str; 2] = ["connect", "implementation"];
+
+/// Method names that would clash with the Python classes' own members.
+fn python_names(svc: &Service<'_>, errors: &mut Errors) {
+    for rpc in &svc.rpcs {
+        let name = rpc.name.to_string();
+        if PYTHON_RESERVED.contains(&name.as_str()) || name.starts_with("_knafeh") {
+            errors.push(Error::new(
+                rpc.name.span(),
+                format!(
+                    "`{name}` clashes with a member of the Python classes #[pyservice] generates; rename the method"
+                ),
+            ));
         }
     }
 }
