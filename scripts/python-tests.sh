@@ -12,5 +12,6 @@ export VIRTUAL_ENV="$PWD/$venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 (cd knafeh-py && maturin develop -q)
 (cd examples/greeter-py && maturin develop -q)
+(cd tests/python/probe && maturin develop -q)
 cargo build -q -p greeter --bins
 timeout 600 python -m pytest -q -p no:cacheprovider tests/python

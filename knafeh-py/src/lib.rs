@@ -26,6 +26,7 @@ pub use knafeh_macros::pyservice;
 pub use server::PyService;
 
 mod server;
+mod topy;
 
 /// The gRPC code names, in code order (index = numeric code).
 const CODE_NAMES: [&str; 17] = [
@@ -338,16 +339,14 @@ fn request_from_py<T: DeserializeOwned>(
 }
 
 fn response_to_py<T: Serialize>(py: Python<'_>, path: &str, value: &T) -> PyResult<Py<PyAny>> {
-    pythonize::pythonize(py, value)
-        .map(Bound::unbind)
-        .map_err(|e| {
-            status_to_pyerr(
-                py,
-                &Status::internal(format!(
-                    "{path}: the response does not convert to Python: {e}"
-                )),
-            )
-        })
+    topy::to_py(py, value).map(Bound::unbind).map_err(|e| {
+        status_to_pyerr(
+            py,
+            &Status::internal(format!(
+                "{path}: the response does not convert to Python: {e}"
+            )),
+        )
+    })
 }
 
 /// An awaitable unary call.
