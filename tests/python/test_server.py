@@ -172,3 +172,21 @@ def test_ctrl_c_interrupts_a_blocking_call(tmp_path):
         await asyncio.wait_for(impl.cancelled.wait(), 10)
 
     asyncio.run(serving(impl, tmp_path, body))
+
+
+def test_a_waiting_blocking_call_does_not_hold_the_gil(tmp_path):
+    """A blocking call from a worker thread waits on a handler that runs
+    on this thread's event loop: if the waiting call held the GIL, the
+    handler could never run and the call would time out."""
+    import concurrent.futures
+
+    async def body(addr, ca):
+        client = greeter.GreeterBlockingClient.connect(addr, ca=ca)
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            replies = await asyncio.gather(
+                *(loop.run_in_executor(pool, lambda i=i: client.say_hello(name=str(i), timeout=10.0)) for i in range(8))
+            )
+        assert replies == [{"message": f"Hello, {i}!"} for i in range(8)]
+
+    asyncio.run(serving(PyGreeter(), tmp_path, body))
