@@ -28,3 +28,21 @@ def test_vec_u8_fields_are_bytes(tmp_path):
             await server.stop()
 
     asyncio.run(asyncio.wait_for(go(), 60))
+
+
+class AsyncBlobImpl:
+    async def blob(self, req):
+        await asyncio.sleep(0)
+        return {"data": req["data"] * 2, "tag": "async"}
+
+
+def test_a_python_implementation_served_by_a_rust_server(tmp_path):
+    """knafeh_py::PyService in a Rust knafeh::Server; `async def` handlers
+    run on knafeh's own background event loop."""
+    ca, cert, key = knafeh.dev_cert(str(tmp_path))
+    server = knafeh_probe.start_rust_server(knafeh_probe.ProbeService(AsyncBlobImpl()), cert, key)
+    try:
+        client = knafeh_probe.ProbeBlockingClient.connect(server.address, ca=ca)
+        assert client.blob(data=b"ab", tag="") == {"data": b"abab", "tag": "async"}
+    finally:
+        server.stop()

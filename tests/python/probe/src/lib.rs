@@ -23,6 +23,50 @@ pub trait Probe {
 #[pymodule]
 fn knafeh_probe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ProbePyClient>()?;
+    m.add_class::<ProbePyBlockingClient>()?;
     m.add_class::<ProbePyService>()?;
+    m.add_class::<RustServer>()?;
+    m.add_function(wrap_pyfunction!(start_rust_server, m)?)?;
     Ok(())
+}
+
+/// A Rust `knafeh::Server` serving a Python implementation through
+/// `knafeh_py::PyService` (the "from Rust" path, without `knafeh.Server`).
+#[pyclass]
+struct RustServer {
+    handle: std::sync::Mutex<Option<knafeh_py::knafeh::ServerHandle>>,
+    #[pyo3(get)]
+    address: String,
+}
+
+#[pymethods]
+impl RustServer {
+    /// Graceful shutdown (blocking).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            knafeh_py::__private::block_on(py, h.shutdown())?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a Rust server for `service` (a generated `{Trait}Service`).
+#[pyfunction]
+fn start_rust_server(
+    py: Python<'_>,
+    service: &Bound<'_, PyAny>,
+    cert: String,
+    key: String,
+) -> PyResult<RustServer> {
+    let svc = knafeh_py::PyService::new(service)?;
+    let builder = knafeh_py::knafeh::Server::builder()
+        .tls(cert, key)
+        .add_service(svc);
+    let handle = knafeh_py::__private::block_on(py, builder.start())?
+        .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    Ok(RustServer {
+        address: handle.local_addr().to_string(),
+        handle: std::sync::Mutex::new(Some(handle)),
+    })
 }
