@@ -287,19 +287,28 @@ impl<'a> Gen<'a> {
                 let req = rpc.request;
                 let path = self.path_const(rpc);
                 let docs: TokenStream = rpc.docs.iter().map(|a| a.to_token_stream()).collect();
-                let (helper, ret, resp) = match (&rpc.kind, blocking) {
+                // Unary: `unary_async`/`unary_blocking`; streams: one
+                // `stream` helper, wrapped in the iterator type.
+                let (call, ret, wrap) = match (&rpc.kind, blocking) {
                     (Kind::Unary { response }, false) => {
-                        (quote!(unary_async), quote!(#o::Bound<'py, #o::PyAny>), *response)
+                        (quote!(#p::unary_async::<#req, #response>), quote!(#o::Bound<'py, #o::PyAny>), None)
                     }
                     (Kind::Unary { response }, true) => {
-                        (quote!(unary_blocking), quote!(#o::Py<#o::PyAny>), *response)
+                        (quote!(#p::unary_blocking::<#req, #response>), quote!(#o::Py<#o::PyAny>), None)
                     }
                     (Kind::ServerStreaming { item }, false) => {
-                        (quote!(stream_async), quote!(#p::AsyncStream), *item)
+                        (quote!(#p::stream::<#req, #item>), quote!(#p::AsyncStream), Some(quote!(#p::AsyncStream)))
                     }
-                    (Kind::ServerStreaming { item }, true) => {
-                        (quote!(stream_blocking), quote!(#p::BlockingStream), *item)
-                    }
+                    (Kind::ServerStreaming { item }, true) => (
+                        quote!(#p::stream::<#req, #item>),
+                        quote!(#p::BlockingStream),
+                        Some(quote!(#p::BlockingStream)),
+                    ),
+                };
+                let body = quote!(#call(py, &self.inner, #client::#path, request, fields, timeout, metadata));
+                let body = match wrap {
+                    None => body,
+                    Some(wrap) => quote!(#body.map(<#wrap as ::core::convert::From<#p::StreamItems>>::from)),
                 };
                 quote! {
                     #docs
@@ -312,7 +321,7 @@ impl<'a> Gen<'a> {
                         metadata: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
                         fields: ::core::option::Option<&#o::Bound<'py, #o::types::PyDict>>,
                     ) -> #o::PyResult<#ret> {
-                        #p::#helper::<#req, #resp>(py, &self.inner, #client::#path, request, fields, timeout, metadata)
+                        #body
                     }
                 }
             });

@@ -101,8 +101,8 @@ fn dev_cert(
 #[doc(hidden)]
 pub mod __private {
     pub use super::{
-        block_on, connect_async, connect_blocking, stream_async, stream_blocking, unary_async,
-        unary_blocking, AsyncStream, BlockingStream, ConnectOptions, PyClient,
+        block_on, connect_async, connect_blocking, stream, unary_async, unary_blocking,
+        AsyncStream, BlockingStream, ConnectOptions, PyClient, StreamItems,
     };
     pub use crate::server::{decode_to_py, encode_from_py};
     pub use knafeh;
@@ -413,6 +413,21 @@ trait NextItem: Send {
 /// Items of a server stream, shared by the iterator object.
 type PyItems = Box<dyn NextItem>;
 
+/// The items of one server-streaming call (see [`stream`]).
+pub struct StreamItems(std::sync::Arc<tokio::sync::Mutex<PyItems>>);
+
+impl From<StreamItems> for AsyncStream {
+    fn from(s: StreamItems) -> Self {
+        AsyncStream { items: s.0 }
+    }
+}
+
+impl From<StreamItems> for BlockingStream {
+    fn from(s: StreamItems) -> Self {
+        BlockingStream { items: s.0 }
+    }
+}
+
 enum StreamState<Req, Resp> {
     NotStarted(Client, &'static str, Req, CallOptions),
     Running(&'static str, knafeh::Streaming<Resp>),
@@ -504,8 +519,9 @@ impl BlockingStream {
     }
 }
 
-#[allow(clippy::type_complexity)]
-fn stream_items<'py, Req, Resp>(
+/// A server-streaming call, started lazily on the first item; wrap it in
+/// [`AsyncStream`] or [`BlockingStream`] (both `From<StreamItems>`).
+pub fn stream<'py, Req, Resp>(
     py: Python<'py>,
     client: &PyClient,
     path: &'static str,
@@ -513,7 +529,7 @@ fn stream_items<'py, Req, Resp>(
     fields: Option<&Bound<'py, PyDict>>,
     timeout: Option<f64>,
     metadata: Option<&Bound<'py, PyAny>>,
-) -> PyResult<std::sync::Arc<tokio::sync::Mutex<PyItems>>>
+) -> PyResult<StreamItems>
 where
     Req: knafeh::__private::Message + DeserializeOwned,
     Resp: knafeh::__private::Message + Serialize,
@@ -522,43 +538,7 @@ where
     let opts = call_options(py, timeout, metadata)?;
     let state: StreamState<Req, Resp> =
         StreamState::NotStarted(client.client.clone(), path, req, opts);
-    Ok(std::sync::Arc::new(tokio::sync::Mutex::new(Box::new(
-        state,
+    Ok(StreamItems(std::sync::Arc::new(tokio::sync::Mutex::new(
+        Box::new(state),
     ))))
-}
-
-/// A server-streaming call as an async iterator.
-pub fn stream_async<'py, Req, Resp>(
-    py: Python<'py>,
-    client: &PyClient,
-    path: &'static str,
-    request: Option<&Bound<'py, PyAny>>,
-    fields: Option<&Bound<'py, PyDict>>,
-    timeout: Option<f64>,
-    metadata: Option<&Bound<'py, PyAny>>,
-) -> PyResult<AsyncStream>
-where
-    Req: knafeh::__private::Message + DeserializeOwned,
-    Resp: knafeh::__private::Message + Serialize,
-{
-    let items = stream_items::<Req, Resp>(py, client, path, request, fields, timeout, metadata)?;
-    Ok(AsyncStream { items })
-}
-
-/// A server-streaming call as a plain iterator.
-pub fn stream_blocking<'py, Req, Resp>(
-    py: Python<'py>,
-    client: &PyClient,
-    path: &'static str,
-    request: Option<&Bound<'py, PyAny>>,
-    fields: Option<&Bound<'py, PyDict>>,
-    timeout: Option<f64>,
-    metadata: Option<&Bound<'py, PyAny>>,
-) -> PyResult<BlockingStream>
-where
-    Req: knafeh::__private::Message + DeserializeOwned,
-    Resp: knafeh::__private::Message + Serialize,
-{
-    let items = stream_items::<Req, Resp>(py, client, path, request, fields, timeout, metadata)?;
-    Ok(BlockingStream { items })
 }

@@ -56,15 +56,18 @@ def test_bad_request_fails_before_sending_naming_the_field(greeter_server):
 
 def test_tls_is_verified_by_default(greeter_server, tmp_path):
     addr, _ = greeter_server
-    other_ca = tmp_path / "other.pem"
-    # A CA that did not sign the server certificate: the system store is
-    # not it either.
+    # No CA given: the system trust store does not know the dev CA.
     with pytest.raises(knafeh.RpcError) as info:
         greeter.GreeterBlockingClient.connect(addr, connect_timeout=3.0)
     assert info.value.code == knafeh.Code.UNAVAILABLE
+    # A CA that did not sign the server certificate.
+    other_ca, _, _ = knafeh.dev_cert(str(tmp_path))
+    with pytest.raises(knafeh.RpcError) as info:
+        greeter.GreeterBlockingClient.connect(addr, ca=other_ca, connect_timeout=3.0)
+    assert info.value.code == knafeh.Code.UNAVAILABLE
+    # Only the explicitly insecure option skips verification.
     client = greeter.GreeterBlockingClient.connect(addr, insecure=True)
     assert client.say_hello(name="x") == {"message": "Hello, x!"}
-    assert not other_ca.exists()
 
 
 def test_a_thousand_concurrent_calls_with_gather(greeter_server):
