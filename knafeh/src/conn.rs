@@ -272,6 +272,8 @@ pub(crate) struct H3App {
     wrote_since_read: bool,
     shared: Arc<ConnShared>,
     recv_buf: Vec<u8>,
+    /// Dropped when the connection closes (server: connection counting).
+    close_guard: Option<Box<dyn Send>>,
 }
 
 impl H3App {
@@ -300,6 +302,7 @@ impl H3App {
             wrote_since_read: false,
             shared,
             recv_buf: vec![0; 64 * 1024],
+            close_guard: None,
         }
     }
 
@@ -315,12 +318,13 @@ impl H3App {
 
     /// A server-side application that calls `on_request` per request.
     /// With `draining`, it refuses every request (the server is shutting
-    /// down).
+    /// down). `close_guard` is dropped when the connection closes.
     pub(crate) fn server(
         h3_config: h3::Config,
         peer: SocketAddr,
         on_request: OnRequest,
         draining: bool,
+        close_guard: Box<dyn Send>,
     ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
@@ -328,6 +332,7 @@ impl H3App {
         app.cmd_tx = Some(tx.clone());
         app.on_request = Some(on_request);
         app.going_away = draining;
+        app.close_guard = Some(close_guard);
         (app, tx, shared)
     }
 
@@ -696,6 +701,7 @@ impl H3App {
         }
         self.pending_opens.clear();
         self.dirty.clear();
+        self.close_guard = None;
         self.shared.closed.store(true, Ordering::Release);
         self.shared.closed_notify.notify_waiters();
     }

@@ -26,7 +26,7 @@ pub use codec::Codec;
 pub use context::{CallOptions, Context, Response};
 pub use knafeh_macros::service;
 pub use metadata::{Metadata, MetadataError, MetadataValue};
-pub use server::{Server, ServerBuilder, ServerHandle, DEFAULT_MAX_MESSAGE_SIZE};
+pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use status::{Code, Status};
 pub use streaming::{SendError, StreamSender, Streaming};
 pub use tls::{DevCert, DevCertPaths, IssuedCert, TlsError};

@@ -214,6 +214,7 @@ impl ServerBuilder {
             max_message_size: self.max_message_size,
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
+            connections: AtomicUsize::new(0),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(
@@ -228,6 +229,7 @@ impl ServerBuilder {
             local_addr,
             stop: Some(stop_tx),
             task,
+            state,
         })
     }
 }
@@ -244,12 +246,21 @@ fn path_str(p: &std::path::Path) -> io::Result<String> {
 /// A running server. Dropping the handle shuts the server down
 /// gracefully in the background; keep it for as long as the server should
 /// run.
-#[derive(Debug)]
 #[must_use = "dropping the handle shuts the server down"]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    state: Arc<ServerState>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerHandle {
@@ -257,6 +268,14 @@ impl ServerHandle {
     /// port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Open connections and calls in progress right now.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            connections: self.state.connections.load(Ordering::Acquire),
+            active_calls: self.state.inflight.load(Ordering::Acquire),
+        }
     }
 
     /// Graceful shutdown: stop accepting connections and calls (new calls
@@ -285,6 +304,26 @@ struct ServerState {
     max_message_size: usize,
     inflight: AtomicUsize,
     idle: Notify,
+    connections: AtomicUsize,
+}
+
+/// A snapshot of a server's load, from [`ServerHandle::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Open QUIC connections (including ones still in their handshake).
+    pub connections: usize,
+    /// Calls being served: from their request headers until their last
+    /// frame is queued or they are cancelled.
+    pub active_calls: usize,
+}
+
+struct ConnGuard(Arc<ServerState>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct InflightGuard(Arc<ServerState>);
@@ -321,7 +360,9 @@ fn start_connection(
             return;
         }
     };
-    let (app, cmd, shared) = H3App::server(h3_config, peer, on_request, draining);
+    state.connections.fetch_add(1, Ordering::AcqRel);
+    let guard = Box::new(ConnGuard(state.clone()));
+    let (app, cmd, shared) = H3App::server(h3_config, peer, on_request, draining, guard);
     initial.start(app);
     conns.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
     conns.push((cmd, shared));

@@ -271,8 +271,12 @@ async fn idle_connections_are_closed_and_the_next_call_dials_again() {
             ..
         } = ProbeFixture::start(|b| b.idle_timeout(Duration::from_millis(300))).await;
         let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
+        assert_eq!(server.stats().connections, 1);
         // Time passing without traffic is what is tested here.
         tokio::time::sleep(Duration::from_millis(1200)).await;
+        // The server freed the idle connection.
+        let stats = server.stats();
+        assert_eq!((stats.connections, stats.active_calls), (0, 0));
         let second = p.whoami(Echo { text: "b".into() }).await.unwrap().text;
         assert_ne!(
             first.split_once('|').unwrap().1,
