@@ -202,6 +202,46 @@ impl Decoder {
     }
 }
 
+/// The decoder for the fuzz targets (built only with `--cfg fuzzing`);
+/// errors are their `Debug` text.
+#[cfg(fuzzing)]
+pub mod fuzz {
+    /// Size of the flag byte plus the 4-byte length.
+    pub const PREFIX_LEN: usize = super::PREFIX_LEN;
+
+    /// The incremental decoder.
+    #[derive(Debug)]
+    pub struct Decoder(super::Decoder);
+
+    impl Decoder {
+        /// See the crate-private `Decoder::new`.
+        pub fn new(max_len: usize) -> Self {
+            Decoder(super::Decoder::new(max_len))
+        }
+
+        /// See the crate-private `Decoder::push`.
+        pub fn push(&mut self, data: &[u8]) -> Result<(), String> {
+            self.0.push(data).map_err(|e| format!("{e:?}"))
+        }
+
+        /// See the crate-private `Decoder::next_message`.
+        pub fn next_message(&mut self) -> Result<Option<bytes::Bytes>, String> {
+            self.0.next_message().map_err(|e| format!("{e:?}"))
+        }
+
+        /// See the crate-private `Decoder::finish`.
+        pub fn finish(&self) -> Result<(), String> {
+            self.0.finish().map_err(|e| format!("{e:?}"))
+        }
+
+        /// Bytes held in the buffer (complete messages not yet taken plus
+        /// the incomplete one).
+        pub fn buffered(&self) -> usize {
+            self.0.buf.len()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

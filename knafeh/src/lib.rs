@@ -40,3 +40,15 @@ pub mod __private {
     };
     pub use ::std::sync::Arc;
 }
+
+/// Crate-private parsers for the fuzz targets in `fuzz/`. Exists only when
+/// built with `--cfg fuzzing` (as `cargo fuzz` does). Not public API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::frame::fuzz as frame;
+    pub use crate::metadata::fuzz as metadata;
+    pub use crate::status::fuzz as status;
+    pub use crate::timeout::fuzz as timeout;
+    pub use crate::wire::fuzz as wire;
+}

@@ -413,6 +413,35 @@ pub(crate) fn base64_decode(data: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Metadata wire encoding for the fuzz targets (built only with
+/// `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzz {
+    use super::{Metadata, MetadataError};
+
+    /// See the crate-private `Metadata::decode_headers`.
+    pub fn decode_headers(headers: &[(&[u8], &[u8])]) -> Result<Metadata, MetadataError> {
+        Metadata::decode_headers(headers.iter().copied())
+    }
+
+    /// See the crate-private `Metadata::encode_into`.
+    pub fn encode(md: &Metadata) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        md.encode_into(&mut out);
+        out
+    }
+
+    /// See the crate-private `base64_encode`.
+    pub fn base64_encode(data: &[u8]) -> String {
+        super::base64_encode(data)
+    }
+
+    /// See the crate-private `base64_decode`.
+    pub fn base64_decode(data: &[u8]) -> Option<Vec<u8>> {
+        super::base64_decode(data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_quiche::metrics::DefaultMetrics;
@@ -21,7 +24,7 @@ use tracing::Instrument;
 
 use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, RecvWindow, StreamEvent};
 use crate::frame::Decoder;
-use crate::service::{next_catching, Call, CatchUnwind, Reply, Service};
+use crate::service::{Call, CatchUnwind, Reply, Service};
 use crate::wire;
 use crate::{Codec, Context, Status};
 
@@ -670,38 +673,45 @@ async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let status = {
-        loop {
-            let next = next_catching(&mut stream);
-            match guarded(Box::pin(next), events, deadline).await {
-                Guarded::Cancelled => return Outcome::Cancelled,
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+    let status = loop {
+        // Items that are ready at once go out together, in one DATA frame
+        // (one command to the connection); an item that is not ready yet
+        // never holds back the ones before it.
+        let batch = match next_batch(&mut stream, events, &mut sleep).await {
+            Batch::Cancelled => return Outcome::Cancelled,
+            Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
+            Batch::Frames(frames, end) => {
+                let end = match end {
+                    None => None,
+                    Some(End::Done) => Some(Status::new(crate::Code::Ok, "")),
+                    Some(End::Failed(status)) => Some(status),
+                    Some(End::Panicked(panic)) => {
+                        tracing::error!(path = %head.path, panic = %panic, "stream producer panicked");
+                        Some(Status::internal(format!(
+                            "stream producer for {} panicked",
+                            head.path
+                        )))
+                    }
+                };
+                (frames, end)
+            }
+        };
+        let (frames, end) = batch;
+        if !frames.is_empty() {
+            // Waiting for send credit (a client that reads slowly) still
+            // ends at the deadline or on cancellation.
+            let send = tx.send(Out::Data(frames.freeze(), false, 0));
+            match guarded_with(Box::pin(send), events, &mut sleep).await {
+                Guarded::Done(true) => {}
+                Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
                 Guarded::Deadline => {
                     break Status::deadline_exceeded("deadline passed while streaming")
                 }
-                Guarded::Done(Err(panic)) => {
-                    tracing::error!(path = %head.path, panic = %panic, "stream producer panicked");
-                    break Status::internal(format!("stream producer for {} panicked", head.path));
-                }
-                Guarded::Done(Ok(None)) => break Status::new(crate::Code::Ok, ""),
-                Guarded::Done(Ok(Some(Err(status)))) => break status,
-                Guarded::Done(Ok(Some(Ok(frame)))) => {
-                    // Waiting for send credit (a client that reads slowly)
-                    // still ends at the deadline or on cancellation.
-                    match guarded(
-                        Box::pin(tx.send(Out::Data(frame, false, 0))),
-                        events,
-                        deadline,
-                    )
-                    .await
-                    {
-                        Guarded::Done(true) => {}
-                        Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
-                        Guarded::Deadline => {
-                            break Status::deadline_exceeded("deadline passed while streaming")
-                        }
-                    }
-                }
             }
+        }
+        if let Some(status) = end {
+            break status;
         }
     };
     if !tx.send(Out::Trailers(to_h3(wire::trailers(&status)))).await {
@@ -769,6 +779,112 @@ async fn read_request(
             head.path
         )))
     })
+}
+
+/// Largest batch of stream items sent as one DATA frame.
+const STREAM_BATCH: usize = 64 * 1024;
+
+/// How a response stream ended.
+enum End {
+    Done,
+    Failed(Status),
+    Panicked(String),
+}
+
+enum Batch {
+    /// Framed items that were ready (maybe none), and how the stream
+    /// ended if it did.
+    Frames(BytesMut, Option<End>),
+    Cancelled,
+    Deadline,
+}
+
+/// Collects the items of `stream` that are ready, waiting for the first
+/// one; stops at [`STREAM_BATCH`] bytes, at the end of the stream, or when
+/// the next item is not ready.
+async fn next_batch(
+    stream: &mut crate::service::FrameStream,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Batch {
+    let mut frames = BytesMut::new();
+    std::future::poll_fn(|cx| {
+        if deadline_passed(sleep, cx) {
+            return Poll::Ready(Batch::Deadline);
+        }
+        if client_left(events, cx) {
+            return Poll::Ready(Batch::Cancelled);
+        }
+        loop {
+            let next = std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)));
+            let end = match next {
+                Ok(Poll::Ready(Some(Ok(frame)))) => {
+                    frames.extend_from_slice(&frame);
+                    if frames.len() < STREAM_BATCH {
+                        continue;
+                    }
+                    None
+                }
+                Ok(Poll::Ready(Some(Err(status)))) => Some(End::Failed(status)),
+                Ok(Poll::Ready(None)) => Some(End::Done),
+                Err(panic) => Some(End::Panicked(crate::service::panic_message(panic))),
+                Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
+                Ok(Poll::Pending) => None,
+            };
+            return Poll::Ready(Batch::Frames(std::mem::take(&mut frames), end));
+        }
+    })
+    .await
+}
+
+/// Whether the call's deadline has passed. tokio's timer fires a passed
+/// deadline only on its next tick, so the clock is checked too: a passed
+/// deadline always wins.
+fn deadline_passed(
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    match sleep.as_mut() {
+        Some(s) => s.deadline() <= tokio::time::Instant::now() || s.as_mut().poll(cx).is_ready(),
+        None => false,
+    }
+}
+
+/// Whether the client reset the stream or the connection is gone (other
+/// events are consumed and ignored).
+fn client_left(
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    loop {
+        match events.poll_recv(cx) {
+            Poll::Ready(Some(StreamEvent::Reset(_)) | None) => return true,
+            Poll::Ready(Some(_)) => {}
+            Poll::Pending => return false,
+        }
+    }
+}
+
+/// Runs `fut` until it completes, the client cancels, or `sleep` (the
+/// call's deadline) fires.
+async fn guarded_with<F: Future + Unpin>(
+    mut fut: F,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Guarded<F::Output> {
+    std::future::poll_fn(|cx| {
+        if deadline_passed(sleep, cx) {
+            return Poll::Ready(Guarded::Deadline);
+        }
+        if let Poll::Ready(out) = Pin::new(&mut fut).poll(cx) {
+            return Poll::Ready(Guarded::Done(out));
+        }
+        if client_left(events, cx) {
+            return Poll::Ready(Guarded::Cancelled);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 enum Guarded<T> {

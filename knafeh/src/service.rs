@@ -135,7 +135,7 @@ impl<T: Message> Stream for EncodeStream<T> {
 /// Polls a future or stream, turning a panic into `Err(message)`.
 pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -156,20 +156,6 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
             Err(p) => Poll::Ready(Err(panic_message(p))),
         }
     }
-}
-
-/// Next item of a stream, with a panic turned into `Err(message)`.
-pub(crate) async fn next_catching(
-    stream: &mut FrameStream,
-) -> Result<Option<Result<Bytes, Status>>, String> {
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(p) => Poll::Ready(Err(panic_message(p))),
-        }
-    })
-    .await
 }
 
 /// A type knafeh can put on the wire: any serde type that can move between

@@ -285,6 +285,21 @@ pub(crate) fn percent_decode(v: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The `grpc-message` encoding for the fuzz targets (built only with
+/// `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzz {
+    /// See the crate-private `percent_encode`.
+    pub fn percent_encode(msg: &str) -> String {
+        super::percent_encode(msg)
+    }
+
+    /// See the crate-private `percent_decode`.
+    pub fn percent_decode(v: &[u8]) -> String {
+        super::percent_decode(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,23 @@ pub(crate) fn parse_timeout(v: &[u8]) -> Result<Duration, TimeoutError> {
     })
 }
 
+/// The `grpc-timeout` codec for the fuzz targets (built only with
+/// `--cfg fuzzing`); errors are their `Display` text.
+#[cfg(fuzzing)]
+pub mod fuzz {
+    use std::time::Duration;
+
+    /// See the crate-private `encode_timeout`.
+    pub fn encode_timeout(d: Duration) -> String {
+        super::encode_timeout(d)
+    }
+
+    /// See the crate-private `parse_timeout`.
+    pub fn parse_timeout(v: &[u8]) -> Result<Duration, String> {
+        super::parse_timeout(v).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -277,6 +277,80 @@ pub(crate) fn parse_trailers<'a>(
     Status::new(code, message).with_metadata(metadata)
 }
 
+/// Header blocks for the fuzz targets (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzz {
+    use std::time::Duration;
+
+    use crate::{Codec, Metadata, Status};
+
+    /// A header block as (name, value) byte pairs.
+    pub type Block = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// A validated request head (the crate-private `RequestHead`).
+    #[derive(Debug)]
+    pub struct RequestHead {
+        /// `:path`.
+        pub path: String,
+        /// Service part of the path.
+        pub service: String,
+        /// Method part of the path.
+        pub method: String,
+        /// Codec named by `content-type`.
+        pub codec: Codec,
+        /// Parsed `grpc-timeout`.
+        pub timeout: Option<Duration>,
+        /// Custom metadata.
+        pub metadata: Metadata,
+    }
+
+    /// See the crate-private `parse_request`; a refusal is its HTTP status
+    /// and gRPC status.
+    pub fn parse_request(headers: &[(&[u8], &[u8])]) -> Result<RequestHead, (u16, Status)> {
+        match super::parse_request(headers.iter().copied()) {
+            Ok(h) => Ok(RequestHead {
+                path: h.path,
+                service: h.service,
+                method: h.method,
+                codec: h.codec,
+                timeout: h.timeout,
+                metadata: h.metadata,
+            }),
+            Err(r) => Err((r.http_status, r.status)),
+        }
+    }
+
+    /// See the crate-private `request_headers`.
+    pub fn request_headers(
+        authority: &str,
+        path: &str,
+        codec: Codec,
+        timeout: Option<Duration>,
+        metadata: &Metadata,
+    ) -> Block {
+        super::request_headers(authority, path, codec, timeout, metadata)
+    }
+
+    /// See the crate-private `trailers`.
+    pub fn trailers(status: &Status) -> Block {
+        super::trailers(status)
+    }
+
+    /// See the crate-private `parse_trailers`.
+    pub fn parse_trailers(headers: &[(&[u8], &[u8])]) -> Status {
+        super::parse_trailers(headers.iter().copied())
+    }
+
+    /// See the crate-private `parse_response_head`: `Ok` with the metadata
+    /// when messages follow, `Err` with the status when the call is over.
+    pub fn parse_response_head(headers: &[(&[u8], &[u8])]) -> Result<Metadata, Status> {
+        match super::parse_response_head(headers.iter().copied()) {
+            super::ResponseHead::Messages(md) => Ok(md),
+            super::ResponseHead::Done(s) => Err(s),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

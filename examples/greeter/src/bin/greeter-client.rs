@@ -1,16 +1,21 @@
 //! Calls the Greeter.
 //!
 //! ```text
-//! greeter-client [--addr 127.0.0.1:4433] --ca ca.pem [--name Ada] [--n 3] [--bench N]
+//! greeter-client [--addr 127.0.0.1:4433] --ca ca.pem [--name Ada] [--n 3]
+//!                [--bench N] [--in-flight K] [--stream ITEMS]
 //! ```
-//! `--bench N` also times N sequential `say_hello` calls.
+//! `--bench N` also times N `say_hello` calls, K at a time (default 1:
+//! sequential); `--stream ITEMS` times one `count_to(ITEMS)`.
 
 use std::time::Instant;
 
 use greeter::{CountRequest, GreeterClient, HelloRequest};
 
 fn usage() -> ! {
-    eprintln!("usage: greeter-client [--addr HOST:PORT] --ca CA.pem [--name NAME] [--n N] [--bench CALLS]");
+    eprintln!(
+        "usage: greeter-client [--addr HOST:PORT] --ca CA.pem [--name NAME] [--n N] \
+         [--bench CALLS] [--in-flight K] [--stream ITEMS]"
+    );
     std::process::exit(2)
 }
 
@@ -21,6 +26,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut name = "Ada".to_owned();
     let mut n = 3u32;
     let mut bench = 0u32;
+    let mut in_flight = 1u32;
+    let mut stream = 0u32;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -30,6 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--name" => name = val(),
             "--n" => n = val().parse().map_err(|e| format!("--n: {e}"))?,
             "--bench" => bench = val().parse().map_err(|e| format!("--bench: {e}"))?,
+            "--in-flight" => {
+                in_flight = val().parse().map_err(|e| format!("--in-flight: {e}"))?;
+                in_flight = in_flight.max(1);
+            }
+            "--stream" => stream = val().parse().map_err(|e| format!("--stream: {e}"))?,
             _ => usage(),
         }
     }
@@ -51,15 +63,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if bench > 0 {
         let start = Instant::now();
-        for _ in 0..bench {
-            greeter
-                .say_hello(HelloRequest { name: name.clone() })
-                .await?;
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..in_flight {
+            let greeter = greeter.clone();
+            let name = name.clone();
+            // Worker w makes calls w, w + K, w + 2K, ... one after another.
+            let calls = (bench + in_flight - 1 - w) / in_flight;
+            workers.spawn(async move {
+                for _ in 0..calls {
+                    greeter
+                        .say_hello(HelloRequest { name: name.clone() })
+                        .await?;
+                }
+                Ok::<_, knafeh::Status>(())
+            });
+        }
+        while let Some(done) = workers.join_next().await {
+            done??;
         }
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{bench} sequential say_hello calls in {secs:.3} s: {:.0} calls/s",
+            "{bench} say_hello calls, {in_flight} in flight, in {secs:.3} s: {:.0} calls/s",
             f64::from(bench) / secs
+        );
+    }
+    if stream > 0 {
+        let start = Instant::now();
+        let mut counts = greeter.count_to(CountRequest { n: stream }).await?;
+        let mut got = 0u32;
+        while let Some(c) = counts.message().await {
+            c?;
+            got += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "count_to({stream}): {got} items in {secs:.3} s: {:.0} items/s",
+            f64::from(got) / secs
         );
     }
     Ok(())
