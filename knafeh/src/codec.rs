@@ -377,7 +377,13 @@ mod depth {
             visitor: V,
         ) -> Result<V::Value, A::Error> {
             let left = self.left;
-            self.inner.tuple_variant(len, Wrap { inner: visitor, left })
+            self.inner.tuple_variant(
+                len,
+                Wrap {
+                    inner: visitor,
+                    left,
+                },
+            )
         }
 
         fn struct_variant<V: Visitor<'de>>(
@@ -386,8 +392,13 @@ mod depth {
             visitor: V,
         ) -> Result<V::Value, A::Error> {
             let left = self.left;
-            self.inner
-                .struct_variant(fields, Wrap { inner: visitor, left })
+            self.inner.struct_variant(
+                fields,
+                Wrap {
+                    inner: visitor,
+                    left,
+                },
+            )
         }
     }
 }
@@ -584,7 +595,11 @@ mod tests {
         Codec::Bincode.encode_message(&v, &mut framed).unwrap();
         assert_eq!(Codec::Bincode.decode::<Mixed>(&framed[5..]), Ok(v));
         // serde_json has its own limit (128).
-        let json = format!("{}\"Leaf\"{}", "{\"Node\":".repeat(100_000), "}".repeat(100_000));
+        let json = format!(
+            "{}\"Leaf\"{}",
+            "{\"Node\":".repeat(100_000),
+            "}".repeat(100_000)
+        );
         let err = on_small_stack(move || Codec::Json.decode::<Tree>(json.as_bytes())).unwrap_err();
         assert!(err.contains("recursion limit"), "{err}");
     }
