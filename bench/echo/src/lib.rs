@@ -1,0 +1,61 @@
+//! The benchmark's echo service, shared by the Rust benchmark
+//! (`knafeh-bench`) and the Python one (`bench/py`, which reuses these
+//! message types under `#[pyservice]`).
+//!
+//! The same shape as the gRPC service the benchmark runs on tonic: one
+//! `bytes payload` field each way.
+
+use knafeh::{Status, Streaming};
+use serde::{Deserialize, Serialize};
+
+/// Request and reply of [`Echo::echo`]: the payload comes back unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EchoMsg {
+    /// The bytes to echo.
+    pub payload: Vec<u8>,
+}
+
+/// Request of [`Echo::stream`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamRequest {
+    /// How many items to send.
+    pub count: u32,
+    /// Size of each item's payload, in bytes.
+    pub size: u32,
+}
+
+/// The echo service.
+#[knafeh::service(package = "bench")]
+pub trait Echo {
+    /// Unary: returns the request.
+    async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status>;
+    /// Server streaming: `count` items of `size` bytes each.
+    async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status>;
+}
+
+/// The implementation every benchmark server runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EchoImpl;
+
+/// Largest `size` [`Echo::stream`] accepts (a bound on what one request may
+/// make the server allocate per item).
+pub const MAX_STREAM_ITEM: u32 = 1 << 20;
+
+impl Echo for EchoImpl {
+    async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status> {
+        Ok(req)
+    }
+
+    async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status> {
+        if req.size > MAX_STREAM_ITEM {
+            return Err(Status::invalid_argument(format!(
+                "size {} is over {MAX_STREAM_ITEM}",
+                req.size
+            )));
+        }
+        let item = vec![0x5a; req.size as usize];
+        Ok(Streaming::iter((0..req.count).map(move |_| EchoMsg {
+            payload: item.clone(),
+        })))
+    }
+}

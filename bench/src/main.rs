@@ -1,0 +1,305 @@
+//! knafeh's benchmark: the same 64-byte echo service on knafeh, tonic
+//! (gRPC over HTTP/2) and a bare tokio-quiche HTTP/3 echo (the floor),
+//! over loopback, servers in child processes.
+//!
+//! ```text
+//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,floor]
+//!              [--rounds N] [--duration 2s]
+//! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
+//! ```
+
+mod child;
+mod load;
+mod scenarios;
+mod stats;
+mod systems;
+
+use std::time::Duration;
+
+use child::{Certs, ServerChild};
+use scenarios::{Outcome, Settings, SCENARIOS};
+use stats::{fmt_num, parse_duration};
+use systems::System;
+
+pub const USAGE: &str = "\
+usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor] [--rounds N] [--duration 2s]
+       knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
+
+scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
+           d server streaming of 100,000 64 B items, e unary 1 MiB each way,
+           f connection set-up to first response, g 1,000 idle connections (server RSS)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        // Hidden: the server child (see child.rs).
+        Some("serve") => child::serve_main(&args[1..]),
+        Some("load") => runtime().and_then(|rt| rt.block_on(load::main(&args[1..]))),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => runtime().and_then(|rt| rt.block_on(bench(&args))),
+    };
+    if let Err(e) = result {
+        eprintln!("knafeh-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))
+}
+
+struct Options {
+    quick: bool,
+    only: Vec<char>,
+    systems: Vec<System>,
+    rounds: Option<usize>,
+    duration: Option<Duration>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        only: SCENARIOS.iter().map(|s| s.id).collect(),
+        systems: System::ALL.to_vec(),
+        rounds: None,
+        duration: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or(format!("{a}: missing value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--only" => {
+                o.only = val()?
+                    .split(',')
+                    .map(|s| {
+                        let s = s.trim();
+                        SCENARIOS
+                            .iter()
+                            .find(|sc| s.len() == 1 && s.starts_with(sc.id))
+                            .map(|sc| sc.id)
+                            .ok_or(format!("--only: unknown scenario {s:?} (a..g)"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--systems" => {
+                o.systems = val()?
+                    .split(',')
+                    .map(|s| {
+                        System::parse(s.trim()).ok_or(format!(
+                            "--systems: unknown system {s:?} (knafeh, tonic, floor)"
+                        ))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--rounds" => o.rounds = Some(val()?.parse().map_err(|e| format!("{a}: {e}"))?),
+            "--duration" => o.duration = Some(parse_duration(val()?)?),
+            _ => return Err(format!("unknown option {a}\n{USAGE}")),
+        }
+    }
+    if o.systems.is_empty() || o.only.is_empty() {
+        return Err("nothing to run".into());
+    }
+    Ok(o)
+}
+
+/// Prints cores, kernel and CPU.
+pub fn print_machine() {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let uname = std::process::Command::new("uname")
+        .args(["-srm"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "?".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    println!("machine: {cores} cores ({cpu}), {uname}");
+}
+
+async fn bench(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    let st = if o.quick {
+        Settings {
+            rounds: o.rounds.unwrap_or(2),
+            idle_rounds: o.rounds.unwrap_or(1),
+            duration: o.duration.unwrap_or(Duration::from_millis(500)),
+            warmup: Duration::from_millis(200),
+            stream_items: 100_000,
+            setup_samples: 10,
+            idle_conns: 1000,
+        }
+    } else {
+        Settings {
+            rounds: o.rounds.unwrap_or(5),
+            idle_rounds: o.rounds.unwrap_or(3),
+            duration: o.duration.unwrap_or(Duration::from_secs(2)),
+            warmup: Duration::from_millis(500),
+            stream_items: 100_000,
+            setup_samples: 30,
+            idle_conns: 1000,
+        }
+    };
+    if o.only.contains(&'g') {
+        check_fd_limit(st.idle_conns)?;
+    }
+    println!("knafeh-bench: 64 B echo over loopback; servers in child processes (tokio multi-thread), client in this process");
+    print_machine();
+    println!(
+        "mode: {} ({} rounds of {:?} per scenario and system, g: {} rounds; systems alternate A B C, C B A, ...; figures are medians of the rounds, ±: half the min-max range)",
+        if o.quick { "quick" } else { "full" },
+        st.rounds,
+        st.duration,
+        st.idle_rounds,
+    );
+    let certs = Certs::generate()?;
+    let mut servers = Vec::new();
+    for &s in &o.systems {
+        servers.push(ServerChild::spawn(s, &certs, 100)?);
+    }
+    let started = std::time::Instant::now();
+    let mut rows = Vec::new();
+    for sc in SCENARIOS.iter().filter(|s| o.only.contains(&s.id)) {
+        eprintln!("{}. {}", sc.id, sc.title);
+        let outcomes = scenarios::run(sc, &servers, &certs, &st).await;
+        rows.push((sc, outcomes));
+    }
+    drop(servers);
+    println!();
+    print_table(&o.systems, &rows);
+    println!("(run took {:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn check_fd_limit(conns: usize) -> Result<(), String> {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    match soft {
+        // Client sockets (one per connection) live in this process.
+        Some(n) if n < conns + 200 => Err(format!(
+            "scenario g opens {conns} connections but `ulimit -n` is {n}: raise it or leave g out (--only)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]) {
+    let has = |s: System| systems.contains(&s);
+    let mut header = vec![
+        "scenario".to_owned(),
+        "unit".to_owned(),
+        "better".to_owned(),
+    ];
+    header.extend(systems.iter().map(|s| s.name().to_owned()));
+    if has(System::Knafeh) && has(System::Tonic) {
+        header.push("knafeh/tonic".into());
+    }
+    if has(System::Knafeh) && has(System::Floor) {
+        header.push("knafeh/floor".into());
+    }
+    let mut table = vec![header];
+    for (sc, outcomes) in rows {
+        for (i, m) in sc.metrics.iter().enumerate() {
+            let title = if i == 0 {
+                format!("{}. {}", sc.id, sc.title)
+            } else {
+                String::new()
+            };
+            let mut row = vec![
+                title,
+                m.unit.to_owned(),
+                if m.higher_is_better {
+                    "higher"
+                } else {
+                    "lower"
+                }
+                .to_owned(),
+            ];
+            let get = |s: System| outcomes.iter().find(|o| o.system == s);
+            for &s in systems {
+                row.push(match get(s) {
+                    Some(o) if o.error.is_some() && o.rounds.is_empty() => "error".into(),
+                    Some(o) => {
+                        let spread = o.spread_pct(i);
+                        if spread.is_finite() {
+                            format!("{} ±{:.0}%", fmt_num(o.median(i)), spread)
+                        } else {
+                            fmt_num(o.median(i))
+                        }
+                    }
+                    None => "-".into(),
+                });
+            }
+            let ratio = |other: System| match (get(System::Knafeh), get(other)) {
+                (Some(k), Some(x)) => {
+                    let r = k.median(i) / x.median(i);
+                    if r.is_finite() {
+                        format!("{r:.2}")
+                    } else {
+                        "-".into()
+                    }
+                }
+                _ => "-".into(),
+            };
+            if has(System::Knafeh) && has(System::Tonic) {
+                row.push(ratio(System::Tonic));
+            }
+            if has(System::Knafeh) && has(System::Floor) {
+                row.push(ratio(System::Floor));
+            }
+            table.push(row);
+        }
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, row) in table.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                if c < 3 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        println!("| {} |", cells.join(" | "));
+        if n == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            println!("|-{}-|", rule.join("-|-"));
+        }
+    }
+    for (sc, outcomes) in rows {
+        for o in outcomes {
+            if let Some(e) = &o.error {
+                println!("{}. {}: {e}", sc.id, o.system.name());
+            }
+        }
+    }
+    println!("ratios are knafeh / other: above 1 is better for knafeh where higher is better, below 1 where lower is better");
+}
