@@ -196,7 +196,9 @@ impl Client {
                 return Err(status.clone());
             }
         }
-        let result = dial(&self.inner.cfg).await;
+        // Boxed: the dial future is large and every call's future would
+        // otherwise carry (and copy) room for it.
+        let result = Box::pin(dial(&self.inner.cfg)).await;
         self.inner.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {
@@ -313,7 +315,8 @@ impl Client {
     ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send + 'static {
         let client = self.clone();
         let prepared = self.prepare(path, req, options);
-        async move { client.unary_prepared(path, prepared).await }
+        // Boxed once here so that the generated wrappers above stay small.
+        Box::pin(async move { client.unary_prepared(path, prepared).await })
     }
 
     async fn unary_prepared<Resp: Message>(
@@ -374,7 +377,7 @@ impl Client {
     ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static {
         let client = self.clone();
         let prepared = self.prepare(path, req, options);
-        async move { client.server_streaming_prepared(path, prepared).await }
+        Box::pin(async move { client.server_streaming_prepared(path, prepared).await })
     }
 
     async fn server_streaming_prepared<Resp: Message>(
@@ -419,7 +422,7 @@ impl CallSpan {
     fn new(path: &str) -> Self {
         let (service, method) = wire::split_path(path).unwrap_or(("", path));
         CallSpan {
-            span: tracing::info_span!(
+            span: tracing::debug_span!(
                 "knafeh.client",
                 service,
                 method,

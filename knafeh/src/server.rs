@@ -527,7 +527,7 @@ async fn handle_call(
         Ok(h) => (h.service.clone(), h.method.clone()),
         Err(_) => (String::new(), String::new()),
     };
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "knafeh.server",
         service = %service_name,
         method = %method_name,
