@@ -264,7 +264,7 @@ impl Client {
             let slot = Arc::new(AtomicU64::new(u64::MAX));
             let window = Arc::new(RecvWindow::default());
             let open = Command::Open {
-                headers: headers.iter().map(|(n, v)| h3::Header::new(n, v)).collect(),
+                headers,
                 body,
                 events: ev_tx,
                 window: window.clone(),

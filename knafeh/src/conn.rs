@@ -60,8 +60,10 @@ impl RecvWindow {
     }
 }
 
-/// A header list as quiche wants it.
+/// A received header list.
 pub(crate) type Headers = Vec<h3::Header>;
+/// A header list to send (quiche takes the byte pairs as they are).
+pub(crate) type OutHeaders = crate::wire::Block;
 
 /// What the connection tells a call task about its stream.
 #[derive(Debug)]
@@ -82,18 +84,18 @@ pub(crate) enum StreamEvent {
 /// Something a call task wants written on its stream.
 #[derive(Debug)]
 pub(crate) enum Out {
-    Headers(Headers, bool),
+    Headers(OutHeaders, bool),
     /// Body bytes, whether they end the stream, and the send-window credit
     /// they hold.
     Data(Bytes, bool, u32),
-    Trailers(Headers),
+    Trailers(OutHeaders),
 }
 
 /// Commands from call tasks to the connection.
 pub(crate) enum Command {
     /// Client: open a request stream and send `body` on it.
     Open {
-        headers: Headers,
+        headers: OutHeaders,
         body: Bytes,
         events: mpsc::UnboundedSender<StreamEvent>,
         window: Arc<RecvWindow>,
@@ -159,9 +161,9 @@ impl StreamTx {
     /// command. Returns `false` when the stream or connection is gone.
     pub(crate) async fn send_response(
         &self,
-        headers: Headers,
+        headers: OutHeaders,
         frame: Bytes,
-        trailers: Headers,
+        trailers: OutHeaders,
     ) -> bool {
         let want = frame.len().clamp(1, SEND_WINDOW) as u32;
         match self.credit.acquire_many(want).await {
@@ -240,7 +242,7 @@ impl Stream {
 }
 
 struct PendingOpen {
-    headers: Headers,
+    headers: OutHeaders,
     body: Bytes,
     events: mpsc::UnboundedSender<StreamEvent>,
     window: Arc<RecvWindow>,

@@ -495,10 +495,6 @@ async fn accept_loop(
     tracing::info!("knafeh server stopped");
 }
 
-fn to_h3(block: wire::Block) -> Vec<h3::Header> {
-    block.iter().map(|(n, v)| h3::Header::new(n, v)).collect()
-}
-
 fn view(headers: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
     use tokio_quiche::quiche::h3::NameValue;
     headers.iter().map(|h| (h.name(), h.value()))
@@ -544,11 +540,7 @@ async fn handle_call(
                     .and_then(|(_, v)| Codec::from_content_type(v))
                     .unwrap_or_default();
                 tx.send(Out::Headers(
-                    to_h3(wire::trailers_only(
-                        refusal.http_status,
-                        codec,
-                        &refusal.status,
-                    )),
+                    wire::trailers_only(refusal.http_status, codec, &refusal.status),
                     true,
                 ))
                 .await;
@@ -593,11 +585,8 @@ async fn serve(
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| async move {
-        tx.send(Out::Headers(
-            to_h3(wire::trailers_only(200, codec, &status)),
-            true,
-        ))
-        .await;
+        tx.send(Out::Headers(wire::trailers_only(200, codec, &status), true))
+            .await;
         tx.stop_reading();
         Outcome::Done(status)
     };
@@ -656,14 +645,11 @@ async fn serve(
     };
 
     let md = ctx.take_response_metadata();
-    let headers = to_h3(wire::response_headers(codec, &md));
+    let headers = wire::response_headers(codec, &md);
     let mut stream = match reply {
         Reply::Unary(frame) => {
             let ok = Status::new(crate::Code::Ok, "");
-            if !tx
-                .send_response(headers, frame, to_h3(wire::trailers(&ok)))
-                .await
-            {
+            if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
             }
             return Outcome::Done(ok);
@@ -714,7 +700,7 @@ async fn serve(
             break status;
         }
     };
-    if !tx.send(Out::Trailers(to_h3(wire::trailers(&status)))).await {
+    if !tx.send(Out::Trailers(wire::trailers(&status))).await {
         return Outcome::Cancelled;
     }
     Outcome::Done(status)
