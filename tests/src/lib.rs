@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub mod raw;
+pub mod relay;
 
 /// Bounds every test: a test that hangs fails instead.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -137,6 +138,132 @@ impl ProbeFixture {
     }
 }
 
+/// Starts a server running the probe service, without a client (so no
+/// connection is open yet); returns what its handlers observe.
+pub async fn start_probe_server(
+    certs: &Certs,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (ServerHandle, Arc<ProbeState>) {
+    let probe = ProbeImpl::default();
+    let state = probe.state.clone();
+    let builder = knafeh::Server::builder()
+        .tls(&certs.paths.cert, &certs.paths.key)
+        .add_service(ProbeServer::new(probe));
+    (configure(builder).start().await.unwrap(), state)
+}
+
+/// Polls `cond` every 10 ms until it holds (bound it with the test's own
+/// timeout).
+pub async fn eventually(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A well-behaved client on its own connection that calls the probe
+/// service continuously (a unary `echo`, then a short `stream`) and checks
+/// every answer, while a test does something nasty to the same server.
+pub struct Canary {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<CanaryReport>,
+}
+
+/// What a [`Canary`] saw.
+#[derive(Debug, Default)]
+pub struct CanaryReport {
+    /// Calls answered correctly.
+    pub ok: usize,
+    /// Everything else, described.
+    pub failures: Vec<String>,
+}
+
+impl Canary {
+    /// Starts calling; returns once the first call has been answered.
+    pub async fn start(certs: &Certs, addr: SocketAddr) -> Canary {
+        let p = ProbeClient::new(client_for(certs, addr).await);
+        let first = p
+            .echo_with(
+                Echo {
+                    text: "first".into(),
+                },
+                knafeh::CallOptions::new().timeout(Duration::from_secs(10)),
+            )
+            .await;
+        assert_eq!(
+            first.map(|r| r.into_inner().text).ok().as_deref(),
+            Some("first")
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn(Self::run(p, stop.clone()));
+        Canary { stop, task }
+    }
+
+    async fn run(p: ProbeClient, stop: Arc<std::sync::atomic::AtomicBool>) -> CanaryReport {
+        let mut report = CanaryReport::default();
+        let opts = || knafeh::CallOptions::new().timeout(Duration::from_secs(10));
+        let mut i = 0u64;
+        // At least one round after `stop`, so the last calls are made after
+        // whatever the test did.
+        loop {
+            let last = stop.load(Ordering::SeqCst);
+            i += 1;
+            let text = format!("canary-{i}");
+            match p.echo_with(Echo { text: text.clone() }, opts()).await {
+                Ok(r) if r.get_ref().text == text => report.ok += 1,
+                Ok(r) => report
+                    .failures
+                    .push(format!("echo {i}: wrong answer {:?}", r.get_ref())),
+                Err(e) => report.failures.push(format!("echo {i}: {e}")),
+            }
+            match p.stream_with(StreamMode::Count(3), opts()).await {
+                Ok(mut s) => {
+                    let mut got = Vec::new();
+                    let mut err = None;
+                    while let Some(item) = s.message().await {
+                        match item {
+                            Ok(item) => got.push(item.index),
+                            Err(e) => {
+                                err = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match err {
+                        None if got == [1, 2, 3] => report.ok += 1,
+                        None => report
+                            .failures
+                            .push(format!("stream {i}: wrong items {got:?}")),
+                        Some(e) => report.failures.push(format!("stream {i}: {e}")),
+                    }
+                }
+                Err(e) => report.failures.push(format!("stream {i}: {e}")),
+            }
+            if last {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Stops calling and returns what was seen.
+    pub async fn stop(self) -> CanaryReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the canary task panicked")
+    }
+
+    /// Stops calling and asserts that every call was answered correctly.
+    pub async fn check(self) {
+        let report = self.stop().await;
+        assert!(
+            report.failures.is_empty(),
+            "the well-behaved client saw failures ({} ok): {:#?}",
+            report.ok,
+            report.failures
+        );
+        assert!(report.ok >= 2, "{report:?}");
+    }
+}
+
 /// A client for `addr` that trusts `certs`.
 pub async fn client_for(certs: &Certs, addr: SocketAddr) -> Client {
     Client::builder(addr.to_string())
@@ -212,6 +339,21 @@ pub trait Probe {
     async fn blob(&self, req: Blob) -> Result<Blob, Status>;
     /// Answers `"{text}|{peer address}"`.
     async fn whoami(&self, req: Echo, ctx: Context) -> Result<Echo, Status>;
+    /// Answers `len` pseudo-random bytes made from `seed` (see [`pattern`]).
+    async fn fill(&self, req: FillReq) -> Result<Blob, Status>;
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FillReq {
+    pub len: u32,
+    pub seed: u64,
+}
+
+/// `len` pseudo-random bytes from `seed`: what [`Probe::fill`] answers.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    relay::SplitMix64::new(seed).fill(&mut v);
+    v
 }
 
 /// What the probe handlers observed.
@@ -238,6 +380,10 @@ pub struct ProbeState {
     /// Handlers of `slow` running now, and the most seen at once.
     pub active: AtomicUsize,
     pub max_active: AtomicUsize,
+    /// `slow` handlers started, and finished (returned their answer), in
+    /// total.
+    pub slow_started_count: AtomicUsize,
+    pub slow_finished_count: AtomicUsize,
 }
 
 /// The probe implementation.
@@ -281,6 +427,7 @@ impl Probe for ProbeImpl {
         *self.state.deadline_seen.lock().unwrap() = Some(ctx.deadline());
         let now = self.state.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.state.max_active.fetch_max(now, Ordering::SeqCst);
+        self.state.slow_started_count.fetch_add(1, Ordering::SeqCst);
         self.state.slow_started_flag.store(true, Ordering::SeqCst);
         self.state.slow_started.notify_waiters();
         let mut guard = SlowGuard {
@@ -289,6 +436,9 @@ impl Probe for ProbeImpl {
         };
         tokio::time::sleep(Duration::from_millis(req.millis)).await;
         guard.finished = true;
+        self.state
+            .slow_finished_count
+            .fetch_add(1, Ordering::SeqCst);
         Ok(Echo {
             text: "slept".into(),
         })
@@ -367,6 +517,12 @@ impl Probe for ProbeImpl {
     async fn whoami(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
         Ok(Echo {
             text: format!("{}|{}", req.text, ctx.peer_addr()),
+        })
+    }
+
+    async fn fill(&self, req: FillReq) -> Result<Blob, Status> {
+        Ok(Blob {
+            data: pattern(req.seed, req.len as usize),
         })
     }
 }

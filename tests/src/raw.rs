@@ -258,7 +258,32 @@ impl App {
         }
     }
 
+    /// STOP_SENDING is not an HTTP/3 event: look for it. Done before
+    /// reading too, because quiche forgets a stream once it is complete
+    /// (which a STOP_SENDING arriving with the response's FIN makes it).
+    fn check_stopped(&mut self, qconn: &mut QuicheConnection) {
+        for (id, s) in self.streams.iter_mut() {
+            if s.local_done || s.stopped {
+                continue;
+            }
+            match qconn.stream_capacity(*id) {
+                Err(tokio_quiche::quiche::Error::StreamStopped(code)) => {
+                    s.stopped = true;
+                    s.out.clear();
+                    let _ = s.events.send(RawEvent::StopSending(code));
+                }
+                // Gone from quiche: nothing more can be sent.
+                Err(tokio_quiche::quiche::Error::InvalidStreamState(_)) => {
+                    s.local_done = true;
+                    s.out.clear();
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn poll(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        self.check_stopped(qconn);
         loop {
             let Some(h3) = self.h3.as_mut() else {
                 return Ok(());
@@ -308,19 +333,7 @@ impl App {
                 h3::Event::PriorityUpdate => {}
             }
         }
-        // STOP_SENDING is not an HTTP/3 event: look for it.
-        for (id, s) in self.streams.iter_mut() {
-            if s.local_done || s.stopped {
-                continue;
-            }
-            if let Err(tokio_quiche::quiche::Error::StreamStopped(code)) =
-                qconn.stream_capacity(*id)
-            {
-                s.stopped = true;
-                s.out.clear();
-                let _ = s.events.send(RawEvent::StopSending(code));
-            }
-        }
+        self.check_stopped(qconn);
         self.streams
             .retain(|_, s| !(s.remote_done && (s.local_done || s.stopped)) || !s.out.is_empty());
         Ok(())
@@ -425,6 +438,10 @@ impl RawConn {
         settings.enable_dgram = false;
         settings.max_idle_timeout = Some(Duration::from_secs(30));
         settings.handshake_timeout = Some(Duration::from_secs(10));
+        // quiche writes a header block only when all of it fits in the
+        // congestion window; a large initial window lets this client send
+        // blocks of a few hundred KB.
+        settings.initial_congestion_window_packets = 400;
         // tokio-quiche consults the TLS hook only when certificate paths
         // are set; the hook ignores them.
         let params = ConnectionParams::new_client(
@@ -451,9 +468,8 @@ impl RawConn {
             buf: vec![0; 64 * 1024],
         };
         let socket: tokio_quiche::socket::Socket<_, _> = socket.try_into()?;
-        let conn =
-            tokio_quiche::quic::connect_with_config(socket, Some("localhost"), &params, app)
-                .await?;
+        let conn = tokio_quiche::quic::connect_with_config(socket, Some("localhost"), &params, app)
+            .await?;
         Ok(RawConn {
             cmd,
             shared,
@@ -588,6 +604,11 @@ impl RawStream {
     /// The next event, or `None` once the stream is gone.
     pub async fn next(&mut self) -> Option<RawEvent> {
         self.events.recv().await
+    }
+
+    /// The next event if one has arrived (does not wait).
+    pub fn try_next(&mut self) -> Option<RawEvent> {
+        self.events.try_recv().ok()
     }
 
     /// Reads events until the server's side of the stream ends (FIN,
@@ -728,9 +749,7 @@ pub async fn request(
     while let Some(ev) = stream.next().await {
         match ev {
             RawEvent::Headers(h) => return Some(h),
-            RawEvent::Reset(_) | RawEvent::ConnectionClosed(_) | RawEvent::Finished => {
-                return None
-            }
+            RawEvent::Reset(_) | RawEvent::ConnectionClosed(_) | RawEvent::Finished => return None,
             RawEvent::Data(_) | RawEvent::StopSending(_) => {}
         }
     }
