@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use boring::ssl::{SslContextBuilder, SslMethod, SslVerifyMode};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::sync::mpsc;
-use tokio_quiche::quic::ConnectionHook;
 use tokio_quiche::quiche::h3;
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
@@ -22,6 +20,7 @@ use tracing::Instrument;
 use crate::conn::{Command, ConnShared, H3App, RecvWindow, StreamEvent, H3_REQUEST_REJECTED};
 use crate::frame::Decoder;
 use crate::service::Message;
+use crate::tls::{client_context, ClientTlsConfig, TlsHook};
 use crate::wire::{self, ResponseHead};
 use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
 
@@ -37,6 +36,7 @@ pub struct ClientBuilder {
     server_name: Option<String>,
     ca_file: Option<PathBuf>,
     insecure: bool,
+    identity: Option<(PathBuf, PathBuf)>,
     codec: Codec,
     max_message_size: usize,
     connect_timeout: Duration,
@@ -52,6 +52,7 @@ impl ClientBuilder {
             server_name: None,
             ca_file: None,
             insecure: false,
+            identity: None,
             codec: Codec::Bincode,
             max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
             connect_timeout: Duration::from_secs(10),
@@ -69,6 +70,14 @@ impl ClientBuilder {
     /// The name the server certificate must carry (and the TLS SNI).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM files) to the
+    /// server, for servers that require client certificates (mutual TLS,
+    /// [`ServerBuilder::client_ca`](crate::ServerBuilder::client_ca)).
+    pub fn identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((cert.into(), key.into()));
         self
     }
 
@@ -716,63 +725,6 @@ impl ActiveCall {
     }
 }
 
-/// Builds the client's TLS context: knafeh decides trust itself instead of
-/// relying on BoringSSL's default store.
-struct ClientTls {
-    ca_file: Option<PathBuf>,
-    insecure: bool,
-    /// Set when the server is named by IP address: the certificate must
-    /// carry it as an IP subject alternative name.
-    ip: Option<std::net::IpAddr>,
-}
-
-/// Whether `cert` lists `ip` among its IP subject alternative names.
-fn cert_has_ip(cert: &boring::x509::X509Ref, ip: std::net::IpAddr) -> bool {
-    let want: Vec<u8> = match ip {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    cert.subject_alt_names()
-        .is_some_and(|names| names.iter().any(|n| n.ipaddress() == Some(&want[..])))
-}
-
-impl ConnectionHook for ClientTls {
-    fn create_custom_ssl_context_builder(
-        &self,
-        _paths: TlsCertificatePaths<'_>,
-    ) -> Option<SslContextBuilder> {
-        let mut b = match SslContextBuilder::new(SslMethod::tls()) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create a TLS context");
-                return None;
-            }
-        };
-        if self.insecure {
-            b.set_verify(SslVerifyMode::NONE);
-            return Some(b);
-        }
-        match self.ip {
-            Some(ip) => b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
-                if !ok || store.error_depth() != 0 {
-                    return ok;
-                }
-                store.current_cert().is_some_and(|c| cert_has_ip(c, ip))
-            }),
-            None => b.set_verify(SslVerifyMode::PEER),
-        }
-        let loaded = match &self.ca_file {
-            Some(ca) => b.set_ca_file(ca),
-            None => b.set_default_verify_paths(),
-        };
-        if let Err(e) = loaded {
-            // Checked before dialling; an unreadable file here is a race.
-            tracing::error!(error = %e, "cannot load CA certificates");
-        }
-        Some(b)
-    }
-}
-
 async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
     let (host, _port) = split_host_port(&cfg.addr).ok_or_else(|| {
         Status::invalid_argument(format!("bad address {:?}: expected host:port", cfg.addr))
@@ -808,15 +760,19 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let mut settings = QuicSettings::default();
     settings.enable_dgram = false;
-    settings.verify_peer = !cfg.insecure;
+    // Verification is configured by the TLS hook (see `TlsHook`).
+    settings.verify_peer = false;
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
     let ip = server_name.parse::<std::net::IpAddr>().ok();
-    let hook = Arc::new(ClientTls {
+    let tls = ClientTlsConfig {
         ca_file: cfg.ca_file.clone(),
         insecure: cfg.insecure,
         ip,
-    });
+        identity: cfg.identity.clone(),
+    };
+    let hook = TlsHook::new(move || client_context(&tls))
+        .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
     // tokio-quiche only consults the TLS hook when certificate paths are
     // set; the hook ignores them.
     let params = ConnectionParams::new_client(
@@ -827,7 +783,7 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
             kind: CertificateKind::X509,
         }),
         Hooks {
-            connection_hook: Some(hook),
+            connection_hook: Some(Arc::new(hook)),
         },
     );
     let h3_config =

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, RecvWindow, StreamEvent};
 use crate::frame::Decoder;
 use crate::service::{Call, CatchUnwind, Reply, Service};
+use crate::tls::{server_context, TlsHook};
 use crate::wire;
 use crate::{Codec, Context, Status};
 
@@ -70,6 +71,7 @@ pub struct ServerBuilder {
     addr: SocketAddr,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
     services: HashMap<&'static str, Arc<dyn Service>>,
     duplicate: Option<&'static str>,
     max_message_size: usize,
@@ -84,6 +86,7 @@ impl Default for ServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             cert: None,
             key: None,
+            client_ca: None,
             services: HashMap::new(),
             duplicate: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -116,6 +119,14 @@ impl ServerBuilder {
     pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.cert = Some(cert.into());
         self.key = Some(key.into());
+        self
+    }
+
+    /// Requires every client to present a certificate signed by a CA in
+    /// this PEM file (mutual TLS). Clients without one, or with one from
+    /// another CA, fail the handshake and never reach a service.
+    pub fn client_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(ca.into());
         self
     }
 
@@ -181,6 +192,19 @@ impl ServerBuilder {
         for p in [&cert, &key] {
             std::fs::metadata(p).map_err(|e| io::Error::new(e.kind(), format!("{p}: {e}")))?;
         }
+        let tls = {
+            let (cert, key, ca) = (
+                PathBuf::from(&cert),
+                PathBuf::from(&key),
+                self.client_ca.clone(),
+            );
+            TlsHook::new(move || server_context(&cert, &key, ca.as_deref())).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("server TLS configuration: {e}"),
+                )
+            })?
+        };
         let socket = std::net::UdpSocket::bind(self.addr)
             .map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", self.addr)))?;
         socket.set_nonblocking(true)?;
@@ -190,6 +214,8 @@ impl ServerBuilder {
         let mut settings = QuicSettings::default();
         // knafeh uses no HTTP datagrams; don't advertise them.
         settings.enable_dgram = false;
+        // Client certificates are checked by the TLS hook (see `TlsHook`).
+        settings.verify_peer = false;
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
         let params = ConnectionParams::new_server(
@@ -199,7 +225,9 @@ impl ServerBuilder {
                 private_key: &key,
                 kind: CertificateKind::X509,
             },
-            Hooks::default(),
+            Hooks {
+                connection_hook: Some(Arc::new(tls)),
+            },
         );
         let mut listeners =
             tokio_quiche::listen([socket], params, DefaultMetrics).map_err(|e| {

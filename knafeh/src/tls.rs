@@ -11,6 +11,7 @@ use boring::error::ErrorStack;
 use boring::hash::MessageDigest;
 use boring::nid::Nid;
 use boring::pkey::{PKey, Private};
+use boring::ssl::{SslContextBuilder, SslMethod, SslVerifyMode};
 use boring::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
@@ -247,6 +248,141 @@ impl DevCert {
 enum Usage {
     Server,
     Client,
+}
+
+/// How a client checks the server and what it presents.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientTlsConfig {
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) insecure: bool,
+    /// Set when the server is named by IP address: its certificate must
+    /// carry it as an IP subject alternative name.
+    pub(crate) ip: Option<std::net::IpAddr>,
+    /// A client certificate chain and key (mutual TLS).
+    pub(crate) identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// The client's TLS context. knafeh decides trust itself instead of
+/// relying on BoringSSL's default store.
+pub(crate) fn client_context(cfg: &ClientTlsConfig) -> Result<SslContextBuilder, TlsError> {
+    let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(ssl("creating a TLS context"))?;
+    if let Some((cert, key)) = &cfg.identity {
+        load_identity(&mut b, cert, key)?;
+    }
+    if cfg.insecure {
+        b.set_verify(SslVerifyMode::NONE);
+        return Ok(b);
+    }
+    match cfg.ip {
+        Some(ip) => b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+            if !ok || store.error_depth() != 0 {
+                return ok;
+            }
+            store.current_cert().is_some_and(|c| cert_has_ip(c, ip))
+        }),
+        None => b.set_verify(SslVerifyMode::PEER),
+    }
+    match &cfg.ca_file {
+        Some(ca) => b
+            .set_ca_file(ca)
+            .map_err(|e| TlsError::with_source(format!("CA file {}", ca.display()), e))?,
+        None => b
+            .set_default_verify_paths()
+            .map_err(ssl("loading the system's CA certificates"))?,
+    }
+    Ok(b)
+}
+
+/// The server's TLS context: its certificate and, with `client_ca`,
+/// mandatory client certificates signed by that CA.
+pub(crate) fn server_context(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<SslContextBuilder, TlsError> {
+    let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(ssl("creating a TLS context"))?;
+    load_identity(&mut b, cert, key)?;
+    match client_ca {
+        Some(ca) => {
+            b.set_ca_file(ca).map_err(|e| {
+                TlsError::with_source(format!("client CA file {}", ca.display()), e)
+            })?;
+            let names = X509Name::load_client_ca_file(ca).map_err(|e| {
+                TlsError::with_source(format!("client CA file {}", ca.display()), e)
+            })?;
+            b.set_client_ca_list(names);
+            b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        }
+        None => b.set_verify(SslVerifyMode::NONE),
+    }
+    Ok(b)
+}
+
+fn load_identity(b: &mut SslContextBuilder, cert: &Path, key: &Path) -> Result<(), TlsError> {
+    let pem = std::fs::read(key)
+        .map_err(|e| TlsError::with_source(format!("private key {}", key.display()), e))?;
+    let pkey = PKey::private_key_from_pem(&pem)
+        .map_err(|e| TlsError::with_source(format!("private key {}", key.display()), e))?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| TlsError::with_source(format!("certificate {}", cert.display()), e))?;
+    b.set_private_key(&pkey)
+        .and_then(|()| b.check_private_key())
+        .map_err(|e| {
+            TlsError::with_source(
+                format!("{} is not the key of {}", key.display(), cert.display()),
+                e,
+            )
+        })
+}
+
+/// Whether `cert` lists `ip` among its IP subject alternative names.
+fn cert_has_ip(cert: &boring::x509::X509Ref, ip: std::net::IpAddr) -> bool {
+    let want: Vec<u8> = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    cert.subject_alt_names()
+        .is_some_and(|names| names.iter().any(|n| n.ipaddress() == Some(&want[..])))
+}
+
+/// Hands a prepared TLS context to tokio-quiche. tokio-quiche consults the
+/// hook only when certificate paths are set, and must be left with
+/// `QuicSettings::verify_peer` off: it would otherwise reset the verify
+/// mode (and drop the verify callback) after the hook ran.
+pub(crate) struct TlsHook {
+    make: Box<dyn Fn() -> Result<SslContextBuilder, TlsError> + Send + Sync>,
+}
+
+impl TlsHook {
+    /// Checks that a context can be built now (so configuration errors
+    /// surface at start-up), then builds one per connection.
+    pub(crate) fn new(
+        make: impl Fn() -> Result<SslContextBuilder, TlsError> + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        make()?;
+        Ok(TlsHook {
+            make: Box::new(make),
+        })
+    }
+}
+
+impl tokio_quiche::quic::ConnectionHook for TlsHook {
+    fn create_custom_ssl_context_builder(
+        &self,
+        _paths: tokio_quiche::settings::TlsCertificatePaths<'_>,
+    ) -> Option<SslContextBuilder> {
+        match (self.make)() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // Fail closed: a context that verifies against an empty
+                // store and presents nothing refuses every handshake.
+                tracing::error!(error = %e, "cannot build the TLS context; refusing the handshake");
+                let mut b = SslContextBuilder::new(SslMethod::tls()).ok()?;
+                b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+                Some(b)
+            }
+        }
+    }
 }
 
 fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()> {
