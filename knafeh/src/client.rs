@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::conn::{Command, ConnShared, H3App, RecvWindow, StreamEvent, H3_REQUEST_REJECTED};
 use crate::frame::Decoder;
+use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::Message;
 use crate::tls::{client_context, ClientTlsConfig, TlsHook};
 use crate::wire::{self, ResponseHead};
@@ -37,6 +38,7 @@ pub struct ClientBuilder {
     ca_file: Option<PathBuf>,
     insecure: bool,
     identity: Option<(PathBuf, PathBuf)>,
+    interceptors: Interceptors,
     codec: Codec,
     max_message_size: usize,
     connect_timeout: Duration,
@@ -53,6 +55,7 @@ impl ClientBuilder {
             ca_file: None,
             insecure: false,
             identity: None,
+            interceptors: Interceptors::default(),
             codec: Codec::Bincode,
             max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
             connect_timeout: Duration::from_secs(10),
@@ -78,6 +81,15 @@ impl ClientBuilder {
     /// [`ServerBuilder::client_ca`](crate::ServerBuilder::client_ca)).
     pub fn identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Adds an interceptor: it sees every call (method, metadata, deadline)
+    /// before it is sent, and may add metadata or refuse the call with a
+    /// status (returned to the caller; nothing is sent). Interceptors run
+    /// in the order they were added.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.0.push(Arc::new(interceptor));
         self
     }
 
@@ -141,6 +153,16 @@ impl ClientBuilder {
                 dial_generation: AtomicU64::new(0),
             }),
         }
+    }
+}
+
+/// The interceptors of a client (shown by count in `Debug`).
+#[derive(Clone, Default)]
+struct Interceptors(Vec<Arc<dyn Interceptor>>);
+
+impl std::fmt::Debug for Interceptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} interceptor(s)", self.0.len())
     }
 }
 
@@ -239,6 +261,12 @@ impl Client {
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut metadata = options.metadata;
+        if !cfg.interceptors.0.is_empty() {
+            let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
+            intercept::run(&cfg.interceptors.0, &mut info)?;
+            metadata = info.into_parts().0;
+        }
         let mut body = BytesMut::new();
         req.encode_message(cfg.codec, &mut body).map_err(|e| {
             Status::invalid_argument(format!(
@@ -250,7 +278,7 @@ impl Client {
             path,
             body: body.freeze(),
             deadline,
-            metadata: options.metadata,
+            metadata,
         })
     }
 

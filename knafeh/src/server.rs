@@ -24,10 +24,11 @@ use tracing::Instrument;
 
 use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, RecvWindow, StreamEvent};
 use crate::frame::Decoder;
+use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::{Call, CatchUnwind, Reply, Service};
 use crate::tls::{server_context, TlsHook};
 use crate::wire;
-use crate::{Codec, Context, Status};
+use crate::{Codec, Context, Metadata, Status};
 
 /// Default largest message accepted, in bytes (4 MiB, as in gRPC).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -73,6 +74,7 @@ pub struct ServerBuilder {
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     services: HashMap<&'static str, Arc<dyn Service>>,
+    interceptors: Vec<Arc<dyn Interceptor>>,
     duplicate: Option<&'static str>,
     max_message_size: usize,
     max_concurrent_streams: u64,
@@ -88,6 +90,7 @@ impl Default for ServerBuilder {
             key: None,
             client_ca: None,
             services: HashMap::new(),
+            interceptors: Vec::new(),
             duplicate: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_concurrent_streams: 100,
@@ -138,6 +141,14 @@ impl ServerBuilder {
         if self.services.insert(name, Arc::new(service)).is_some() {
             self.duplicate = Some(name);
         }
+        self
+    }
+
+    /// Adds an interceptor: it sees every call (method, metadata, deadline,
+    /// peer) before the request is read, and may refuse it with a status
+    /// or add metadata. Interceptors run in the order they were added.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
         self
     }
 
@@ -242,6 +253,7 @@ impl ServerBuilder {
 
         let state = Arc::new(ServerState {
             services: self.services,
+            interceptors: self.interceptors,
             max_message_size: self.max_message_size,
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -332,6 +344,7 @@ impl ServerHandle {
 
 struct ServerState {
     services: HashMap<&'static str, Arc<dyn Service>>,
+    interceptors: Vec<Arc<dyn Interceptor>>,
     max_message_size: usize,
     inflight: AtomicUsize,
     idle: Notify,
@@ -618,6 +631,26 @@ async fn serve(
         tx.stop_reading();
         Outcome::Done(status)
     };
+    // Interceptors first: a refused call learns nothing about the services.
+    let mut head = head;
+    let mut response_md = Metadata::new();
+    if !state.interceptors.is_empty() {
+        let mut info = CallInfo::new(
+            head.path.clone(),
+            std::mem::take(&mut head.metadata),
+            deadline,
+            Some(peer),
+        );
+        let verdict = intercept::run(&state.interceptors, &mut info);
+        let (md, resp_md) = info.into_parts();
+        head.metadata = md;
+        response_md = resp_md;
+        if let Err(status) = verdict {
+            let mut md = response_md;
+            md.extend(status.metadata().clone());
+            return refuse(status.with_metadata(md)).await;
+        }
+    }
     let Some(service) = state.services.get(head.service.as_str()) else {
         return refuse(Status::unimplemented(format!(
             "unknown service {}",
@@ -641,6 +674,9 @@ async fn serve(
     };
 
     let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
+    if !response_md.is_empty() {
+        ctx.with_response_metadata(|md| *md = response_md);
+    }
     let call = Call {
         codec,
         payload,

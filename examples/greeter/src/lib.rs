@@ -2,6 +2,8 @@
 //! an implementation, shared by the example server and client.
 
 use knafeh::{Status, Streaming};
+
+pub mod auth;
 use serde::{Deserialize, Serialize};
 
 /// Request of [`Greeter::say_hello`].

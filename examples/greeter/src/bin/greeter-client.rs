@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! greeter-client [--addr 127.0.0.1:4433] --ca ca.pem [--name Ada] [--n 3]
-//!                [--bench N] [--in-flight K] [--stream ITEMS]
+//!                [--bench N] [--in-flight K] [--stream ITEMS] [--token TOKEN]
 //! ```
+//! `--token` sends a bearer token with every call (see `greeter::auth`).
 //! `--bench N` also times N `say_hello` calls, K at a time (default 1:
 //! sequential); `--stream ITEMS` times one `count_to(ITEMS)`.
 
@@ -14,7 +15,7 @@ use greeter::{CountRequest, GreeterClient, HelloRequest};
 fn usage() -> ! {
     eprintln!(
         "usage: greeter-client [--addr HOST:PORT] --ca CA.pem [--name NAME] [--n N] \
-         [--bench CALLS] [--in-flight K] [--stream ITEMS]"
+         [--bench CALLS] [--in-flight K] [--stream ITEMS] [--token TOKEN]"
     );
     std::process::exit(2)
 }
@@ -28,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bench = 0u32;
     let mut in_flight = 1u32;
     let mut stream = 0u32;
+    let mut token = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -41,12 +43,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 in_flight = val().parse().map_err(|e| format!("--in-flight: {e}"))?;
                 in_flight = in_flight.max(1);
             }
+            "--token" => token = Some(val()),
             "--stream" => stream = val().parse().map_err(|e| format!("--stream: {e}"))?,
             _ => usage(),
         }
     }
     let Some(ca) = ca else { usage() };
-    let client = knafeh::Client::builder(addr).ca_file(ca).connect().await?;
+    let mut builder = knafeh::Client::builder(addr).ca_file(ca);
+    if let Some(token) = token {
+        builder = builder.interceptor(greeter::auth::bearer_token(&token)?);
+    }
+    let client = builder.connect().await?;
     let greeter = GreeterClient::new(client);
 
     let reply = greeter

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! greeter-server [--addr 127.0.0.1:4433] [--cert cert.pem --key key.pem] [--dev-cert-dir DIR]
+//!                [--token CALLER=TOKEN]...
 //! ```
+//! With `--token`, every call must carry one of the given bearer tokens
+//! (see `greeter::auth`).
 //! Without `--cert`/`--key` it generates a development certificate for
 //! `localhost` and the listen address, writes it to `--dev-cert-dir`
 //! (default: `knafeh-dev` in the system temp dir) and prints where the CA
@@ -11,11 +14,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use greeter::auth::BearerAuth;
 use greeter::{GreeterServer, MyGreeter};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: greeter-server [--addr HOST:PORT] [--cert PEM --key PEM] [--dev-cert-dir DIR]"
+        "usage: greeter-server [--addr HOST:PORT] [--cert PEM --key PEM] [--dev-cert-dir DIR] \
+         [--token CALLER=TOKEN]..."
     );
     std::process::exit(2)
 }
@@ -31,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cert = None;
     let mut key = None;
     let mut dev_dir = std::env::temp_dir().join("knafeh-dev");
+    let mut auth: Option<BearerAuth> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -39,6 +45,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--cert" => cert = Some(PathBuf::from(val())),
             "--key" => key = Some(PathBuf::from(val())),
             "--dev-cert-dir" => dev_dir = PathBuf::from(val()),
+            "--token" => {
+                let v = val();
+                let Some((caller, token)) = v.split_once('=') else {
+                    usage()
+                };
+                auth = Some(auth.take().unwrap_or_default().allow_all(caller, token));
+            }
             _ => usage(),
         }
     }
@@ -53,12 +66,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => usage(),
     };
-    let server = knafeh::Server::builder()
+    let mut builder = knafeh::Server::builder()
         .bind(addr)
         .tls(cert, key)
-        .add_service(GreeterServer::new(MyGreeter))
-        .start()
-        .await?;
+        .add_service(GreeterServer::new(MyGreeter));
+    if let Some(auth) = auth {
+        builder = builder.interceptor(auth);
+    }
+    let server = builder.start().await?;
     println!("greeter listening on {}", server.local_addr());
     server
         .run_until(async {
