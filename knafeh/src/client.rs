@@ -17,7 +17,9 @@ use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificat
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
-use crate::conn::{Command, ConnShared, H3App, RecvWindow, StreamEvent, H3_REQUEST_REJECTED};
+use crate::conn::{
+    Command, ConnShared, H3App, Keepalive, RecvWindow, StreamEvent, H3_REQUEST_REJECTED,
+};
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::Message;
@@ -44,6 +46,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     idle_timeout: Duration,
     default_timeout: Option<Duration>,
+    keepalive: Keepalive,
 }
 
 impl ClientBuilder {
@@ -61,6 +64,7 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             default_timeout: None,
+            keepalive: Keepalive::default(),
         }
     }
 
@@ -123,6 +127,20 @@ impl ClientBuilder {
     /// 60 s); the next call dials again.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Liveness of the connection while calls are in progress (default
+    /// 10 s and 30 s): after `interval` without hearing from the server
+    /// the client sends a PING; after `timeout` of silence it closes the
+    /// connection and its calls fail with `UNAVAILABLE` (a server that
+    /// vanished without closing, e.g. killed or cut off). `interval` is
+    /// capped at `timeout`.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Keepalive {
+            interval: interval.min(timeout),
+            timeout,
+        };
         self
     }
 
@@ -816,7 +834,7 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
     );
     let h3_config =
         h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
-    let (app, cmd, shared) = H3App::client(h3_config, peer);
+    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive);
     // quiche checks the name it is given as a DNS name; an IP address is
     // checked by the verify callback instead (and is not sent as SNI).
     let host = if ip.is_some() {

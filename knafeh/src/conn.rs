@@ -22,6 +22,27 @@ use tokio_quiche::{ApplicationOverQuic, QuicResult};
 pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
 /// HTTP/3 error code for an orderly close.
 pub(crate) const H3_NO_ERROR: u64 = 0x100;
+/// HTTP/3 error code for a connection closed because the peer went silent.
+pub(crate) const H3_INTERNAL_ERROR: u64 = 0x102;
+
+/// Liveness checking of a connection with calls in progress: after
+/// `interval` without hearing from the peer a PING is sent; after `timeout`
+/// without hearing from it the connection is closed (its calls end with
+/// `UNAVAILABLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Keepalive {
+    pub(crate) interval: std::time::Duration,
+    pub(crate) timeout: std::time::Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
 /// Flow-control window (in bytes) a call task may queue ahead of the wire.
 pub(crate) const SEND_WINDOW: usize = 1 << 20;
 /// Bytes received on a stream that may wait for its call task before the
@@ -276,6 +297,16 @@ pub(crate) struct H3App {
     recv_buf: Vec<u8>,
     /// Dropped when the connection closes (server: connection counting).
     close_guard: Option<Box<dyn Send>>,
+    keepalive: Keepalive,
+    /// When a packet last arrived from the peer.
+    last_heard: std::time::Instant,
+    /// When the last PING went out (since `last_heard`).
+    pinged: bool,
+    /// When `wait_for_data` must return for the next liveness check.
+    next_check: Option<std::time::Instant>,
+    check_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When `check_timer` fires, if it is armed.
+    timer_at: Option<std::time::Instant>,
 }
 
 impl H3App {
@@ -305,6 +336,12 @@ impl H3App {
             shared,
             recv_buf: vec![0; 64 * 1024],
             close_guard: None,
+            keepalive: Keepalive::default(),
+            last_heard: std::time::Instant::now(),
+            pinged: false,
+            next_check: None,
+            check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
+            timer_at: None,
         }
     }
 
@@ -312,10 +349,13 @@ impl H3App {
     pub(crate) fn client(
         h3_config: h3::Config,
         peer: SocketAddr,
+        keepalive: Keepalive,
     ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
-        (Self::new(h3_config, rx, shared.clone(), peer), tx, shared)
+        let mut app = Self::new(h3_config, rx, shared.clone(), peer);
+        app.keepalive = keepalive;
+        (app, tx, shared)
     }
 
     /// A server-side application that calls `on_request` per request.
@@ -327,6 +367,7 @@ impl H3App {
         on_request: OnRequest,
         draining: bool,
         close_guard: Box<dyn Send>,
+        keepalive: Keepalive,
     ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
@@ -335,6 +376,7 @@ impl H3App {
         app.on_request = Some(on_request);
         app.going_away = draining;
         app.close_guard = Some(close_guard);
+        app.keepalive = keepalive;
         (app, tx, shared)
     }
 
@@ -686,6 +728,34 @@ impl H3App {
         }
     }
 
+    /// With calls in progress, pings a silent peer and gives up on one
+    /// that stays silent. Returns `true` when the connection was closed.
+    fn check_liveness(&mut self, qconn: &mut QuicheConnection) -> bool {
+        if self.streams.is_empty() && self.pending_opens.is_empty() {
+            self.next_check = None;
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= self.keepalive.timeout {
+            tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
+            let _ = qconn.close(true, H3_INTERNAL_ERROR, b"peer unresponsive");
+            self.finish_all();
+            return true;
+        }
+        if silent >= self.keepalive.interval && !self.pinged {
+            let _ = qconn.send_ack_eliciting();
+            self.pinged = true;
+        }
+        let next = if self.pinged {
+            self.last_heard + self.keepalive.timeout
+        } else {
+            self.last_heard + self.keepalive.interval
+        };
+        self.next_check = Some(next);
+        false
+    }
+
     fn drain_commands(&mut self, qconn: &mut QuicheConnection) {
         for cmd in std::mem::take(&mut self.queued_cmds) {
             self.handle_command(qconn, cmd);
@@ -741,13 +811,30 @@ impl ApplicationOverQuic for H3App {
     }
 
     async fn wait_for_data(&mut self, _qconn: &mut QuicheConnection) -> QuicResult<()> {
-        match self.cmd_rx.recv().await {
-            Some(cmd) => {
-                self.queued_cmds.push(cmd);
+        // The liveness timer is re-armed only when it would fire too late;
+        // firing early just leads to a re-check.
+        if let Some(at) = self.next_check {
+            if self.timer_at.is_none_or(|t| t > at) {
+                self.check_timer.as_mut().reset(at.into());
+                self.timer_at = Some(at);
+            }
+        }
+        let armed = self.timer_at.is_some();
+        let timer = &mut self.check_timer;
+        tokio::select! {
+            cmd = self.cmd_rx.recv() => match cmd {
+                Some(cmd) => {
+                    self.queued_cmds.push(cmd);
+                    Ok(())
+                }
+                // Every handle is gone (a client that was dropped): close.
+                None => Err("connection handle dropped".into()),
+            },
+            // `process_writes` runs next and does the check.
+            () = timer.as_mut(), if armed => {
+                self.timer_at = None;
                 Ok(())
             }
-            // Every handle is gone (a client that was dropped): close.
-            None => Err("connection handle dropped".into()),
         }
     }
 
@@ -756,6 +843,8 @@ impl ApplicationOverQuic for H3App {
             self.force_close = true;
         }
         self.wrote_since_read = false;
+        self.last_heard = std::time::Instant::now();
+        self.pinged = false;
         self.poll_h3(qconn)?;
         self.reap_stopped_streams(qconn);
         Ok(())
@@ -786,6 +875,9 @@ impl ApplicationOverQuic for H3App {
                 return Ok(());
             }
             self.close_ready = true;
+        }
+        if self.check_liveness(qconn) {
+            return Ok(());
         }
         // Reads can be unblocked by our own writes (e.g. flow-control
         // updates), and commands may have made h3 events pending.

@@ -22,7 +22,9 @@ use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificat
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
-use crate::conn::{Command, ConnShared, H3App, IncomingStream, Out, RecvWindow, StreamEvent};
+use crate::conn::{
+    Command, ConnShared, H3App, IncomingStream, Keepalive, Out, RecvWindow, StreamEvent,
+};
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::{Call, CatchUnwind, Reply, Service};
@@ -80,6 +82,8 @@ pub struct ServerBuilder {
     max_concurrent_streams: u64,
     idle_timeout: Duration,
     drain_timeout: Duration,
+    keepalive: Keepalive,
+    listeners: usize,
 }
 
 impl Default for ServerBuilder {
@@ -96,6 +100,8 @@ impl Default for ServerBuilder {
             max_concurrent_streams: 100,
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
+            keepalive: Keepalive::default(),
+            listeners: 1,
         }
     }
 }
@@ -172,6 +178,31 @@ impl ServerBuilder {
         self
     }
 
+    /// How many UDP sockets to listen on (default 1). With more than one,
+    /// the sockets share the address through `SO_REUSEPORT` and the kernel
+    /// spreads clients over them, each with its own receive path, so one
+    /// server can use every core of a multi-threaded runtime: use one per
+    /// core (`std::thread::available_parallelism`). A client keeps its
+    /// socket for the life of its connection, so connection migration to a
+    /// new client address is not supported with more than one.
+    pub fn listeners(mut self, n: usize) -> Self {
+        self.listeners = n.max(1);
+        self
+    }
+
+    /// Liveness of connections with calls in progress (default 10 s and
+    /// 30 s): after `interval` without hearing from the client the server
+    /// sends a PING; after `timeout` of silence it closes the connection
+    /// and cancels its handlers (a client that vanished without closing,
+    /// e.g. killed or cut off). `interval` is capped at `timeout`.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Keepalive {
+            interval: interval.min(timeout),
+            timeout,
+        };
+        self
+    }
+
     /// How long [`ServerHandle::shutdown`] lets in-flight calls run
     /// (default 10 s).
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
@@ -216,12 +247,7 @@ impl ServerBuilder {
                 )
             })?
         };
-        let socket = std::net::UdpSocket::bind(self.addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", self.addr)))?;
-        socket.set_nonblocking(true)?;
-        let local_addr = socket.local_addr()?;
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
-
+        let (sockets, local_addr) = bind_sockets(self.addr, self.listeners)?;
         let mut settings = QuicSettings::default();
         // knafeh uses no HTTP datagrams; don't advertise them.
         settings.enable_dgram = false;
@@ -240,18 +266,14 @@ impl ServerBuilder {
                 connection_hook: Some(Arc::new(tls)),
             },
         );
-        let mut listeners =
-            tokio_quiche::listen([socket], params, DefaultMetrics).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("starting QUIC listener (check {cert} and {key}): {e}"),
-                )
-            })?;
-        let accept = listeners
-            .pop()
-            .ok_or_else(|| io::Error::other("no listener"))?;
-
+        let listeners = tokio_quiche::listen(sockets, params, DefaultMetrics).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("starting QUIC listener (check {cert} and {key}): {e}"),
+            )
+        })?;
         let state = Arc::new(ServerState {
+            keepalive: self.keepalive,
             services: self.services,
             interceptors: self.interceptors,
             max_message_size: self.max_message_size,
@@ -261,13 +283,13 @@ impl ServerBuilder {
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(
-            accept,
+            listeners,
             state.clone(),
             stop_rx,
             self.drain_timeout,
             local_addr,
         ));
-        tracing::info!(%local_addr, "knafeh server listening");
+        tracing::info!(%local_addr, listeners = self.listeners, "knafeh server listening");
         Ok(ServerHandle {
             local_addr,
             stop: Some(stop_tx),
@@ -275,6 +297,38 @@ impl ServerBuilder {
             state,
         })
     }
+}
+
+/// Binds `n` UDP sockets to `addr`: one plainly, or several sharing the
+/// address with `SO_REUSEPORT` (the kernel spreads clients over them).
+fn bind_sockets(
+    addr: SocketAddr,
+    n: usize,
+) -> io::Result<(Vec<tokio::net::UdpSocket>, SocketAddr)> {
+    let annotate = |e: io::Error| io::Error::new(e.kind(), format!("binding {addr}: {e}"));
+    let bind = |addr: SocketAddr, shared: bool| -> io::Result<std::net::UdpSocket> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if shared {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    };
+    let shared = n > 1;
+    let first = bind(addr, shared).map_err(annotate)?;
+    // Port 0: the others join the port the first one got.
+    let local_addr = first.local_addr()?;
+    let mut sockets = vec![tokio::net::UdpSocket::from_std(first)?];
+    for _ in 1..n {
+        let s = bind(local_addr, true).map_err(annotate)?;
+        sockets.push(tokio::net::UdpSocket::from_std(s)?);
+    }
+    Ok((sockets, local_addr))
 }
 
 fn path_str(p: &std::path::Path) -> io::Result<String> {
@@ -343,6 +397,7 @@ impl ServerHandle {
 }
 
 struct ServerState {
+    keepalive: Keepalive,
     services: HashMap<&'static str, Arc<dyn Service>>,
     interceptors: Vec<Arc<dyn Interceptor>>,
     max_message_size: usize,
@@ -406,7 +461,14 @@ fn start_connection(
     };
     state.connections.fetch_add(1, Ordering::AcqRel);
     let guard = Box::new(ConnGuard(state.clone()));
-    let (app, cmd, shared) = H3App::server(h3_config, peer, on_request, draining, guard);
+    let (app, cmd, shared) = H3App::server(
+        h3_config,
+        peer,
+        on_request,
+        draining,
+        guard,
+        state.keepalive,
+    );
     initial.start(app);
     conns.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
     conns.push((cmd, shared));
@@ -444,18 +506,44 @@ async fn wait_closed(shared: &ConnShared) {
 }
 
 async fn accept_loop(
-    mut accept: Accept,
+    listeners: Vec<Accept>,
     state: Arc<ServerState>,
     mut stop: oneshot::Receiver<()>,
     drain_timeout: Duration,
     local_addr: SocketAddr,
 ) {
+    // One forwarding task per socket; connections meet in one channel.
+    let (conn_tx, mut accept) = mpsc::channel(64);
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let forwarders: Vec<_> = listeners
+        .into_iter()
+        .map(|mut listener| {
+            let conn_tx = conn_tx.clone();
+            let mut close_rx = close_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = close_rx.changed() => break,
+                        next = next_connection(&mut listener) => match next {
+                            Some(c) => {
+                                if conn_tx.send(c).await.is_err() {
+                                    break;
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(conn_tx);
     let mut conns = ConnList::new();
     // Serve until told to stop (or until the handle is dropped).
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            next = next_connection(&mut accept) => match next {
+            next = accept.recv() => match next {
                 Some(initial) => start_connection(initial, &state, &mut conns, false),
                 None => break,
             },
@@ -492,7 +580,7 @@ async fn accept_loop(
         tokio::select! {
             _ = idle => {}
             _ = tokio::time::sleep_until(drain_deadline) => break false,
-            Some(initial) = next_connection(&mut accept) => start_connection(initial, &state, &mut conns, true),
+            Some(initial) = accept.recv() => start_connection(initial, &state, &mut conns, true),
         }
     };
     if !drained {
@@ -501,7 +589,13 @@ async fn accept_loop(
             "drain timeout passed; closing connections with calls in flight"
         );
     }
+    // Closing the listeners lets tokio-quiche release the sockets once
+    // their connections are gone.
+    let _ = close_tx.send(true);
     drop(accept);
+    for f in forwarders {
+        let _ = f.await;
+    }
 
     // Close politely (after the last responses are acknowledged), then
     // force the connections that have not closed within a second.
