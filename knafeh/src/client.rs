@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
 /// [`ClientBuilder::server_name`] says otherwise).
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
-    addr: String,
+    addrs: Vec<String>,
     server_name: Option<String>,
     ca_file: Option<PathBuf>,
     insecure: bool,
@@ -53,7 +53,7 @@ impl ClientBuilder {
     /// A client of the server at `addr` (`host:port`).
     pub fn new(addr: impl Into<String>) -> Self {
         ClientBuilder {
-            addr: addr.into(),
+            addrs: vec![addr.into()],
             server_name: None,
             ca_file: None,
             insecure: false,
@@ -66,6 +66,16 @@ impl ClientBuilder {
             default_timeout: None,
             keepalive: Keepalive::default(),
         }
+    }
+
+    /// Adds another server address serving the same services. Calls are
+    /// spread over the endpoints (the less loaded of two picked at random,
+    /// one connection each); an endpoint that cannot be dialled is taken
+    /// out for a while (from 1 s, doubling up to 30 s) and its calls go to
+    /// the others. A call whose request was already sent is not retried.
+    pub fn endpoint(mut self, addr: impl Into<String>) -> Self {
+        self.addrs.push(addr.into());
+        self
     }
 
     /// PEM file of the CA(s) the server certificate must chain to.
@@ -150,25 +160,39 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials the server and returns the client.
+    /// Dials the server (every endpoint) and returns the client.
     ///
     /// # Errors
-    /// `UNAVAILABLE` when the server cannot be reached or its certificate
-    /// is refused; `INVALID_ARGUMENT` for a malformed address.
+    /// `UNAVAILABLE` when no endpoint can be reached or its certificate is
+    /// refused (the error of the first); `INVALID_ARGUMENT` for a malformed
+    /// address or TLS file.
     pub async fn connect(self) -> Result<Client, Status> {
         let client = self.connect_lazy();
-        client.connection().await?;
-        Ok(client)
+        let mut first_err = None;
+        let mut connected = false;
+        for ep in &client.inner.endpoints {
+            match client.connection(ep).await {
+                Ok(_) => connected = true,
+                Err(e) if e.code() == Code::Unavailable => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match first_err {
+            Some(e) if !connected => Err(e),
+            _ => Ok(client),
+        }
     }
 
     /// Returns the client without dialling; the first call dials.
     pub fn connect_lazy(self) -> Client {
+        let endpoints = self.addrs.iter().cloned().map(Endpoint::new).collect();
         Client {
             inner: Arc::new(Inner {
                 cfg: self,
-                conn: Mutex::new(None),
-                dial: tokio::sync::Mutex::new(None),
-                dial_generation: AtomicU64::new(0),
+                endpoints,
+                rng: AtomicU64::new(seed()),
             }),
         }
     }
@@ -196,18 +220,87 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addr", &self.inner.cfg.addr)
+            .field("endpoints", &self.inner.cfg.addrs)
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
     cfg: ClientBuilder,
+    endpoints: Vec<Endpoint>,
+    /// State of the generator picking endpoints.
+    rng: AtomicU64,
+}
+
+/// One server address: its connection, dialling state and load.
+struct Endpoint {
+    addr: String,
     conn: Mutex<Option<ConnHandle>>,
     /// Serialises dialling; holds the last dial's failure.
     dial: tokio::sync::Mutex<Option<Status>>,
     /// Counts finished dials.
     dial_generation: AtomicU64,
+    /// Calls in progress on this endpoint.
+    in_flight: AtomicUsize,
+    /// Set while the endpoint is out after failed dials: until when, and
+    /// how many failures in a row.
+    down: Mutex<Option<(Instant, u32)>>,
+}
+
+impl Endpoint {
+    fn new(addr: String) -> Self {
+        Endpoint {
+            addr,
+            conn: Mutex::new(None),
+            dial: tokio::sync::Mutex::new(None),
+            dial_generation: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            down: Mutex::new(None),
+        }
+    }
+
+    fn down_until(&self) -> Option<Instant> {
+        lock(&self.down).map(|(until, _)| until)
+    }
+
+    fn mark_down(&self) {
+        let mut down = lock(&self.down);
+        let failures = down.map_or(0, |(_, n)| n).saturating_add(1);
+        let backoff = Duration::from_secs(1)
+            .saturating_mul(1 << failures.min(5).saturating_sub(1))
+            .min(Duration::from_secs(30));
+        *down = Some((Instant::now() + backoff, failures));
+        tracing::debug!(addr = %self.addr, ?backoff, failures, "endpoint taken out");
+    }
+
+    fn mark_up(&self) {
+        *lock(&self.down) = None;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts a call against its endpoint while it runs.
+struct LoadGuard {
+    inner: Arc<Inner>,
+    endpoint: usize,
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.inner.endpoints[self.endpoint]
+            .in_flight
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (std::process::id() as u64).rotate_left(32) | 1
 }
 
 #[derive(Clone)]
@@ -229,42 +322,109 @@ impl Client {
         ClientBuilder::new(addr)
     }
 
-    async fn connection(&self) -> Result<ConnHandle, Status> {
-        if let Some(c) = self.current() {
+    async fn connection(&self, ep: &Endpoint) -> Result<ConnHandle, Status> {
+        if let Some(c) = current(ep) {
             return Ok(c);
         }
         // One dial at a time. Callers that queued behind a dial that failed
         // share its error instead of each dialling (and timing out) again.
-        let generation = self.inner.dial_generation.load(Ordering::Acquire);
-        let mut last_failure = self.inner.dial.lock().await;
-        if let Some(c) = self.current() {
+        let generation = ep.dial_generation.load(Ordering::Acquire);
+        let mut last_failure = ep.dial.lock().await;
+        if let Some(c) = current(ep) {
             return Ok(c);
         }
-        if self.inner.dial_generation.load(Ordering::Acquire) != generation {
+        if ep.dial_generation.load(Ordering::Acquire) != generation {
             if let Some(status) = last_failure.as_ref() {
                 return Err(status.clone());
             }
         }
         // Boxed: the dial future is large and every call's future would
         // otherwise carry (and copy) room for it.
-        let result = Box::pin(dial(&self.inner.cfg)).await;
-        self.inner.dial_generation.fetch_add(1, Ordering::AcqRel);
+        let result = Box::pin(dial(&self.inner.cfg, &ep.addr)).await;
+        ep.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {
                 *last_failure = None;
-                *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                *lock(&ep.conn) = Some(c.clone());
+                ep.mark_up();
                 Ok(c)
             }
             Err(status) => {
+                if status.code() == Code::Unavailable {
+                    ep.mark_down();
+                }
                 *last_failure = Some(status.clone());
                 Err(status)
             }
         }
     }
 
-    fn current(&self) -> Option<ConnHandle> {
-        let guard = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().filter(|c| c.alive()).cloned()
+    /// Picks an endpoint not in `tried`: the less loaded of two random
+    /// ones that are not taken out; when all are out, the one back soonest.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let eps = &self.inner.endpoints;
+        if eps.len() == 1 {
+            return tried.is_empty().then_some(0);
+        }
+        let now = Instant::now();
+        let untried = |i: &usize| !tried.contains(i);
+        let up: Vec<usize> = (0..eps.len())
+            .filter(untried)
+            .filter(|&i| eps[i].down_until().is_none_or(|t| t <= now))
+            .collect();
+        match up.len() {
+            0 => (0..eps.len())
+                .filter(untried)
+                .min_by_key(|&i| eps[i].down_until()),
+            1 => Some(up[0]),
+            n => {
+                let r = self.next_random();
+                let a = up[(r % n as u64) as usize];
+                let b = up[((r >> 32) % (n as u64 - 1)) as usize];
+                // `b` is drawn from the other n - 1 slots.
+                let b = if b == a { up[n - 1] } else { b };
+                let load = |i: usize| eps[i].in_flight.load(Ordering::Relaxed);
+                Some(if load(b) < load(a) { b } else { a })
+            }
+        }
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*; races between threads only make it more random.
+        let mut x = self.inner.rng.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.inner.rng.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A live connection for a new call: tries the endpoints in the order
+    /// [`Client::pick`] gives until one connects (nothing was sent on the
+    /// ones that failed, so moving on is safe).
+    async fn connect_any(&self) -> Result<(ConnHandle, LoadGuard), Status> {
+        let mut tried = Vec::new();
+        let mut first_err = None;
+        while let Some(i) = self.pick(&tried) {
+            match self.connection(&self.inner.endpoints[i]).await {
+                Ok(conn) => {
+                    self.inner.endpoints[i]
+                        .in_flight
+                        .fetch_add(1, Ordering::AcqRel);
+                    let guard = LoadGuard {
+                        inner: self.inner.clone(),
+                        endpoint: i,
+                    };
+                    return Ok((conn, guard));
+                }
+                Err(e) if e.code() == Code::Unavailable => {
+                    first_err.get_or_insert(e);
+                    tried.push(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_err.unwrap_or_else(|| Status::unavailable("no endpoint to call")))
     }
 
     /// Encodes the request and fixes the deadline, before anything is
@@ -309,7 +469,7 @@ impl Client {
             metadata,
         } = prepared;
         let work = async {
-            let conn = self.connection().await?;
+            let (conn, load) = self.connect_any().await?;
             // The server gets the time left after dialling, so both sides
             // share one deadline.
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -343,6 +503,7 @@ impl Client {
                 state: State::AwaitHeaders,
                 headers: Metadata::new(),
                 trailers: None,
+                _load: load,
             })
         };
         match deadline {
@@ -605,6 +766,8 @@ struct ActiveCall {
     state: State,
     headers: Metadata,
     trailers: Option<Metadata>,
+    /// Counts the call against its endpoint until it is dropped.
+    _load: LoadGuard,
 }
 
 fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -771,9 +934,13 @@ impl ActiveCall {
     }
 }
 
-async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
-    let (host, _port) = split_host_port(&cfg.addr).ok_or_else(|| {
-        Status::invalid_argument(format!("bad address {:?}: expected host:port", cfg.addr))
+fn current(ep: &Endpoint) -> Option<ConnHandle> {
+    lock(&ep.conn).as_ref().filter(|c| c.alive()).cloned()
+}
+
+async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
+    let (host, _port) = split_host_port(addr).ok_or_else(|| {
+        Status::invalid_argument(format!("bad address {:?}: expected host:port", addr))
     })?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
@@ -781,11 +948,11 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
                 .map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
         }
     }
-    let peer: SocketAddr = tokio::net::lookup_host(cfg.addr.as_str())
+    let peer: SocketAddr = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| Status::unavailable(format!("resolving {}: {e}", cfg.addr)))?
+        .map_err(|e| Status::unavailable(format!("resolving {}: {e}", addr)))?
         .next()
-        .ok_or_else(|| Status::unavailable(format!("{} resolves to no address", cfg.addr)))?;
+        .ok_or_else(|| Status::unavailable(format!("{} resolves to no address", addr)))?;
     let local: SocketAddr = if peer.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
@@ -848,21 +1015,21 @@ async fn dial(cfg: &ClientBuilder) -> Result<ConnHandle, Status> {
         Ok(Err(e)) => {
             return Err(Status::unavailable(format!(
                 "connecting to {} ({peer}) as {server_name:?}: {e}",
-                cfg.addr
+                addr
             )))
         }
         Err(_) => {
             return Err(Status::unavailable(format!(
                 "connecting to {} ({peer}): no handshake within {:?}",
-                cfg.addr, cfg.connect_timeout
+                addr, cfg.connect_timeout
             )))
         }
     }
-    tracing::debug!(addr = %cfg.addr, %peer, "connected");
+    tracing::debug!(addr = %addr, %peer, "connected");
     Ok(ConnHandle {
         cmd,
         shared,
-        authority: Arc::from(cfg.addr.as_str()),
+        authority: Arc::from(addr),
     })
 }
 
