@@ -133,7 +133,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let st = if o.quick {
         Settings {
-            rounds: o.rounds.unwrap_or(2),
+            rounds: o.rounds.unwrap_or(3),
             idle_rounds: o.rounds.unwrap_or(1),
             duration: o.duration.unwrap_or(Duration::from_millis(500)),
             warmup: Duration::from_millis(200),
@@ -143,7 +143,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
         }
     } else {
         Settings {
-            rounds: o.rounds.unwrap_or(5),
+            rounds: o.rounds.unwrap_or(7),
             idle_rounds: o.rounds.unwrap_or(3),
             duration: o.duration.unwrap_or(Duration::from_secs(2)),
             warmup: Duration::from_millis(500),
