@@ -180,7 +180,13 @@ impl Inner {
 
     /// Plans one datagram and sends its copies (now or later) to `dest`
     /// through `socket`.
-    fn forward(&self, path: &Path, socket: &Arc<UdpSocket>, dest: Option<SocketAddr>, data: &[u8]) {
+    async fn forward(
+        &self,
+        path: &Path,
+        socket: &Arc<UdpSocket>,
+        dest: Option<SocketAddr>,
+        data: &[u8],
+    ) {
         let stats = self.stats(path.stats_dir);
         stats.received.fetch_add(1, Ordering::Relaxed);
         if let Some(log) = &path.log {
@@ -200,8 +206,8 @@ impl Inner {
             stats.sent.fetch_add(1, Ordering::Relaxed);
             if delay.is_zero() {
                 let _ = match dest {
-                    Some(d) => socket.try_send_to(data, d),
-                    None => socket.try_send(data),
+                    Some(d) => socket.send_to(data, d).await,
+                    None => socket.send(data).await,
                 };
                 continue;
             }
@@ -307,7 +313,9 @@ async fn client_side(listener: Arc<UdpSocket>, server: SocketAddr, inner: Arc<In
                 u
             }
         };
-        inner.forward(&inner.to_server, &upstream, None, &buf[..n]);
+        inner
+            .forward(&inner.to_server, &upstream, None, &buf[..n])
+            .await;
     }
 }
 
@@ -328,6 +336,8 @@ async fn server_side(
                 continue;
             }
         };
-        inner.forward(&inner.to_client, &listener, Some(client), &buf[..n]);
+        inner
+            .forward(&inner.to_client, &listener, Some(client), &buf[..n])
+            .await;
     }
 }

@@ -1,0 +1,604 @@
+//! Faults: servers that die and come back, lossy links (through the relay
+//! in tests/src/relay.rs), clients killed mid-stream, shutdown under load.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use knafeh::{CallOptions, Client, Code, Status};
+use knafeh_tests::relay::{Direction, Faults, Planner, Relay, RelayConfig, SplitMix64};
+use knafeh_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UdpSocket;
+
+fn timeout(d: Duration) -> CallOptions {
+    CallOptions::new().timeout(d)
+}
+
+// ---------------------------------------------------------------------
+// The relay itself.
+
+/// Sends 400 numbered datagrams through the relay in direction `dir` and
+/// checks that exactly the planned copies arrive, none early.
+async fn check_relay_direction(dir: Direction) {
+    let seed = 0xC0FFEE;
+    let faults = Faults {
+        drop: 0.3,
+        delay: Duration::from_millis(30),
+        jitter: Duration::from_millis(20),
+        duplicate: 0.2,
+        reorder: 0.2,
+        reorder_hold: Duration::from_millis(60),
+    };
+    let (to_server, to_client) = match dir {
+        Direction::ToServer => (faults.clone(), Faults::none()),
+        Direction::ToClient => (Faults::none(), faults.clone()),
+    };
+    let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay::start(
+        server.local_addr().unwrap(),
+        RelayConfig {
+            seed,
+            to_server,
+            to_client,
+            log: true,
+        },
+    )
+    .await
+    .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(relay.addr()).await.unwrap();
+
+    // Who sends and who receives.
+    let (sender, receiver, dest) = match dir {
+        Direction::ToServer => (&client, &server, None),
+        Direction::ToClient => {
+            // The server learns the relay's upstream address from a first
+            // datagram (which passes untouched in this direction).
+            client.send(b"hello").await.unwrap();
+            let mut buf = [0u8; 16];
+            let (_, from) = server.recv_from(&mut buf).await.unwrap();
+            (&server, &client, Some(from))
+        }
+    };
+    let n = 400usize;
+    let mut sent_at = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut d = (i as u32).to_be_bytes().to_vec();
+        d.resize(64, 0xEE);
+        sent_at.push(Instant::now());
+        match dest {
+            Some(to) => sender.send_to(&d, to).await.unwrap(),
+            None => sender.send(&d).await.unwrap(),
+        };
+        // Let the relay keep up, so that the kernel drops nothing before
+        // it (which would shift the plan).
+        if i % 8 == 7 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    // What the seed says.
+    let mut planner = Planner::new(seed, dir, faults.clone());
+    let plans: Vec<Vec<Duration>> = (0..n).map(|_| planner.next()).collect();
+    let dropped = plans.iter().filter(|p| p.is_empty()).count();
+    let duplicated = plans.iter().filter(|p| p.len() == 2).count();
+    let expected: usize = plans.iter().map(Vec::len).sum();
+    assert!(dropped > n / 5 && dropped < n * 2 / 5, "{dropped} dropped");
+    assert!(duplicated > 0);
+
+    // Collect until nothing has come for longer than any plan holds a
+    // datagram back.
+    let longest = faults.delay + faults.jitter + faults.reorder_hold;
+    let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); n];
+    let mut order = Vec::with_capacity(expected);
+    let mut buf = [0u8; 128];
+    while let Ok(len) = tokio::time::timeout(
+        longest + Duration::from_millis(500),
+        receiver.recv(&mut buf),
+    )
+    .await
+    {
+        assert_eq!(len.unwrap(), 64);
+        let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        arrivals[i].push(Instant::now());
+        order.push(i);
+    }
+    assert_eq!(order.len(), expected, "copies received vs planned");
+
+    // The relay saw the datagrams in the order sent, so its n-th decision
+    // is the plan's n-th.
+    let seen: Vec<usize> = relay
+        .log(dir)
+        .iter()
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .filter(|&i| i < n)
+        .collect();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>());
+
+    for i in 0..n {
+        assert_eq!(
+            arrivals[i].len(),
+            plans[i].len(),
+            "datagram {i}: planned {:?}",
+            plans[i]
+        );
+        let mut planned = plans[i].clone();
+        planned.sort();
+        for (at, delay) in arrivals[i].iter().zip(planned) {
+            assert!(
+                *at >= sent_at[i] + delay,
+                "datagram {i} arrived before its planned delay of {delay:?}"
+            );
+        }
+    }
+    // Held-back datagrams were overtaken.
+    assert!(order.windows(2).any(|w| w[0] > w[1]), "no reordering seen");
+
+    let stats = match dir {
+        Direction::ToServer => &relay.stats().to_server,
+        Direction::ToClient => &relay.stats().to_client,
+    };
+    assert_eq!(stats.dropped.load(Ordering::SeqCst) as usize, dropped);
+    assert_eq!(stats.duplicated.load(Ordering::SeqCst) as usize, duplicated);
+    assert_eq!(stats.sent.load(Ordering::SeqCst) as usize, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_drops_delays_duplicates_and_reorders_as_its_seed_says() {
+    bounded(async {
+        check_relay_direction(Direction::ToServer).await;
+        check_relay_direction(Direction::ToClient).await;
+    })
+    .await
+}
+
+#[test]
+fn planners_with_the_same_seed_agree_and_other_seeds_differ() {
+    let f = Faults {
+        drop: 0.1,
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(5),
+        duplicate: 0.1,
+        reorder: 0.1,
+        reorder_hold: Duration::from_millis(5),
+    };
+    let run = |seed, dir| {
+        let mut p = Planner::new(seed, dir, f.clone());
+        (0..200).map(|_| p.next()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(1, Direction::ToServer), run(1, Direction::ToServer));
+    assert_ne!(run(1, Direction::ToServer), run(2, Direction::ToServer));
+    assert_ne!(run(1, Direction::ToServer), run(1, Direction::ToClient));
+    // splitmix64's published first outputs for seed 0.
+    let mut r = SplitMix64::new(0);
+    assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+    assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+}
+
+// ---------------------------------------------------------------------
+// A lossy, slow link.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _state) = start_probe_server(&certs, |b| b.max_message_size(8 << 20)).await;
+        let faults = Faults {
+            drop: 0.05,
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            duplicate: 0.02,
+            reorder: 0.05,
+            reorder_hold: Duration::from_millis(15),
+        };
+        let relay = Relay::start(
+            server.local_addr(),
+            RelayConfig {
+                seed: 0x1055,
+                to_server: faults.clone(),
+                to_client: faults,
+                log: false,
+            },
+        )
+        .await
+        .unwrap();
+        // The first call dials through the relay (the handshake suffers
+        // the same losses); its deadline covers that.
+        let client = Client::builder(relay.addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_secs(30))
+            .max_message_size(8 << 20)
+            .connect_lazy();
+        let p = ProbeClient::new(client);
+
+        // 1 MiB of pseudo-random bytes arrives intact.
+        let big = p
+            .fill_with(
+                FillReq {
+                    len: 1 << 20,
+                    seed: 99,
+                },
+                timeout(Duration::from_secs(40)),
+            )
+            .await
+            .expect("the 1 MiB response did not arrive");
+        assert!(
+            big.get_ref().data == pattern(99, 1 << 20),
+            "1 MiB response corrupted"
+        );
+
+        // Unary and streaming calls at once; each must be right or end
+        // with DEADLINE_EXCEEDED.
+        let deadline = Duration::from_secs(15);
+        let mut unary = Vec::new();
+        for i in 0..40 {
+            let p = p.clone();
+            unary.push(tokio::spawn(async move {
+                let text = format!("lossy-{i}");
+                match p
+                    .echo_with(Echo { text: text.clone() }, timeout(deadline))
+                    .await
+                {
+                    Ok(r) if r.get_ref().text == text => Ok(true),
+                    Ok(r) => Err(format!("echo {i}: wrong answer {:?}", r.get_ref())),
+                    Err(e) if e.code() == Code::DeadlineExceeded => Ok(false),
+                    Err(e) => Err(format!("echo {i}: {e}")),
+                }
+            }));
+        }
+        let mut streams = Vec::new();
+        for i in 0..8 {
+            let p = p.clone();
+            streams.push(tokio::spawn(async move {
+                let mut s = match p
+                    .stream_with(StreamMode::Count(30), timeout(deadline))
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
+                    Err(e) => return Err(format!("stream {i}: {e}")),
+                };
+                let mut next = 1;
+                while let Some(item) = s.message().await {
+                    match item {
+                        Ok(item) if item.index == next => next += 1,
+                        Ok(item) => {
+                            return Err(format!(
+                                "stream {i}: item {} instead of {next}",
+                                item.index
+                            ))
+                        }
+                        Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
+                        Err(e) => return Err(format!("stream {i}: {e}")),
+                    }
+                }
+                if next == 31 {
+                    Ok(true)
+                } else {
+                    Err(format!("stream {i}: ended OK after {} items", next - 1))
+                }
+            }));
+        }
+        let (mut ok, mut late, mut wrong) = (0, 0, Vec::new());
+        for t in unary.into_iter().chain(streams) {
+            match t.await.unwrap() {
+                Ok(true) => ok += 1,
+                Ok(false) => late += 1,
+                Err(e) => wrong.push(e),
+            }
+        }
+        let st = relay.stats();
+        eprintln!(
+            "lossy link: {ok} calls complete, {late} hit the deadline; relay to server {:?}, to client {:?}",
+            st.to_server, st.to_client
+        );
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        assert!(ok > 0, "no call completed ({late} hit the deadline)");
+        // The relay really was lossy, both ways.
+        assert!(st.to_server.dropped.load(Ordering::SeqCst) > 0);
+        assert!(st.to_client.dropped.load(Ordering::SeqCst) > 0);
+        assert!(
+            st.to_server.duplicated.load(Ordering::SeqCst)
+                + st.to_client.duplicated.load(Ordering::SeqCst)
+                > 0
+        );
+        drop(p);
+        server.shutdown().await;
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------
+// A client killed mid-stream.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_stream_frees_its_call_and_connection() {
+    bounded(async {
+        let certs = Certs::new();
+        // SIGKILL sends no CONNECTION_CLOSE: the idle timeout is how the
+        // server finds out.
+        let (server, state) =
+            start_probe_server(&certs, |b| b.idle_timeout(Duration::from_secs(1))).await;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream_reader"))
+            .arg(server.local_addr().to_string())
+            .arg(&certs.paths.ca)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("reading"));
+        eventually(|| {
+            let st = server.stats();
+            st.connections == 1 && st.active_calls == 1
+        })
+        .await;
+        let produced = state.produced.load(Ordering::SeqCst);
+        assert!(produced > 0);
+
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+
+        // The producer sees its client gone (the handler is dropped) and
+        // the server forgets the call and the connection.
+        wait_for(&state.producer_stopped_flag, &state.producer_stopped).await;
+        eventually(|| {
+            let st = server.stats();
+            st.connections == 0 && st.active_calls == 0
+        })
+        .await;
+        // No more items are produced.
+        let after = state.produced.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state.produced.load(Ordering::SeqCst), after);
+        server.shutdown().await;
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------
+// Graceful shutdown under load.
+
+#[derive(Default)]
+struct LoadOutcomes {
+    attempted: AtomicUsize,
+    ok: AtomicUsize,
+    unavailable: AtomicUsize,
+    other: Mutex<Vec<String>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_finishes_every_accepted_call() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, state) =
+            start_probe_server(&certs, |b| b.drain_timeout(Duration::from_secs(30))).await;
+        let addr = server.local_addr();
+        let out = Arc::new(LoadOutcomes::default());
+        let signalled = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        // 4 connections, 12 callers each, every caller making calls one
+        // after another until the server refuses one.
+        for c in 0..4u64 {
+            let p = ProbeClient::new(client_for(&certs, addr).await);
+            for t in 0..12u64 {
+                let (p, out, signalled) = (p.clone(), out.clone(), signalled.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = SplitMix64::new(c * 100 + t);
+                    loop {
+                        let millis = 20 + rng.next_u64() % 180;
+                        out.attempted.fetch_add(1, Ordering::SeqCst);
+                        let r = p
+                            .slow_with(SlowReq { millis }, timeout(Duration::from_secs(40)))
+                            .await;
+                        match r {
+                            Ok(r) if r.get_ref().text == "slept" => {
+                                out.ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e)
+                                if e.code() == Code::Unavailable
+                                    && signalled.load(Ordering::SeqCst) =>
+                            {
+                                out.unavailable.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                            other => {
+                                let msg = format!("{:?}", other.map(|r| r.into_inner()));
+                                out.other.lock().unwrap().push(msg);
+                                return;
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        // Let the load build up, then shut down in the middle of it.
+        eventually(|| state.slow_started_count.load(Ordering::SeqCst) >= 150).await;
+        signalled.store(true, Ordering::SeqCst);
+        server.shutdown().await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let other = out.other.lock().unwrap().clone();
+        assert!(
+            other.is_empty(),
+            "outcomes other than OK/UNAVAILABLE: {other:#?}"
+        );
+        let ok = out.ok.load(Ordering::SeqCst);
+        let unavailable = out.unavailable.load(Ordering::SeqCst);
+        let started = state.slow_started_count.load(Ordering::SeqCst);
+        let finished = state.slow_finished_count.load(Ordering::SeqCst);
+        // Every call that reached its handler finished it and its client
+        // got the answer; every other call was refused; nothing is lost.
+        assert_eq!(started, finished, "handlers were cut off");
+        assert_eq!(ok, finished, "answers were lost");
+        assert_eq!(ok + unavailable, out.attempted.load(Ordering::SeqCst));
+        assert_eq!(unavailable, 48, "every caller ends with one refusal");
+        assert!(ok >= 150);
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------
+// Servers that go away and come back.
+
+/// Starts `probe_server` on `addr`; returns once it is listening.
+async fn spawn_probe_server(addr: std::net::SocketAddr, certs: &Certs) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_probe_server"))
+        .arg(addr.to_string())
+        .arg(&certs.paths.cert)
+        .arg(&certs.paths.key)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap_or_default();
+    assert_eq!(line, format!("listening on {addr}"));
+    child
+}
+
+/// Calls `echo` over and over (1 s deadline each) and records the
+/// outcomes, until `stop`.
+fn keep_calling(
+    p: ProbeClient,
+    stop: Arc<AtomicBool>,
+) -> (
+    Arc<Mutex<Vec<Result<(), Status>>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let text = format!("call-{i}");
+                let r = p
+                    .echo_with(Echo { text: text.clone() }, timeout(Duration::from_secs(1)))
+                    .await;
+                let r = match r {
+                    Ok(r) if r.get_ref().text == text => Ok(()),
+                    Ok(r) => Err(Status::internal(format!("wrong answer {:?}", r.get_ref()))),
+                    Err(e) => Err(e),
+                };
+                let failed = r.is_err();
+                log.lock().unwrap().push(r);
+                if failed {
+                    // Do not spin while the server is down.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    (log, task)
+}
+
+fn oks_after(log: &Mutex<Vec<Result<(), Status>>>, from: usize) -> usize {
+    log.lock().unwrap()[from..]
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_recovers_when_a_killed_server_comes_back() {
+    bounded(async {
+        let certs = Certs::new();
+        let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut server = spawn_probe_server(addr, &certs).await;
+        // No CONNECTION_CLOSE comes from a killed server, and the new one
+        // does not know the old connection (no stateless reset): the
+        // client finds out through its idle timeout.
+        let client = Client::builder(addr.to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, task) = keep_calling(ProbeClient::new(client), stop.clone());
+        eventually(|| oks_after(&log, 0) >= 20).await;
+
+        let before_kill = log.lock().unwrap().len();
+        server.start_kill().unwrap();
+        server.wait().await.unwrap();
+        let killed_at = log.lock().unwrap().len();
+        // The client notices (calls fail), then the server comes back on
+        // the same address.
+        eventually(|| log.lock().unwrap().len() >= killed_at + 2).await;
+        let mut server = spawn_probe_server(addr, &certs).await;
+        let restarted_at = log.lock().unwrap().len();
+        // Without anyone touching the client, its calls succeed again.
+        eventually(|| oks_after(&log, restarted_at) >= 20).await;
+        stop.store(true, Ordering::SeqCst);
+        task.await.unwrap();
+        server.start_kill().unwrap();
+        server.wait().await.unwrap();
+
+        let log = log.lock().unwrap();
+        assert!(
+            log[..before_kill].iter().all(Result::is_ok),
+            "failures before the kill"
+        );
+        let bad: Vec<_> = log
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .filter(|e| !matches!(e.code(), Code::DeadlineExceeded | Code::Unavailable))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+        // Once a call succeeds after the restart, the client is back for
+        // good: the rest succeed.
+        let first_ok = restarted_at + log[restarted_at..].iter().position(Result::is_ok).unwrap();
+        let later_failures: Vec<_> = log[first_ok..].iter().filter(|r| r.is_err()).collect();
+        assert!(later_failures.is_empty(), "{later_failures:#?}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_moves_to_a_restarted_server() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start_probe_server(&certs, |b| b).await;
+        let addr = server.local_addr();
+        let client = Client::builder(addr.to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, task) = keep_calling(ProbeClient::new(client), stop.clone());
+        eventually(|| oks_after(&log, 0) >= 20).await;
+        // A graceful restart: GOAWAY and CONNECTION_CLOSE reach the client.
+        let before = log.lock().unwrap().len();
+        server.shutdown().await;
+        let (server, _) = start_probe_server(&certs, |b| b.bind(addr)).await;
+        let restarted_at = log.lock().unwrap().len();
+        eventually(|| oks_after(&log, restarted_at) >= 20).await;
+        stop.store(true, Ordering::SeqCst);
+        task.await.unwrap();
+        server.shutdown().await;
+
+        let log = log.lock().unwrap();
+        let bad: Vec<_> = log
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .filter(|e| !matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded))
+            .collect();
+        // Refused during the drain, or no server to dial (a call whose
+        // first Initial packet met the closed port waits for its
+        // retransmission, which can take longer than its 1 s deadline).
+        assert!(bad.is_empty(), "{bad:#?}");
+        assert!(log[..before].iter().all(Result::is_ok));
+        let first_ok = restarted_at + log[restarted_at..].iter().position(Result::is_ok).unwrap();
+        assert!(log[first_ok..].iter().all(Result::is_ok));
+    })
+    .await
+}
