@@ -117,7 +117,7 @@ impl Planner {
     /// The delays of the copies of the next datagram; empty means dropped.
     /// Always draws the same amount of randomness, so one datagram's fate
     /// does not shift the next one's.
-    pub fn next(&mut self) -> Vec<Duration> {
+    pub fn next_datagram(&mut self) -> Vec<Duration> {
         let r_drop = self.rng.next_f64();
         let r_dup = self.rng.next_f64();
         let r_reorder = self.rng.next_f64();
@@ -194,7 +194,7 @@ impl Inner {
                 .unwrap()
                 .push(data[..data.len().min(16)].to_vec());
         }
-        let copies = path.planner.lock().unwrap().next();
+        let copies = path.planner.lock().unwrap().next_datagram();
         if copies.is_empty() {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;

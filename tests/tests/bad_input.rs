@@ -107,10 +107,11 @@ async fn broken_framing_gets_the_documented_status() {
 
         // Control: a well-formed request, then the same message one byte
         // per DATA frame (frame boundaries do not matter).
-        answered(
-            &s.send(base(echo, JSON), echo_json("hi")).await,
-            ok,
-            "control",
+        let r = s.send(base(echo, JSON), echo_json("hi")).await;
+        answered(&r, ok, "control");
+        assert_eq!(
+            raw::get(r.headers.as_ref().unwrap(), "content-type"),
+            Some(JSON)
         );
         let mut st = s.raw.open(base(echo, JSON), vec![], false);
         let bytes = echo_json("hi");
@@ -758,6 +759,42 @@ async fn a_request_that_never_ends_is_bounded_by_its_deadline_or_the_connection(
         })
         .await;
         fx.server.shutdown().await;
+    })
+    .await
+}
+
+/// Today's behaviour, reported as a finding: the server's keepalive PINGs
+/// a silent client while a call is in progress, the client's QUIC stack
+/// acknowledges them, so a request without a deadline whose body never
+/// ends keeps its call and connection for as long as the client's host
+/// answers, even though the client sends nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_without_deadline_is_kept_alive_by_the_keepalive() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start_probe_server(&certs, |b| {
+            b.idle_timeout(Duration::from_secs(1))
+                .keepalive(Duration::from_millis(200), Duration::from_secs(5))
+        })
+        .await;
+        let conn = RawConn::connect(server.local_addr()).await.unwrap();
+        let mut stalled = conn.open(base(ProbeClient::ECHO, JSON), vec![0, 0, 0, 0, 20], false);
+        stalled.id().await.unwrap();
+        eventually(|| server.stats().active_calls == 1).await;
+        // Three idle timeouts of complete silence from the client.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(server.stats().active_calls, 1);
+        assert_eq!(server.stats().connections, 1);
+        assert_eq!(stalled.try_next(), None);
+        assert_eq!(conn.close_info(), None);
+        // Only the client closing the connection frees it.
+        conn.close(raw::H3_NO_ERROR);
+        eventually(|| {
+            let st = server.stats();
+            st.active_calls == 0 && st.connections == 0
+        })
+        .await;
+        server.shutdown().await;
     })
     .await
 }

@@ -82,7 +82,7 @@ async fn check_relay_direction(dir: Direction) {
 
     // What the seed says.
     let mut planner = Planner::new(seed, dir, faults.clone());
-    let plans: Vec<Vec<Duration>> = (0..n).map(|_| planner.next()).collect();
+    let plans: Vec<Vec<Duration>> = (0..n).map(|_| planner.next_datagram()).collect();
     let dropped = plans.iter().filter(|p| p.is_empty()).count();
     let duplicated = plans.iter().filter(|p| p.len() == 2).count();
     let expected: usize = plans.iter().map(Vec::len).sum();
@@ -167,7 +167,7 @@ fn planners_with_the_same_seed_agree_and_other_seeds_differ() {
     };
     let run = |seed, dir| {
         let mut p = Planner::new(seed, dir, f.clone());
-        (0..200).map(|_| p.next()).collect::<Vec<_>>()
+        (0..200).map(|_| p.next_datagram()).collect::<Vec<_>>()
     };
     assert_eq!(run(1, Direction::ToServer), run(1, Direction::ToServer));
     assert_ne!(run(1, Direction::ToServer), run(2, Direction::ToServer));
@@ -462,15 +462,12 @@ async fn spawn_probe_server(addr: std::net::SocketAddr, certs: &Certs) -> tokio:
     child
 }
 
+/// The outcome of every call, in order.
+type CallLog = Arc<Mutex<Vec<Result<(), Status>>>>;
+
 /// Calls `echo` over and over (1 s deadline each) and records the
 /// outcomes, until `stop`.
-fn keep_calling(
-    p: ProbeClient,
-    stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Vec<Result<(), Status>>>>,
-    tokio::task::JoinHandle<()>,
-) {
+fn keep_calling(p: ProbeClient, stop: Arc<AtomicBool>) -> (CallLog, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let task = {
         let log = log.clone();

@@ -1,12 +1,11 @@
-//! Server behaviour: binding, several services, limits, graceful shutdown,
-//! bad requests on the wire.
+//! Server behaviour: binding, several services, limits, graceful shutdown.
+//! Bad requests on the wire are tested in bad_input.rs.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use greeter::{GreeterClient, GreeterServer, HelloRequest, MyGreeter};
 use knafeh::{Code, Server};
-use knafeh_tests::raw;
 use knafeh_tests::*;
 
 #[tokio::test]
@@ -154,109 +153,6 @@ async fn the_drain_timeout_bounds_shutdown() {
         assert!(started.elapsed() < Duration::from_secs(10));
         let err = in_flight.await.unwrap().unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err}");
-    })
-    .await
-}
-
-#[tokio::test]
-async fn bad_requests_get_the_documented_status() {
-    bounded(async {
-        let ProbeFixture {
-            server,
-            client,
-            certs: _certs,
-            ..
-        } = ProbeFixture::start(|b| b).await;
-        let addr = server.local_addr();
-        let json = "application/grpc+json";
-        let body = raw::frame(0, br#"{"text":"hi"}"#);
-
-        let check = |h: Option<raw::RawHeaders>, status: &str, code: Code| {
-            let h = h.expect("no response headers");
-            assert_eq!(raw::get(&h, ":status"), Some(status), "{h:?}");
-            assert_eq!(
-                raw::get(&h, "grpc-status"),
-                Some(code.as_i32().to_string().as_str()),
-                "{h:?}"
-            );
-            h
-        };
-        // Unsupported content-type.
-        let h = raw::request(
-            addr,
-            &raw::headers(ProbeClient::ECHO, "application/grpc+proto"),
-            body.clone(),
-        )
-        .await;
-        check(h, "415", Code::InvalidArgument);
-        // Missing content-type.
-        let mut hs = raw::headers(ProbeClient::ECHO, json);
-        hs.retain(|(n, _)| *n != "content-type");
-        check(
-            raw::request(addr, &hs, body.clone()).await,
-            "415",
-            Code::InvalidArgument,
-        );
-        // Compressed flag.
-        let h = raw::request(
-            addr,
-            &raw::headers(ProbeClient::ECHO, json),
-            raw::frame(1, br#"{"text":"hi"}"#),
-        )
-        .await;
-        check(h, "200", Code::Unimplemented);
-        // GET.
-        let mut hs = raw::headers(ProbeClient::ECHO, json);
-        hs[0] = (":method", "GET");
-        check(
-            raw::request(addr, &hs, vec![]).await,
-            "405",
-            Code::Unimplemented,
-        );
-        // Malformed grpc-timeout.
-        let mut hs = raw::headers(ProbeClient::ECHO, json);
-        hs.push(("grpc-timeout", "soon"));
-        check(
-            raw::request(addr, &hs, body.clone()).await,
-            "200",
-            Code::InvalidArgument,
-        );
-        // A deadline that has already passed: the handler does not run.
-        let mut hs = raw::headers(ProbeClient::ECHO, json);
-        hs.push(("grpc-timeout", "0n"));
-        check(
-            raw::request(addr, &hs, body.clone()).await,
-            "200",
-            Code::DeadlineExceeded,
-        );
-        // Body that does not decode as JSON `Echo`.
-        let h = raw::request(
-            addr,
-            &raw::headers(ProbeClient::ECHO, json),
-            raw::frame(0, b"[1,2]"),
-        )
-        .await;
-        let h = check(h, "200", Code::InvalidArgument);
-        assert!(raw::get(&h, "grpc-message")
-            .unwrap()
-            .contains("/knafeh.test.Probe/echo"));
-        // Length prefix longer than the body.
-        let mut short = raw::frame(0, br#"{"text":"hi"}"#);
-        short[4] += 5;
-        check(
-            raw::request(addr, &raw::headers(ProbeClient::ECHO, json), short).await,
-            "200",
-            Code::InvalidArgument,
-        );
-        // Well-formed JSON request: answered (first header block only).
-        let h = raw::request(addr, &raw::headers(ProbeClient::ECHO, json), body)
-            .await
-            .unwrap();
-        assert_eq!(raw::get(&h, ":status"), Some("200"));
-        assert_eq!(raw::get(&h, "content-type"), Some(json));
-        // The server is still fine.
-        client.echo(Echo { text: "ok".into() }).await.unwrap();
-        server.shutdown().await;
     })
     .await
 }
