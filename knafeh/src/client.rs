@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
-use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
@@ -966,15 +966,17 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
         .connect(peer)
         .await
         .map_err(|e| io_err("connecting to", e))?;
-    let socket: tokio_quiche::socket::Socket<_, _> = socket
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut socket: tokio_quiche::socket::Socket<_, _> = socket
         .try_into()
         .map_err(|e| io_err("preparing socket for", e))?;
+    // Segmentation offload and the other socket options the server side
+    // gets from `tokio_quiche::listen`.
+    #[cfg(target_os = "linux")]
+    socket.apply_max_capabilities();
 
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
-    let mut settings = QuicSettings::default();
-    settings.enable_dgram = false;
-    // Verification is configured by the TLS hook (see `TlsHook`).
-    settings.verify_peer = false;
+    let mut settings = crate::conn::quic_settings();
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
     let ip = server_name.parse::<std::net::IpAddr>().ok();

@@ -50,6 +50,24 @@ pub(crate) const SEND_WINDOW: usize = 1 << 20;
 /// flow-control credit).
 pub(crate) const RECV_WINDOW: usize = 1 << 20;
 
+thread_local! {
+    /// Where received body bytes land before they are copied out to their
+    /// call: one buffer per runtime thread rather than one per connection
+    /// (an idle connection holds none).
+    static RECV_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// QUIC settings shared by clients and servers.
+pub(crate) fn quic_settings() -> tokio_quiche::settings::QuicSettings {
+    let mut s = tokio_quiche::settings::QuicSettings::default();
+    // knafeh uses no HTTP datagrams; don't advertise them.
+    s.enable_dgram = false;
+    // Verification is configured by knafeh's TLS hook (see `TlsHook`);
+    // tokio-quiche would otherwise reset the verify mode after it.
+    s.verify_peer = false;
+    s
+}
+
 /// Received bytes handed to a call task and not yet consumed by it.
 #[derive(Default)]
 pub(crate) struct RecvWindow {
@@ -294,7 +312,6 @@ pub(crate) struct H3App {
     /// Whether stream data was handed to quiche since packets last came in.
     wrote_since_read: bool,
     shared: Arc<ConnShared>,
-    recv_buf: Vec<u8>,
     /// Dropped when the connection closes (server: connection counting).
     close_guard: Option<Box<dyn Send>>,
     keepalive: Keepalive,
@@ -334,7 +351,6 @@ impl H3App {
             close_ready: false,
             wrote_since_read: false,
             shared,
-            recv_buf: vec![0; 64 * 1024],
             close_guard: None,
             keepalive: Keepalive::default(),
             last_heard: std::time::Instant::now(),
@@ -676,7 +692,7 @@ impl H3App {
 
     fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
         let Some(h3) = self.h3.as_mut() else { return };
-        loop {
+        RECV_SCRATCH.with_borrow_mut(|scratch| loop {
             // A call task that does not keep up: stop reading (quiche then
             // stops granting the peer credit) until it catches up.
             if let Some(s) = self.streams.get(&id) {
@@ -684,19 +700,17 @@ impl H3App {
                     return;
                 }
             }
-            match h3.recv_body(qconn, id, &mut self.recv_buf) {
+            match h3.recv_body(qconn, id, scratch) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(s) = self.streams.get_mut(&id) {
                         s.window.queued.fetch_add(n, Ordering::SeqCst);
-                        s.emit(StreamEvent::Data(Bytes::copy_from_slice(
-                            &self.recv_buf[..n],
-                        )));
+                        s.emit(StreamEvent::Data(Bytes::copy_from_slice(&scratch[..n])));
                     }
                 }
                 Err(_) => break,
             }
-        }
+        });
         // A Finished (or trailers) event that follows is picked up by the
         // `poll_h3` at the end of `process_writes`.
     }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_quiche::metrics::DefaultMetrics;
 use tokio_quiche::quiche::h3;
-use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
@@ -248,11 +248,7 @@ impl ServerBuilder {
             })?
         };
         let (sockets, local_addr) = bind_sockets(self.addr, self.listeners)?;
-        let mut settings = QuicSettings::default();
-        // knafeh uses no HTTP datagrams; don't advertise them.
-        settings.enable_dgram = false;
-        // Client certificates are checked by the TLS hook (see `TlsHook`).
-        settings.verify_peer = false;
+        let mut settings = crate::conn::quic_settings();
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
         let params = ConnectionParams::new_server(
