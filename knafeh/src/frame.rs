@@ -151,7 +151,7 @@ impl Decoder {
         }
         let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
         match usize::try_from(len) {
-            Ok(l) if l < self.max_len => Ok(l),
+            Ok(l) if l <= self.max_len => Ok(l),
             _ => Err(FrameError::TooLarge {
                 len: u64::from(len),
                 max: self.max_len,
