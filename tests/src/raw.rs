@@ -92,6 +92,10 @@ enum Cmd {
         data: Vec<u8>,
         fin: bool,
     },
+    Trailers {
+        id: u64,
+        headers: Vec<h3::Header>,
+    },
     Abort {
         id: u64,
         code: u64,
@@ -108,11 +112,19 @@ struct PendingOpen {
     opened: oneshot::Sender<u64>,
 }
 
+/// Something queued for sending on a stream.
+enum Piece {
+    /// Body bytes, and whether they end the stream.
+    Body(Vec<u8>, bool),
+    /// A trailing header block, which ends the stream.
+    Trailers(Vec<h3::Header>),
+}
+
 struct StreamState {
     events: mpsc::UnboundedSender<RawEvent>,
     /// Body pieces not yet accepted by quiche, and whether each ends the
     /// stream.
-    out: VecDeque<(Vec<u8>, bool)>,
+    out: VecDeque<Piece>,
     local_done: bool,
     remote_done: bool,
     stopped: bool,
@@ -166,7 +178,14 @@ impl App {
             Cmd::Send { id, data, fin } => {
                 if let Some(s) = self.streams.get_mut(&id) {
                     if !s.local_done && !s.stopped {
-                        s.out.push_back((data, fin));
+                        s.out.push_back(Piece::Body(data, fin));
+                    }
+                }
+            }
+            Cmd::Trailers { id, headers } => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    if !s.local_done && !s.stopped {
+                        s.out.push_back(Piece::Trailers(headers));
                     }
                 }
             }
@@ -201,7 +220,7 @@ impl App {
                     };
                     let mut out = VecDeque::new();
                     if !fin_now && (!p.body.is_empty() || p.fin) {
-                        out.push_back((p.body, p.fin));
+                        out.push_back(Piece::Body(p.body, p.fin));
                     }
                     let _ = p.opened.send(id);
                     self.streams.insert(
@@ -231,14 +250,32 @@ impl App {
     fn flush(&mut self, qconn: &mut QuicheConnection) {
         let Some(h3) = self.h3.as_mut() else { return };
         for (id, s) in self.streams.iter_mut() {
-            while let Some((data, fin)) = s.out.front_mut() {
-                if data.is_empty() && !*fin {
+            while let Some(piece) = s.out.front_mut() {
+                let (data, fin) = match piece {
+                    Piece::Body(data, fin) => (data, *fin),
+                    Piece::Trailers(headers) => {
+                        match h3.send_additional_headers(qconn, *id, headers, true, true) {
+                            Ok(()) => {
+                                s.local_done = true;
+                                s.out.pop_front();
+                                continue;
+                            }
+                            Err(h3::Error::StreamBlocked) => break,
+                            Err(e) => {
+                                tracing::debug!(stream_id = id, error = %e, "raw client: trailers failed");
+                                s.out.clear();
+                                break;
+                            }
+                        }
+                    }
+                };
+                if data.is_empty() && !fin {
                     s.out.pop_front();
                     continue;
                 }
-                match h3.send_body(qconn, *id, data, *fin) {
+                match h3.send_body(qconn, *id, data, fin) {
                     Ok(n) if n == data.len() => {
-                        if *fin {
+                        if fin {
                             s.local_done = true;
                         }
                         s.out.pop_front();
@@ -591,6 +628,21 @@ impl RawStream {
     pub async fn send(&mut self, data: Vec<u8>, fin: bool) {
         if let Some(id) = self.id().await {
             let _ = self.cmd.send(Cmd::Send { id, data, fin });
+        }
+    }
+
+    /// Sends a trailing header block (request trailers), ending the stream.
+    pub async fn send_trailers<N, V>(&mut self, headers: impl IntoIterator<Item = (N, V)>)
+    where
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let headers = headers
+            .into_iter()
+            .map(|(n, v)| h3::Header::new(n.as_ref(), v.as_ref()))
+            .collect();
+        if let Some(id) = self.id().await {
+            let _ = self.cmd.send(Cmd::Trailers { id, headers });
         }
     }
 

@@ -119,6 +119,11 @@ async fn broken_framing_gets_the_documented_status() {
             st.send(vec![*b], i + 1 == bytes.len()).await;
         }
         answered(&st.response().await, ok, "one byte per DATA frame");
+        // Request trailers after the message are ignored.
+        let mut st = s.raw.open(base(echo, JSON), echo_json("hi"), false);
+        st.send_trailers([("x-trailer", "1"), ("grpc-status", "13")])
+            .await;
+        answered(&st.response().await, ok, "request trailers");
 
         let cases: Vec<(&str, Vec<u8>, Code)> = vec![
             ("truncated prefix", vec![0, 0, 0], Code::InvalidArgument),
@@ -870,6 +875,46 @@ async fn many_streams_on_one_connection_are_all_answered() {
                 &format!("call {i}"),
             );
         }
+        s.finish().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_abandoned_streams_leaves_nothing_behind() {
+    bounded(async {
+        let s = Suite::start(|b| b).await;
+        // 300 requests (the limit is 100 at a time), each abandoned with
+        // RESET_STREAM part-way through its body; then 100 more with the
+        // whole body whose client stops reading before the answer.
+        for i in 0..300 {
+            let mut st = s.raw.open(
+                base(ProbeClient::ECHO, JSON),
+                vec![0, 0, 0, 0, 50, b'{'],
+                false,
+            );
+            st.id()
+                .await
+                .unwrap_or_else(|| panic!("stream {i} never opened"));
+            st.abort(raw::H3_REQUEST_CANCELLED).await;
+        }
+        let slow = raw::frame(0, br#"{"millis":60000}"#);
+        for _ in 0..100 {
+            let mut st = s
+                .raw
+                .open(base(ProbeClient::SLOW, JSON), slow.clone(), true);
+            st.id().await.unwrap();
+            st.abort(raw::H3_REQUEST_CANCELLED).await;
+        }
+        // Every abandoned call is gone (the canary has at most one call
+        // in progress), every slow handler was cancelled, and the same
+        // connection still works.
+        eventually(|| s.fx.server.stats().active_calls <= 1).await;
+        eventually(|| s.fx.state.active.load(Ordering::SeqCst) == 0).await;
+        let r = s
+            .send(base(ProbeClient::ECHO, JSON), echo_json("after"))
+            .await;
+        answered(&r, br#"{"text":"after"}"#, "after the flood");
         s.finish().await;
     })
     .await
