@@ -421,7 +421,7 @@ impl Service for PyService {
 }
 
 enum ServerState {
-    Building(Option<knafeh::ServerBuilder>, Vec<Arc<PyService>>),
+    Building(Option<Box<knafeh::ServerBuilder>>, Vec<Arc<PyService>>),
     Running(Option<knafeh::ServerHandle>),
     Stopped,
 }
@@ -469,7 +469,10 @@ impl PyServer {
             })?);
         }
         Ok(PyServer {
-            state: Arc::new(Mutex::new(ServerState::Building(Some(b), Vec::new()))),
+            state: Arc::new(Mutex::new(ServerState::Building(
+                Some(Box::new(b)),
+                Vec::new(),
+            ))),
         })
     }
 
@@ -478,7 +481,7 @@ impl PyServer {
         let svc = Arc::new(PyService::new(service)?);
         match &mut *lock(&self.state) {
             ServerState::Building(Some(b), services) => {
-                *b = std::mem::take(b).add_service(ArcService(svc.clone()));
+                **b = std::mem::take(&mut **b).add_service(ArcService(svc.clone()));
                 services.push(svc);
                 Ok(())
             }
@@ -495,7 +498,7 @@ impl PyServer {
                 for s in services.iter() {
                     s.set_locals(locals.clone());
                 }
-                b.take()
+                *b.take()
                     .ok_or_else(|| PyRuntimeError::new_err("start() called twice"))?
             }
             _ => return Err(PyRuntimeError::new_err("the server was already started")),
