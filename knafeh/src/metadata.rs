@@ -297,46 +297,47 @@ impl MetadataError {
 
 impl fmt::Display for MetadataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = &self.key;
+        // At most 64 bytes of the key: the text may go back to the peer.
+        let key = crate::status::quoted(self.key.as_bytes());
         match &self.kind {
             ErrorKind::EmptyKey => f.write_str("invalid metadata key \"\": keys must not be empty"),
             ErrorKind::KeyTooLong(len) => write!(
                 f,
-                "invalid metadata key {key:?}: {len} bytes long, the limit is {MAX_KEY_LEN}"
+                "invalid metadata key {key}: {len} bytes long, the limit is {MAX_KEY_LEN}"
             ),
             ErrorKind::InvalidKeyByte { byte, index } => write!(
                 f,
-                "invalid metadata key {key:?}: byte 0x{byte:02X} at position {index} is not \
+                "invalid metadata key {key}: byte 0x{byte:02X} at position {index} is not \
                  allowed (keys may contain only a-z, 0-9, '-', '_' and '.')"
             ),
             ErrorKind::Reserved => write!(
                 f,
-                "invalid metadata key {key:?}: reserved by the protocol (pseudo-headers, grpc-*, \
+                "invalid metadata key {key}: reserved by the protocol (pseudo-headers, grpc-*, \
                  content-type, te, content-length, host, connection, transfer-encoding and \
                  user-agent cannot be used as metadata)"
             ),
             ErrorKind::AsciiForBinKey => write!(
                 f,
-                "invalid metadata key {key:?}: keys ending in \"-bin\" hold binary values; use \
+                "invalid metadata key {key}: keys ending in \"-bin\" hold binary values; use \
                  insert_bin/append_bin or drop the suffix"
             ),
             ErrorKind::BinaryForAsciiKey => write!(
                 f,
-                "invalid metadata key {key:?}: binary values need a key ending in \"-bin\""
+                "invalid metadata key {key}: binary values need a key ending in \"-bin\""
             ),
             ErrorKind::InvalidValueByte { byte, index } => write!(
                 f,
-                "invalid value for metadata key {key:?}: byte 0x{byte:02X} at position {index} \
+                "invalid value for metadata key {key}: byte 0x{byte:02X} at position {index} \
                  is not printable ASCII (0x20..=0x7E); use a \"-bin\" key for binary data"
             ),
             ErrorKind::ValueTooLong(len) => write!(
                 f,
-                "invalid value for metadata key {key:?}: {len} bytes long, the limit is \
+                "invalid value for metadata key {key}: {len} bytes long, the limit is \
                  {MAX_VALUE_LEN}"
             ),
             ErrorKind::InvalidBase64 => write!(
                 f,
-                "invalid value for metadata key {key:?}: not valid base64 (standard alphabet, \
+                "invalid value for metadata key {key}: not valid base64 (standard alphabet, \
                  padded or unpadded)"
             ),
         }
@@ -677,6 +678,13 @@ mod tests {
         }
         let big = vec![b'x'; 8193];
         assert!(Metadata::decode_headers([(&b"k"[..], &big[..])]).is_err());
+        // Found by fuzz/fuzz_targets/metadata.rs: the whole key was quoted,
+        // so the refusal's grpc-message grew with the header.
+        let long_key = vec![0x01; 1000];
+        let err = Metadata::decode_headers([(&long_key[..], &b"v"[..])]).unwrap_err();
+        assert_eq!(err.key().len(), 1000);
+        assert!(err.to_string().contains("... (1000 bytes)"), "{err}");
+        assert!(err.to_string().len() < 700, "{err}");
         let big_bin = base64_encode(&[1; 8193]);
         assert!(Metadata::decode_headers([(&b"k-bin"[..], big_bin.as_bytes())]).is_err());
     }

@@ -234,6 +234,31 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// At most this many bytes of a received value appear in an error message.
+const SHOWN_MAX: usize = 64;
+
+/// A received value for an error message: invalid UTF-8 replaced, cut to
+/// its first 64 bytes with the full length noted, so that messages sent
+/// back in `grpc-message` stay small whatever the peer sent.
+pub(crate) fn shown(v: &[u8]) -> String {
+    match v.get(..SHOWN_MAX) {
+        Some(head) if head.len() < v.len() => {
+            format!("{}... ({} bytes)", String::from_utf8_lossy(head), v.len())
+        }
+        _ => String::from_utf8_lossy(v).into_owned(),
+    }
+}
+
+/// Like [`shown`], but quoted and escaped as a Rust string literal.
+pub(crate) fn quoted(v: &[u8]) -> String {
+    match v.get(..SHOWN_MAX) {
+        Some(head) if head.len() < v.len() => {
+            format!("{:?}... ({} bytes)", String::from_utf8_lossy(head), v.len())
+        }
+        _ => format!("{:?}", String::from_utf8_lossy(v)),
+    }
+}
+
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Percent-encodes a `grpc-message` value: bytes `0x20..=0x7E` other than
@@ -419,6 +444,21 @@ mod tests {
         // Invalid UTF-8 becomes U+FFFD.
         assert_eq!(percent_decode(b"%FF"), "\u{fffd}");
         assert_eq!(percent_decode(b"\xff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn received_values_in_messages_are_bounded() {
+        assert_eq!(shown(b"GET"), "GET");
+        assert_eq!(quoted(b"a\"b\n\xff"), "\"a\\\"b\\n\u{fffd}\"");
+        let long = [b'x'; 65];
+        assert_eq!(shown(&long[..64]), "x".repeat(64));
+        assert_eq!(shown(&long), format!("{}... (65 bytes)", "x".repeat(64)));
+        assert_eq!(quoted(&long), format!("{:?}... (65 bytes)", "x".repeat(64)));
+        // Found by the fuzz targets: a 32 KiB header value came back whole
+        // (and up to 9 times larger once escaped and percent-encoded).
+        let big = vec![0x01; 32 * 1024];
+        assert!(quoted(&big).len() < 400, "{}", quoted(&big).len());
+        assert!(percent_encode(&shown(&[0xFF; 32 * 1024])).len() < 600);
     }
 
     #[test]

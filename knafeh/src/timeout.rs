@@ -42,9 +42,9 @@ impl fmt::Display for TimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid grpc-timeout value {:?}: expected 1 to 8 ASCII digits followed by one \
+            "invalid grpc-timeout value {}: expected 1 to 8 ASCII digits followed by one \
              unit of H, M, S, m, u or n (e.g. \"100m\")",
-            self.value
+            crate::status::quoted(self.value.as_bytes())
         )
     }
 }
@@ -216,6 +216,13 @@ mod tests {
             let err = parse_timeout(bad).unwrap_err();
             assert_eq!(err.value, String::from_utf8_lossy(bad), "{bad:?}");
         }
+        // Found by fuzz/fuzz_targets/grpc_timeout.rs: the whole value was
+        // quoted, so the refusal's grpc-message grew with the header.
+        let long = [b'\x01'; 300];
+        let err = parse_timeout(&long).unwrap_err();
+        assert_eq!(err.value, String::from_utf8_lossy(&long));
+        assert!(err.to_string().contains("... (300 bytes)"), "{err}");
+        assert!(err.to_string().len() < 600, "{err}");
         assert_eq!(
             parse_timeout(b"9x").unwrap_err().to_string(),
             "invalid grpc-timeout value \"9x\": expected 1 to 8 ASCII digits followed by \

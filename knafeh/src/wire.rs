@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::codec::Codec;
 use crate::metadata::Metadata;
-use crate::status::{percent_decode, percent_encode, Code, Status};
+use crate::status::{percent_decode, percent_encode, quoted, shown, Code, Status};
 use crate::timeout::{encode_timeout, parse_timeout};
 
 /// A header block as (name, value) byte pairs.
@@ -91,7 +91,7 @@ pub(crate) fn parse_request<'a>(
                 405,
                 Status::unimplemented(format!(
                     "method {} not allowed: gRPC calls use POST",
-                    String::from_utf8_lossy(other)
+                    shown(other)
                 )),
             ))
         }
@@ -108,7 +108,8 @@ pub(crate) fn parse_request<'a>(
             return Err(refuse(
                 200,
                 Status::unimplemented(format!(
-                    "malformed path {path:?}: expected /{{package.}}{{Service}}/{{method}}"
+                    "malformed path {}: expected /{{package.}}{{Service}}/{{method}}",
+                    quoted(path.as_bytes())
                 )),
             ))
         }
@@ -130,8 +131,8 @@ pub(crate) fn parse_request<'a>(
                 return Err(refuse(
                     415,
                     Status::invalid_argument(format!(
-                        "unsupported content-type {:?}: expected {} or {}",
-                        String::from_utf8_lossy(ct),
+                        "unsupported content-type {}: expected {} or {}",
+                        quoted(ct),
                         Codec::Bincode.content_type(),
                         Codec::Json.content_type()
                     )),
@@ -226,8 +227,7 @@ pub(crate) fn parse_response_head<'a>(
     match http_status {
         Some(b"200") => {}
         Some(s) => {
-            let s = String::from_utf8_lossy(s);
-            let code = match s.as_ref() {
+            let code = match &*String::from_utf8_lossy(s) {
                 "400" => Code::Internal,
                 "401" => Code::Unauthenticated,
                 "403" => Code::PermissionDenied,
@@ -237,7 +237,7 @@ pub(crate) fn parse_response_head<'a>(
             };
             return ResponseHead::Done(Status::new(
                 code,
-                format!("HTTP status {s} without grpc-status"),
+                format!("HTTP status {} without grpc-status", shown(s)),
             ));
         }
         None => return ResponseHead::Done(Status::internal("response without :status")),
@@ -265,12 +265,7 @@ pub(crate) fn parse_trailers<'a>(
         None => return Status::internal("trailers without grpc-status"),
         Some(v) => match Code::from_header(v) {
             Some(c) => c,
-            None => {
-                return Status::internal(format!(
-                    "malformed grpc-status {:?}",
-                    String::from_utf8_lossy(v)
-                ))
-            }
+            None => return Status::internal(format!("malformed grpc-status {}", quoted(v))),
         },
     };
     let metadata = Metadata::decode_headers(headers).unwrap_or_default();
@@ -414,6 +409,40 @@ mod tests {
         );
         assert!(split_path("/a/b/c").is_none());
         assert!(split_path("//b").is_none());
+    }
+
+    #[test]
+    fn refusals_quote_at_most_64_bytes() {
+        // Found by fuzz/fuzz_targets/request.rs: refusals quoted whole header
+        // values, so a large request head came back as a larger grpc-message.
+        let long = vec![0xFF; 20_000];
+        let long_path = [&b"/"[..], &[b'x'; 20_000]].concat();
+        let ok: [&[u8]; 4] = [b"POST", b"/a.B/c", b"application/grpc+json", b"1S"];
+        for (i, bad) in [&long[..], &long_path, &long, &long]
+            .into_iter()
+            .enumerate()
+        {
+            let mut values = ok;
+            values[i] = bad;
+            let names: [&[u8]; 4] = [b":method", b":path", b"content-type", b"grpc-timeout"];
+            let r = parse_request(names.into_iter().zip(values)).unwrap_err();
+            let msg = r.status.message();
+            assert!(msg.len() < 1024, "{i}: {} bytes", msg.len());
+            assert!(msg.contains("bytes)"), "{i}: {msg}");
+        }
+        let v: Vec<(&[u8], &[u8])> = vec![(b"grpc-status", &long)];
+        assert!(parse_trailers(v).message().len() < 1024);
+        let v: Vec<(&[u8], &[u8])> = vec![(b":status", &long)];
+        match parse_response_head(v) {
+            ResponseHead::Done(s) => assert!(s.message().len() < 1024),
+            other => panic!("{other:?}"),
+        }
+        // Short values are quoted whole, as before.
+        let v: Vec<(&[u8], &[u8])> = vec![(b":method", b"GET")];
+        assert_eq!(
+            parse_request(v).unwrap_err().status.message(),
+            "method GET not allowed: gRPC calls use POST"
+        );
     }
 
     #[test]
