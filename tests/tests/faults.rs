@@ -21,7 +21,7 @@ fn timeout(d: Duration) -> CallOptions {
 // The relay itself.
 
 /// Sends 400 numbered datagrams through the relay in direction `dir` and
-/// checks that exactly the planned copies arrive, none early.
+/// checks that exactly the copies the seed plans arrive, none early.
 async fn check_relay_direction(dir: Direction) {
     let seed = 0xC0FFEE;
     let faults = Faults {
@@ -36,7 +36,7 @@ async fn check_relay_direction(dir: Direction) {
         Direction::ToServer => (faults.clone(), Faults::none()),
         Direction::ToClient => (Faults::none(), faults.clone()),
     };
-    let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let relay = Relay::start(
         server.local_addr().unwrap(),
         RelayConfig {
@@ -48,22 +48,40 @@ async fn check_relay_direction(dir: Direction) {
     )
     .await
     .unwrap();
-    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let client = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     client.connect(relay.addr()).await.unwrap();
 
     // Who sends and who receives.
     let (sender, receiver, dest) = match dir {
-        Direction::ToServer => (&client, &server, None),
+        Direction::ToServer => (client.clone(), server.clone(), None),
         Direction::ToClient => {
             // The server learns the relay's upstream address from a first
             // datagram (which passes untouched in this direction).
             client.send(b"hello").await.unwrap();
             let mut buf = [0u8; 16];
             let (_, from) = server.recv_from(&mut buf).await.unwrap();
-            (&server, &client, Some(from))
+            (server.clone(), client.clone(), Some(from))
         }
     };
     let n = 400usize;
+    // Read while sending (so the receiving socket's buffer never fills),
+    // until nothing has come for longer than any plan holds a datagram.
+    let longest = faults.delay + faults.jitter + faults.reorder_hold;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 128];
+        while let Ok(len) = tokio::time::timeout(
+            longest + Duration::from_millis(500),
+            receiver.recv(&mut buf),
+        )
+        .await
+        {
+            assert_eq!(len.unwrap(), 64);
+            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            got.push((i, Instant::now()));
+        }
+        got
+    });
     let mut sent_at = Vec::with_capacity(n);
     for i in 0..n {
         let mut d = (i as u32).to_be_bytes().to_vec();
@@ -73,51 +91,43 @@ async fn check_relay_direction(dir: Direction) {
             Some(to) => sender.send_to(&d, to).await.unwrap(),
             None => sender.send(&d).await.unwrap(),
         };
-        // Let the relay keep up, so that the kernel drops nothing before
-        // it (which would shift the plan).
         if i % 8 == 7 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    let got = reader.await.unwrap();
 
-    // What the seed says.
+    // The k-th datagram the relay received gets the seed's k-th decision.
+    // (The kernel may drop a datagram before the relay reads it on a
+    // loaded machine; such a datagram takes no decision and never
+    // arrives.)
+    let seen: Vec<usize> = relay
+        .log(dir)
+        .iter()
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .collect();
+    assert!(seen.iter().all(|&i| i < n));
+    assert!(
+        seen.len() > n * 9 / 10,
+        "the relay saw only {} of {n}",
+        seen.len()
+    );
     let mut planner = Planner::new(seed, dir, faults.clone());
-    let plans: Vec<Vec<Duration>> = (0..n).map(|_| planner.next_datagram()).collect();
-    let dropped = plans.iter().filter(|p| p.is_empty()).count();
+    let mut plans: Vec<Vec<Duration>> = vec![Vec::new(); n];
+    for &i in &seen {
+        plans[i] = planner.next_datagram();
+    }
+    let dropped = seen.iter().filter(|&&i| plans[i].is_empty()).count();
     let duplicated = plans.iter().filter(|p| p.len() == 2).count();
     let expected: usize = plans.iter().map(Vec::len).sum();
     assert!(dropped > n / 5 && dropped < n * 2 / 5, "{dropped} dropped");
     assert!(duplicated > 0);
 
-    // Collect until nothing has come for longer than any plan holds a
-    // datagram back.
-    let longest = faults.delay + faults.jitter + faults.reorder_hold;
     let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); n];
-    let mut order = Vec::with_capacity(expected);
-    let mut buf = [0u8; 128];
-    while let Ok(len) = tokio::time::timeout(
-        longest + Duration::from_millis(500),
-        receiver.recv(&mut buf),
-    )
-    .await
-    {
-        assert_eq!(len.unwrap(), 64);
-        let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        arrivals[i].push(Instant::now());
-        order.push(i);
+    for &(i, at) in &got {
+        arrivals[i].push(at);
     }
-    assert_eq!(order.len(), expected, "copies received vs planned");
-
-    // The relay saw the datagrams in the order sent, so its n-th decision
-    // is the plan's n-th.
-    let seen: Vec<usize> = relay
-        .log(dir)
-        .iter()
-        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
-        .filter(|&i| i < n)
-        .collect();
-    assert_eq!(seen, (0..n).collect::<Vec<_>>());
-
+    assert_eq!(got.len(), expected, "copies received vs planned");
     for i in 0..n {
         assert_eq!(
             arrivals[i].len(),
@@ -135,7 +145,10 @@ async fn check_relay_direction(dir: Direction) {
         }
     }
     // Held-back datagrams were overtaken.
-    assert!(order.windows(2).any(|w| w[0] > w[1]), "no reordering seen");
+    assert!(
+        got.windows(2).any(|w| w[0].0 > w[1].0),
+        "no reordering seen"
+    );
 
     let stats = match dir {
         Direction::ToServer => &relay.stats().to_server,
