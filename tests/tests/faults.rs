@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use knafeh::{CallOptions, Client, Code, Status};
+use knafeh::{CallOptions, Client, Code, ServerBuilder, Status};
 use knafeh_tests::relay::{Direction, Faults, Planner, Relay, RelayConfig, SplitMix64};
 use knafeh_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -327,14 +327,13 @@ async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
 // ---------------------------------------------------------------------
 // A client killed mid-stream.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_killed_mid_stream_frees_its_call_and_connection() {
+/// Starts `stream_reader` in a child process, kills it (SIGKILL) while it
+/// reads an endless stream, and checks that the server cancels the call
+/// and forgets the connection.
+async fn kill_a_client_mid_stream(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) {
     bounded(async {
         let certs = Certs::new();
-        // SIGKILL sends no CONNECTION_CLOSE: the idle timeout is how the
-        // server finds out.
-        let (server, state) =
-            start_probe_server(&certs, |b| b.idle_timeout(Duration::from_secs(1))).await;
+        let (server, state) = start_probe_server(&certs, configure).await;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream_reader"))
             .arg(server.local_addr().to_string())
             .arg(&certs.paths.ca)
@@ -369,6 +368,23 @@ async fn a_client_killed_mid_stream_frees_its_call_and_connection() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(state.produced.load(Ordering::SeqCst), after);
         server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_stream_is_found_out_by_the_idle_timeout() {
+    // SIGKILL sends no CONNECTION_CLOSE: silence is how the server finds
+    // out; here the idle timeout is the shorter limit.
+    kill_a_client_mid_stream(|b| b.idle_timeout(Duration::from_secs(1))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_stream_is_found_out_by_the_keepalive() {
+    // A long idle timeout; the keepalive gives up on the silent client.
+    kill_a_client_mid_stream(|b| {
+        b.idle_timeout(Duration::from_secs(120))
+            .keepalive(Duration::from_millis(200), Duration::from_secs(1))
     })
     .await
 }
@@ -516,8 +532,11 @@ fn oks_after(log: &Mutex<Vec<Result<(), Status>>>, from: usize) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_client_recovers_when_a_killed_server_comes_back() {
+/// A client calling all along; its server is killed (SIGKILL) and
+/// started again on the same address.
+async fn kill_and_restart_the_server(
+    configure: impl FnOnce(knafeh::ClientBuilder) -> knafeh::ClientBuilder,
+) {
     bounded(async {
         let certs = Certs::new();
         let addr = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -527,12 +546,13 @@ async fn a_busy_client_recovers_when_a_killed_server_comes_back() {
         let mut server = spawn_probe_server(addr, &certs).await;
         // No CONNECTION_CLOSE comes from a killed server, and the new one
         // does not know the old connection (no stateless reset): the
-        // client finds out through its idle timeout.
-        let client = Client::builder(addr.to_string())
-            .ca_file(&certs.paths.ca)
-            .connect_timeout(Duration::from_secs(2))
-            .idle_timeout(Duration::from_secs(2))
-            .connect_lazy();
+        // client finds out through silence (idle timeout or keepalive).
+        let client = configure(
+            Client::builder(addr.to_string())
+                .ca_file(&certs.paths.ca)
+                .connect_timeout(Duration::from_secs(2)),
+        )
+        .connect_lazy();
         let stop = Arc::new(AtomicBool::new(false));
         let (log, task) = keep_calling(ProbeClient::new(client), stop.clone());
         eventually(|| oks_after(&log, 0) >= 20).await;
@@ -569,6 +589,20 @@ async fn a_busy_client_recovers_when_a_killed_server_comes_back() {
         let first_ok = restarted_at + log[restarted_at..].iter().position(Result::is_ok).unwrap();
         let later_failures: Vec<_> = log[first_ok..].iter().filter(|r| r.is_err()).collect();
         assert!(later_failures.is_empty(), "{later_failures:#?}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_recovers_from_a_server_kill_through_its_idle_timeout() {
+    kill_and_restart_the_server(|b| b.idle_timeout(Duration::from_secs(2))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_recovers_from_a_server_kill_through_its_keepalive() {
+    kill_and_restart_the_server(|b| {
+        b.idle_timeout(Duration::from_secs(120))
+            .keepalive(Duration::from_millis(200), Duration::from_secs(1))
     })
     .await
 }
