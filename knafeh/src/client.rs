@@ -18,7 +18,8 @@ use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
 use crate::conn::{
-    Command, ConnShared, H3App, Keepalive, RecvWindow, StreamEvent, H3_REQUEST_REJECTED,
+    field_section_size, Command, ConnShared, H3App, Keepalive, RecvWindow, StreamEvent,
+    H3_REQUEST_REJECTED,
 };
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
@@ -141,7 +142,7 @@ impl ClientBuilder {
     }
 
     /// Liveness of the connection while calls are in progress (default
-    /// 10 s and 30 s): after `interval` without hearing from the server
+    /// 5 s and 20 s): after `interval` without hearing from the server
     /// the client sends a PING; after `timeout` of silence it closes the
     /// connection and its calls fail with `UNAVAILABLE` (a server that
     /// vanished without closing, e.g. killed or cut off). `interval` is
@@ -475,6 +476,16 @@ impl Client {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let headers =
                 wire::request_headers(&conn.authority, path, cfg.codec, remaining, &metadata);
+            // A header block over the server's limit would make it close
+            // the whole connection.
+            let size = field_section_size(&headers);
+            let limit = conn.shared.peer_field_limit();
+            if size > limit {
+                return Err(Status::resource_exhausted(format!(
+                    "{path}: request headers (with metadata) are {size} bytes; \
+                     the server accepts at most {limit}"
+                )));
+            }
             let (ev_tx, ev_rx) = mpsc::unbounded_channel();
             let slot = Arc::new(AtomicU64::new(u64::MAX));
             let window = Arc::new(RecvWindow::default());

@@ -38,8 +38,8 @@ pub(crate) struct Keepalive {
 impl Default for Keepalive {
     fn default() -> Self {
         Keepalive {
-            interval: std::time::Duration::from_secs(10),
-            timeout: std::time::Duration::from_secs(30),
+            interval: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -65,6 +65,10 @@ pub(crate) fn quic_settings() -> tokio_quiche::settings::QuicSettings {
     // Verification is configured by knafeh's TLS hook (see `TlsHook`);
     // tokio-quiche would otherwise reset the verify mode after it.
     s.verify_peer = false;
+    // quiche writes a header block only whole, and only within the
+    // congestion window: the initial window must hold the largest block
+    // peers accept (32 KiB), or such a request never leaves.
+    s.initial_congestion_window_packets = 32;
     s
 }
 
@@ -174,6 +178,7 @@ pub(crate) struct StreamTx {
     pub(crate) stream_id: u64,
     cmd: mpsc::UnboundedSender<Command>,
     credit: Arc<Semaphore>,
+    pub(crate) shared: Arc<ConnShared>,
 }
 
 impl StreamTx {
@@ -242,6 +247,33 @@ pub(crate) struct ConnShared {
     pub(crate) closed: AtomicBool,
     /// Woken when the connection closes.
     pub(crate) closed_notify: tokio::sync::Notify,
+    /// The largest header block the peer accepts (its
+    /// SETTINGS_MAX_FIELD_SECTION_SIZE, as RFC 9114 §4.2.2 counts it); 0
+    /// until its settings arrive.
+    peer_field_limit: AtomicU64,
+}
+
+/// quiche's default SETTINGS_MAX_FIELD_SECTION_SIZE, assumed for a peer
+/// whose settings have not arrived yet (knafeh peers advertise it).
+pub(crate) const DEFAULT_FIELD_LIMIT: u64 = 32 * 1024;
+
+impl ConnShared {
+    /// The largest header block the peer accepts.
+    pub(crate) fn peer_field_limit(&self) -> u64 {
+        match self.peer_field_limit.load(Ordering::Acquire) {
+            0 => DEFAULT_FIELD_LIMIT,
+            n => n,
+        }
+    }
+}
+
+/// The size of a header block as SETTINGS_MAX_FIELD_SECTION_SIZE counts it:
+/// names and values plus 32 bytes per field.
+pub(crate) fn field_section_size(block: &OutHeaders) -> u64 {
+    block
+        .iter()
+        .map(|(n, v)| (n.len() + v.len() + 32) as u64)
+        .sum()
 }
 
 struct Stream {
@@ -595,6 +627,17 @@ impl H3App {
             let Some(h3) = self.h3.as_mut() else {
                 return Ok(());
             };
+            if self.shared.peer_field_limit.load(Ordering::Relaxed) == 0 {
+                // SETTINGS_MAX_FIELD_SECTION_SIZE (0x6); absent means no
+                // limit.
+                if let Some(settings) = h3.peer_settings_raw() {
+                    let limit = settings
+                        .iter()
+                        .find(|(id, _)| *id == 0x6)
+                        .map_or(u64::MAX, |(_, v)| (*v).max(1));
+                    self.shared.peer_field_limit.store(limit, Ordering::Release);
+                }
+            }
             let (id, ev) = match h3.poll(qconn) {
                 Ok(x) => x,
                 Err(h3::Error::Done) => return Ok(()),
@@ -685,6 +728,7 @@ impl H3App {
                 stream_id: id,
                 cmd: cmd_tx.clone(),
                 credit,
+                shared: self.shared.clone(),
             },
         };
         on_request(incoming, self.peer);

@@ -23,7 +23,8 @@ use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
 use crate::conn::{
-    Command, ConnShared, H3App, IncomingStream, Keepalive, Out, RecvWindow, StreamEvent,
+    field_section_size, Command, ConnShared, H3App, IncomingStream, Keepalive, Out, RecvWindow,
+    StreamEvent,
 };
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
@@ -84,6 +85,7 @@ pub struct ServerBuilder {
     drain_timeout: Duration,
     keepalive: Keepalive,
     listeners: usize,
+    request_read_timeout: Duration,
 }
 
 impl Default for ServerBuilder {
@@ -102,6 +104,7 @@ impl Default for ServerBuilder {
             drain_timeout: Duration::from_secs(10),
             keepalive: Keepalive::default(),
             listeners: 1,
+            request_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -190,8 +193,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Liveness of connections with calls in progress (default 10 s and
-    /// 30 s): after `interval` without hearing from the client the server
+    /// Liveness of connections with calls in progress (default 5 s and
+    /// 20 s): after `interval` without hearing from the client the server
     /// sends a PING; after `timeout` of silence it closes the connection
     /// and cancels its handlers (a client that vanished without closing,
     /// e.g. killed or cut off). `interval` is capped at `timeout`.
@@ -200,6 +203,16 @@ impl ServerBuilder {
             interval: interval.min(timeout),
             timeout,
         };
+        self
+    }
+
+    /// How long a client has to send its whole request message after
+    /// opening a call (default 30 s, or the call's deadline if sooner).
+    /// A call whose request has not arrived by then ends with
+    /// `DEADLINE_EXCEEDED`, so a client cannot hold handler slots open by
+    /// sending nothing.
+    pub fn request_read_timeout(mut self, timeout: Duration) -> Self {
+        self.request_read_timeout = timeout;
         self
     }
 
@@ -270,6 +283,7 @@ impl ServerBuilder {
         })?;
         let state = Arc::new(ServerState {
             keepalive: self.keepalive,
+            request_read_timeout: self.request_read_timeout,
             services: self.services,
             interceptors: self.interceptors,
             max_message_size: self.max_message_size,
@@ -394,6 +408,7 @@ impl ServerHandle {
 
 struct ServerState {
     keepalive: Keepalive,
+    request_read_timeout: Duration,
     services: HashMap<&'static str, Arc<dyn Service>>,
     interceptors: Vec<Arc<dyn Interceptor>>,
     max_message_size: usize,
@@ -716,8 +731,10 @@ async fn serve(
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| async move {
-        tx.send(Out::Headers(wire::trailers_only(200, codec, &status), true))
-            .await;
+        let (block, status) = fit(tx, "status metadata", status, |s| {
+            wire::trailers_only(200, codec, s)
+        });
+        tx.send(Out::Headers(block, true)).await;
         tx.stop_reading();
         Outcome::Done(status)
     };
@@ -800,6 +817,11 @@ async fn serve(
 
     let md = ctx.take_response_metadata();
     let headers = wire::response_headers(codec, &md);
+    let size = field_section_size(&headers);
+    let limit = tx.shared.peer_field_limit();
+    if size > limit {
+        return refuse(header_limit_status("response metadata", size, limit)).await;
+    }
     let mut stream = match reply {
         Reply::Unary(frame) => {
             let ok = Status::new(crate::Code::Ok, "");
@@ -854,10 +876,42 @@ async fn serve(
             break status;
         }
     };
-    if !tx.send(Out::Trailers(wire::trailers(&status))).await {
+    let (trailers, status) = fit(tx, "status metadata", status, wire::trailers);
+    if !tx.send(Out::Trailers(trailers)).await {
         return Outcome::Cancelled;
     }
     Outcome::Done(status)
+}
+
+/// The `INTERNAL` status replacing a header block the client would refuse
+/// (it would close the whole connection over it).
+fn header_limit_status(what: &str, size: u64, limit: u64) -> Status {
+    tracing::warn!(
+        size,
+        limit,
+        "{what} too large for the client; sending INTERNAL instead"
+    );
+    Status::internal(format!(
+        "{what} of {size} bytes exceed the client's header limit of {limit} bytes"
+    ))
+}
+
+/// The block `build` makes for `status` if the client accepts its size;
+/// otherwise the block of an `INTERNAL` status saying so (and that status).
+fn fit(
+    tx: &crate::conn::StreamTx,
+    what: &str,
+    status: Status,
+    build: impl Fn(&Status) -> crate::conn::OutHeaders,
+) -> (crate::conn::OutHeaders, Status) {
+    let block = build(&status);
+    let size = field_section_size(&block);
+    let limit = tx.shared.peer_field_limit();
+    if size <= limit {
+        return (block, status);
+    }
+    let status = header_limit_status(what, size, limit);
+    (build(&status), status)
 }
 
 /// Reads the single request message. `Err(None)` means the client went
@@ -870,6 +924,10 @@ async fn read_request(
     tx: &crate::conn::StreamTx,
     window: &RecvWindow,
 ) -> Result<Bytes, Option<Status>> {
+    // A client may not hold a call open without sending its request: the
+    // read ends at the call's deadline or the server's read timeout.
+    let limit = Instant::now() + state.request_read_timeout;
+    let read_by = deadline.map_or(limit, |d| d.min(limit));
     let mut decoder = Decoder::new(state.max_message_size);
     let mut message: Option<Bytes> = None;
     let frame_err = |e: crate::frame::FrameError| {
@@ -882,16 +940,19 @@ async fn read_request(
         })
     };
     loop {
-        let ev = match deadline {
-            Some(d) => match tokio::time::timeout_at(d.into(), events.recv()).await {
-                Ok(ev) => ev,
-                Err(_) => {
-                    return Err(Some(Status::deadline_exceeded(
-                        "deadline passed while reading the request",
-                    )))
-                }
-            },
-            None => events.recv().await,
+        let ev = match tokio::time::timeout_at(read_by.into(), events.recv()).await {
+            Ok(ev) => ev,
+            Err(_) if deadline == Some(read_by) => {
+                return Err(Some(Status::deadline_exceeded(
+                    "deadline passed while reading the request",
+                )))
+            }
+            Err(_) => {
+                return Err(Some(Status::deadline_exceeded(format!(
+                    "{}: the request message did not arrive within {:?} of the call's start",
+                    head.path, state.request_read_timeout
+                ))))
+            }
         };
         match ev {
             Some(StreamEvent::Data(bytes)) => {

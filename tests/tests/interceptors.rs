@@ -125,6 +125,15 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
                     call.deadline().is_some(),
                     call.peer_addr().is_some_and(|p| p.ip().is_loopback()),
                 ));
+                if call.metadata().get("x-big-response").is_some() {
+                    // 5 x 8,000 bytes: over the client's 32 KiB header limit.
+                    for i in 0..5 {
+                        let v = "v".repeat(8000);
+                        call.response_metadata_mut()
+                            .insert(&format!("x-big{i}"), &v)
+                            .unwrap();
+                    }
+                }
                 if call.metadata().get("x-deny").is_some() {
                     call.response_metadata_mut()
                         .insert("x-why", "denied")
@@ -182,11 +191,31 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert_eq!(err.message(), "refused locally");
 
+        // Header blocks over the peer's limit: refused before sending on the
+        // client, replaced by INTERNAL on the server; the connection lives.
+        let mut opts = CallOptions::new();
+        for i in 0..5 {
+            opts.metadata_mut()
+                .insert(&format!("x-big{i}"), &"v".repeat(8000))
+                .unwrap();
+        }
+        let err = seen.seen_with("d".into(), opts).await.unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(err.message().contains("at most"), "{err:?}");
+        let mut opts = CallOptions::new();
+        opts.metadata_mut().insert("x-big-response", "1").unwrap();
+        let err = seen.seen_with("e".into(), opts).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        assert!(err.message().contains("header limit"), "{err:?}");
+        assert!(seen.seen("f".into()).await.is_ok());
+
         let log = log.lock().unwrap().clone();
         assert_eq!(
             log,
             [
                 "/intercept.Seen/seen intercept.Seen seen deadline=true peer=true",
+                "/intercept.Seen/seen intercept.Seen seen deadline=false peer=true",
+                "/intercept.Seen/seen intercept.Seen seen deadline=false peer=true",
                 "/intercept.Seen/seen intercept.Seen seen deadline=false peer=true",
             ]
         );
