@@ -77,8 +77,11 @@ fuzz_target!(|data: &[u8]| {
             // The error (sent back in a status message) names the value but
             // stays small.
             assert!(e.len() <= 1024, "{} byte error", e.len());
-            if data.len() <= 64 {
-                let shown = format!("{:?}", String::from_utf8_lossy(data));
+            // Quoted whole up to 64 bytes (of the value with invalid UTF-8
+            // replaced, which is what the error keeps).
+            let lossy = String::from_utf8_lossy(data);
+            if lossy.len() <= 64 {
+                let shown = format!("{lossy:?}");
                 assert!(e.contains(&shown), "error {e:?} does not quote the value");
             }
         }
