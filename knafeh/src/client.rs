@@ -446,7 +446,7 @@ impl Client {
             intercept::run(&cfg.interceptors.0, &mut info)?;
             metadata = info.into_parts().0;
         }
-        let mut body = BytesMut::new();
+        let mut body = BytesMut::with_capacity(128);
         req.encode_message(cfg.codec, &mut body).map_err(|e| {
             Status::invalid_argument(format!(
                 "{path}: request does not encode as {}: {e}",

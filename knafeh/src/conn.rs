@@ -883,6 +883,13 @@ impl ApplicationOverQuic for H3App {
             cmd = self.cmd_rx.recv() => match cmd {
                 Some(cmd) => {
                     self.queued_cmds.push(cmd);
+                    // With other calls in progress, let the call tasks that
+                    // are ready queue their commands too, so that they go
+                    // out together (often in one packet) instead of one
+                    // wake-up each. A lone call goes out at once.
+                    if self.streams.len() > 1 {
+                        tokio::task::yield_now().await;
+                    }
                     Ok(())
                 }
                 // Every handle is gone (a client that was dropped): close.

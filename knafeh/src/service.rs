@@ -58,14 +58,24 @@ fn decode<T: Message>(path: &'static str, call: &Call) -> Result<T, Status> {
 }
 
 fn encode<T: Message>(path: &str, codec: Codec, msg: &T) -> Result<Bytes, Status> {
-    let mut buf = BytesMut::new();
-    msg.encode_message(codec, &mut buf).map_err(|e| {
+    let mut buf = BytesMut::with_capacity(128);
+    encode_into(path, codec, msg, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Appends `msg` as one framed message to `buf`.
+fn encode_into<T: Message>(
+    path: &str,
+    codec: Codec,
+    msg: &T,
+    buf: &mut BytesMut,
+) -> Result<(), Status> {
+    msg.encode_message(codec, buf).map_err(|e| {
         Status::internal(format!(
             "{path}: response does not encode as {}: {e}",
             codec.content_type()
         ))
-    })?;
-    Ok(buf.freeze())
+    })
 }
 
 /// Runs a unary handler: decode, call, encode.
@@ -108,6 +118,7 @@ where
             inner: stream,
             codec,
             path,
+            buf: BytesMut::new(),
         })))
     })
 }
@@ -116,6 +127,9 @@ struct EncodeStream<T> {
     inner: Streaming<T>,
     codec: Codec,
     path: &'static str,
+    /// Items are encoded one after another into this buffer and handed out
+    /// as slices of it: one allocation per few KiB of items, not per item.
+    buf: BytesMut,
 }
 
 impl<T: Message> Stream for EncodeStream<T> {
@@ -124,7 +138,15 @@ impl<T: Message> Stream for EncodeStream<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(encode(this.path, this.codec, &item))),
+            Poll::Ready(Some(Ok(item))) => {
+                if this.buf.capacity() - this.buf.len() < 512 {
+                    this.buf.reserve(16 * 1024);
+                }
+                Poll::Ready(Some(
+                    encode_into(this.path, this.codec, &item, &mut this.buf)
+                        .map(|()| this.buf.split().freeze()),
+                ))
+            }
             Poll::Ready(Some(Err(status))) => Poll::Ready(Some(Err(status))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
