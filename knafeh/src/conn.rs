@@ -35,6 +35,16 @@ pub(crate) struct Keepalive {
     pub(crate) timeout: std::time::Duration,
 }
 
+impl Keepalive {
+    /// `interval` is capped at `timeout`.
+    pub(crate) fn new(interval: std::time::Duration, timeout: std::time::Duration) -> Self {
+        Keepalive {
+            interval: interval.min(timeout),
+            timeout,
+        }
+    }
+}
+
 impl Default for Keepalive {
     fn default() -> Self {
         Keepalive {

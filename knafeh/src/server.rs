@@ -199,10 +199,7 @@ impl ServerBuilder {
     /// and cancels its handlers (a client that vanished without closing,
     /// e.g. killed or cut off). `interval` is capped at `timeout`.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.keepalive = Keepalive {
-            interval: interval.min(timeout),
-            timeout,
-        };
+        self.keepalive = Keepalive::new(interval, timeout);
         self
     }
 
