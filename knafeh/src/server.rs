@@ -29,6 +29,7 @@ use crate::conn::{
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::{Call, CatchUnwind, Reply, Service};
+use crate::status::shown;
 use crate::tls::{server_context, TlsHook};
 use crate::wire;
 use crate::{Codec, Context, Metadata, Status};
@@ -758,14 +759,15 @@ async fn serve(
     let Some(service) = state.services.get(head.service.as_str()) else {
         return refuse(Status::unimplemented(format!(
             "unknown service {}",
-            head.service
+            shown(head.service.as_bytes())
         )))
         .await;
     };
     if !service.has_method(&head.method) {
         return refuse(Status::unimplemented(format!(
             "unknown method {} of service {}",
-            head.method, head.service
+            shown(head.method.as_bytes()),
+            head.service
         )))
         .await;
     }
@@ -929,7 +931,7 @@ async fn read_request(
     let mut message: Option<Bytes> = None;
     let frame_err = |e: crate::frame::FrameError| {
         use crate::frame::FrameError;
-        let msg = format!("{}: {e}", head.path);
+        let msg = format!("{}: {e}", shown(head.path.as_bytes()));
         Some(match e {
             FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
             FrameError::Compressed => Status::unimplemented(msg),
@@ -947,7 +949,8 @@ async fn read_request(
             Err(_) => {
                 return Err(Some(Status::deadline_exceeded(format!(
                     "{}: the request message did not arrive within {:?} of the call's start",
-                    head.path, state.request_read_timeout
+                    shown(head.path.as_bytes()),
+                    state.request_read_timeout
                 ))))
             }
         };

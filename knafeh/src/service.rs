@@ -210,6 +210,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {
 
 /// The answer for a method the service does not have.
 pub fn unknown_method(method: &str) -> BoxFuture<Result<Reply, Status>> {
-    let status = Status::unimplemented(format!("unknown method {method}"));
+    let status = Status::unimplemented(format!(
+        "unknown method {}",
+        crate::status::shown(method.as_bytes())
+    ));
     Box::pin(async move { Err(status) })
 }

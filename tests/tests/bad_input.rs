@@ -376,6 +376,19 @@ async fn missing_malformed_and_unknown_paths_are_refused() {
                 Code::Unimplemented,
                 &format!(":path {path:.40?}"),
             );
+            // The message quotes at most a bounded part of what was sent.
+            let msg = r.grpc_message().unwrap_or_default();
+            assert!(msg.len() <= 1024, ":path {path:.40?}: {} bytes", msg.len());
+        }
+        // Unknown services and methods with long names, too.
+        for path in [
+            format!("/knafeh.test.{}/echo", "N".repeat(10_000)),
+            format!("/knafeh.test.Probe/{}", "m".repeat(10_000)),
+        ] {
+            let r = s.send(base(&path, JSON), body.clone()).await;
+            refused(&r, "200", Code::Unimplemented, "long unknown name");
+            let msg = r.grpc_message().unwrap_or_default();
+            assert!(msg.len() <= 1024, "{} bytes: {msg:.100}", msg.len());
         }
         s.finish().await;
     })
