@@ -247,8 +247,12 @@ impl StreamTx {
     }
 }
 
-/// Called (inside the connection's worker task) for every new request.
-pub(crate) type OnRequest = Arc<dyn Fn(IncomingStream, SocketAddr) + Send + Sync>;
+/// The future serving one call.
+pub(crate) type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Called (inside the connection's worker task) for every new request;
+/// returns the future that serves it.
+pub(crate) type OnRequest = Arc<dyn Fn(IncomingStream, SocketAddr) -> CallFuture + Send + Sync>;
 
 /// State shared between a connection's worker and its owners.
 #[derive(Default)]
@@ -338,6 +342,8 @@ pub(crate) struct H3App {
     /// Server only: a sender handed to each call task.
     cmd_tx: Option<mpsc::UnboundedSender<Command>>,
     on_request: Option<OnRequest>,
+    /// Calls that arrived in this round of reads, not yet started.
+    new_calls: Vec<CallFuture>,
     peer: SocketAddr,
     queued_cmds: Vec<Command>,
     streams: HashMap<u64, Stream>,
@@ -381,6 +387,7 @@ impl H3App {
             cmd_rx,
             cmd_tx: None,
             on_request: None,
+            new_calls: Vec::new(),
             peer,
             queued_cmds: Vec::new(),
             streams: HashMap::new(),
@@ -741,7 +748,7 @@ impl H3App {
                 shared: self.shared.clone(),
             },
         };
-        on_request(incoming, self.peer);
+        self.new_calls.push(on_request(incoming, self.peer));
     }
 
     fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
@@ -824,6 +831,29 @@ impl H3App {
         false
     }
 
+    /// Starts the calls that arrived: each is polled once right here,
+    /// after the reads that delivered its request, so a handler that
+    /// answers at once has its response queued before this round's packets
+    /// go out (together with the acknowledgement, with no task spawned and
+    /// no wake-up); a call that has to wait goes on as a task of its own.
+    fn start_new_calls(&mut self) {
+        for mut call in self.new_calls.drain(..) {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                call.as_mut().poll(&mut cx)
+            }));
+            match first {
+                Ok(std::task::Poll::Ready(())) => {}
+                // Spawning polls it again, with a real waker: whatever it
+                // waits for is registered then.
+                Ok(std::task::Poll::Pending) => {
+                    tokio::spawn(call);
+                }
+                Err(_) => tracing::error!(peer = %self.peer, "serving a call panicked"),
+            }
+        }
+    }
+
     fn drain_commands(&mut self, qconn: &mut QuicheConnection) {
         for cmd in std::mem::take(&mut self.queued_cmds) {
             self.handle_command(qconn, cmd);
@@ -840,6 +870,7 @@ impl H3App {
             }
         }
         self.pending_opens.clear();
+        self.new_calls.clear();
         self.dirty.clear();
         self.close_guard = None;
         self.shared.closed.store(true, Ordering::Release);
@@ -921,6 +952,7 @@ impl ApplicationOverQuic for H3App {
         self.last_heard = std::time::Instant::now();
         self.pinged = false;
         self.poll_h3(qconn)?;
+        self.start_new_calls();
         self.reap_stopped_streams(qconn);
         Ok(())
     }
@@ -956,7 +988,9 @@ impl ApplicationOverQuic for H3App {
         }
         // Reads can be unblocked by our own writes (e.g. flow-control
         // updates), and commands may have made h3 events pending.
-        self.poll_h3(qconn)
+        self.poll_h3(qconn)?;
+        self.start_new_calls();
+        Ok(())
     }
 
     fn on_conn_close<M: tokio_quiche::metrics::Metrics>(

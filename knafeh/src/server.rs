@@ -459,7 +459,7 @@ fn start_connection(
         Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
             st.inflight.fetch_add(1, Ordering::AcqRel);
             let guard = InflightGuard(st.clone());
-            tokio::spawn(handle_call(st.clone(), incoming, peer, guard));
+            Box::pin(handle_call(st.clone(), incoming, peer, guard))
         });
     let h3_config = match h3::Config::new() {
         Ok(c) => c,
