@@ -25,6 +25,7 @@ pub use knafeh;
 pub use knafeh_macros::pyservice;
 pub use server::PyService;
 
+mod aio;
 mod server;
 mod topy;
 
@@ -217,11 +218,15 @@ impl ConnectOptions {
 #[derive(Clone, Debug)]
 pub struct PyClient {
     client: Client,
+    completers: aio::LoopCompleter,
 }
 
 async fn connect(opts: ConnectOptions) -> Result<PyClient, Status> {
     let client = opts.builder()?.connect().await?;
-    Ok(PyClient { client })
+    Ok(PyClient {
+        client,
+        completers: Default::default(),
+    })
 }
 
 /// `await Class.connect(...)`: connects, then wraps the client.
@@ -366,12 +371,10 @@ where
 {
     let req: Req = request_from_py(py, path, request, fields)?;
     let opts = call_options(py, timeout, metadata)?;
-    let client = client.client.clone();
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        match client.unary::<Req, Resp>(path, &req, opts).await {
-            Ok(resp) => Python::attach(|py| response_to_py(py, path, resp.get_ref())),
-            Err(status) => status_err(status),
-        }
+    let call = client.client.unary::<Req, Resp>(path, &req, opts);
+    aio::awaitable(py, &client.completers, call, move |py, out| match out {
+        Ok(resp) => response_to_py(py, path, resp.get_ref()),
+        Err(status) => Err(status_to_pyerr(py, &status)),
     })
 }
 

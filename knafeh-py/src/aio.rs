@@ -1,0 +1,185 @@
+//! Completing asyncio futures from tokio, in batches.
+//!
+//! A finished call does not wake the event loop by itself: its result goes
+//! into the loop's queue, and only the call that finds the queue empty
+//! schedules a drain (`call_soon_threadsafe`, one GIL acquisition from a
+//! tokio thread). The drain runs on the loop's thread, turns every queued
+//! result into Python objects and completes the futures. Under
+//! concurrency many calls share one wake-up.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// Builds a call's Python result on the loop's thread.
+type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+struct Completion {
+    future: Py<PyAny>,
+    convert: Convert,
+}
+
+/// The completion queue of one event loop.
+pub(crate) struct Completer {
+    event_loop: Py<PyAny>,
+    queue: Mutex<Vec<Completion>>,
+}
+
+impl Completer {
+    fn new(event_loop: Py<PyAny>) -> Arc<Self> {
+        Arc::new(Completer {
+            event_loop,
+            queue: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn push(self: &Arc<Self>, completion: Completion) {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = q.is_empty();
+            q.push(completion);
+            was_empty
+        };
+        if !was_empty {
+            return; // a drain is already scheduled
+        }
+        Python::attach(|py| {
+            let drain = Drain {
+                completer: self.clone(),
+            };
+            if let Err(e) = self
+                .event_loop
+                .call_method1(py, "call_soon_threadsafe", (drain,))
+            {
+                // The loop is closed: nobody is waiting any more.
+                tracing::debug!(error = %e, "event loop gone; dropping call results");
+                self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        });
+    }
+}
+
+/// Runs on the loop: completes every queued future.
+#[pyclass]
+struct Drain {
+    completer: Arc<Completer>,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) {
+        let batch = std::mem::take(
+            &mut *self
+                .completer
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for Completion { future, convert } in batch {
+            let future = future.bind(py);
+            // Cancelled meanwhile: the call was aborted already.
+            if future
+                .call_method0("done")
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let outcome = match convert(py) {
+                Ok(value) => future.call_method1("set_result", (value,)),
+                Err(err) => future.call_method1("set_exception", (err.into_value(py),)),
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(error = %e, "could not complete an asyncio future");
+            }
+        }
+    }
+}
+
+/// Aborts the call when its asyncio future is cancelled.
+#[pyclass]
+struct AbortOnCancel {
+    handle: tokio::task::AbortHandle,
+}
+
+#[pymethods]
+impl AbortOnCancel {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()? {
+            self.handle.abort();
+        }
+        Ok(())
+    }
+}
+
+/// One completer per event loop, remembered by the client that used it
+/// last (a client normally lives on one loop).
+#[derive(Clone, Default)]
+pub(crate) struct LoopCompleter(Arc<Mutex<Option<Arc<Completer>>>>);
+
+impl std::fmt::Debug for LoopCompleter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoopCompleter")
+    }
+}
+
+impl LoopCompleter {
+    fn for_loop(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Arc<Completer> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(c) if c.event_loop.bind(py).is(event_loop) => c.clone(),
+            _ => {
+                let c = Completer::new(event_loop.clone().unbind());
+                *slot = Some(c.clone());
+                c
+            }
+        }
+    }
+}
+
+fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET_RUNNING_LOOP
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+        })?
+        .bind(py)
+        .call0()
+}
+
+/// An asyncio future of the running loop that `work` (run on knafeh's
+/// tokio runtime) completes with `convert`'s result. Cancelling the future
+/// aborts `work`.
+pub(crate) fn awaitable<'py, T, W>(
+    py: Python<'py>,
+    completers: &LoopCompleter,
+    work: W,
+    convert: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    W: Future<Output = T> + Send + 'static,
+{
+    let event_loop = get_running_loop(py)?;
+    let completer = completers.for_loop(py, &event_loop);
+    let future = event_loop.call_method0("create_future")?;
+    let handle = {
+        let future = future.clone().unbind();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let out = work.await;
+            completer.push(Completion {
+                future,
+                convert: Box::new(move |py| convert(py, out)),
+            });
+        })
+    };
+    future.call_method1(
+        "add_done_callback",
+        (AbortOnCancel {
+            handle: handle.abort_handle(),
+        },),
+    )?;
+    Ok(future)
+}
