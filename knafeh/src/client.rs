@@ -551,9 +551,11 @@ impl Client {
         let mut span = CallSpan::new(path);
         let result = async {
             let mut call = self.start(prepared?).await?;
-            let first = std::future::poll_fn(|cx| call.poll_frame(cx)).await;
-            let frame = match first {
-                Some(Ok(frame)) => frame,
+            let codec = call.codec;
+            let mut decode = |b: &[u8]| decode_response::<Resp>(path, codec, b);
+            let first = std::future::poll_fn(|cx| call.poll_message(cx, &mut decode)).await;
+            let msg = match first {
+                Some(Ok(decoded)) => decoded?,
                 Some(Err(status)) => return Err(status),
                 None => {
                     return Err(Status::internal(format!(
@@ -561,16 +563,15 @@ impl Client {
                     )))
                 }
             };
-            match std::future::poll_fn(|cx| call.poll_frame(cx)).await {
+            match std::future::poll_fn(|cx| call.poll_message(cx, &mut |_| ())).await {
                 None => {}
-                Some(Ok(_)) => {
+                Some(Ok(())) => {
                     return Err(Status::internal(format!(
                         "{path}: server sent more than one response message"
                     )))
                 }
                 Some(Err(status)) => return Err(status),
             }
-            let msg = decode_response::<Resp>(path, call.codec, &frame)?;
             let trailers = call.trailers.take().unwrap_or_default();
             Ok(Response::new(
                 msg,
@@ -710,7 +711,9 @@ impl<T: Message> Stream for DecodeStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.call.poll_frame(cx) {
+        let (path, codec) = (this.call.path, this.call.codec);
+        let mut decode = |b: &[u8]| decode_response::<T>(path, codec, b);
+        match this.call.poll_message(cx, &mut decode) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 if !this.span.done {
@@ -722,11 +725,7 @@ impl<T: Message> Stream for DecodeStream<T> {
                 this.span.finish(Some(&status));
                 Poll::Ready(Some(Err(status)))
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(decode_response(
-                this.call.path,
-                this.call.codec,
-                &frame,
-            ))),
+            Poll::Ready(Some(Ok(decoded))) => Poll::Ready(Some(decoded)),
         }
     }
 }
@@ -876,7 +875,13 @@ impl ActiveCall {
     }
 
     /// The next message payload; `None` after an OK status.
-    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+    /// The next response message, given to `f` where it lies in the
+    /// receive buffer (no copy, no allocation).
+    fn poll_message<R>(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        f: &mut impl FnMut(&[u8]) -> R,
+    ) -> Poll<Option<Result<R, Status>>> {
         loop {
             match &self.state {
                 State::AwaitHeaders => match self.poll_headers(cx) {
@@ -887,7 +892,7 @@ impl ActiveCall {
                 State::Done => return Poll::Ready(None),
                 State::Messages | State::Ending(_) => {}
             }
-            match self.decoder.next_message() {
+            match self.decoder.next_message_with(&mut *f) {
                 Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
                 Ok(None) => {}
                 Err(e) => {

@@ -186,6 +186,27 @@ impl Decoder {
         Ok(Some(payload))
     }
 
+    /// Like [`Decoder::next_message`], but hands the payload to `f` where
+    /// it lies in the buffer instead of splitting it off.
+    pub(crate) fn next_message_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, FrameError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.complete_end < PREFIX_LEN {
+            return Ok(None);
+        }
+        let p = &self.buf[..PREFIX_LEN];
+        // Validated by `push`, so it fits in usize and is within `complete_end`.
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        let out = f(&self.buf[PREFIX_LEN..PREFIX_LEN + len]);
+        self.buf.advance(PREFIX_LEN + len);
+        self.complete_end -= PREFIX_LEN + len;
+        Ok(Some(out))
+    }
+
     /// Checks the end of the stream: `Ok` unless part of a message was
     /// received without its end (complete messages not yet taken with
     /// `next_message` do not count), or an error happened earlier.
@@ -281,6 +302,23 @@ mod tests {
                 d.finish().unwrap();
                 assert_eq!(got, messages(), "split at {i}, {j}");
             }
+        }
+    }
+
+    #[test]
+    fn payloads_in_place_match_split_payloads() {
+        let s = stream();
+        for i in 0..=s.len() {
+            let mut d = Decoder::new(16);
+            let mut got = Vec::new();
+            for part in [&s[..i], &s[i..]] {
+                d.push(part).unwrap();
+                while let Some(m) = d.next_message_with(<[u8]>::to_vec).unwrap() {
+                    got.push(m);
+                }
+            }
+            d.finish().unwrap();
+            assert_eq!(got, messages(), "split at {i}");
         }
     }
 
