@@ -168,9 +168,8 @@ impl Decoder {
         e
     }
 
-    /// Returns the next complete payload (without its prefix), or `None`
-    /// if more bytes are needed.
-    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// The payload length of the next complete message, if there is one.
+    fn next_len(&self) -> Result<Option<usize>, FrameError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
@@ -179,7 +178,15 @@ impl Decoder {
         }
         let p = &self.buf[..PREFIX_LEN];
         // Validated by `push`, so it fits in usize and is within `complete_end`.
-        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        Ok(Some(u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize))
+    }
+
+    /// Returns the next complete payload (without its prefix), or `None`
+    /// if more bytes are needed.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(len) = self.next_len()? else {
+            return Ok(None);
+        };
         self.buf.advance(PREFIX_LEN);
         let payload = self.buf.split_to(len).freeze();
         self.complete_end -= PREFIX_LEN + len;
@@ -192,15 +199,9 @@ impl Decoder {
         &mut self,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, FrameError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        if self.complete_end < PREFIX_LEN {
+        let Some(len) = self.next_len()? else {
             return Ok(None);
-        }
-        let p = &self.buf[..PREFIX_LEN];
-        // Validated by `push`, so it fits in usize and is within `complete_end`.
-        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        };
         let out = f(&self.buf[PREFIX_LEN..PREFIX_LEN + len]);
         self.buf.advance(PREFIX_LEN + len);
         self.complete_end -= PREFIX_LEN + len;
