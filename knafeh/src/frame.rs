@@ -103,6 +103,17 @@ impl Decoder {
         }
         let mut rest = data;
         loop {
+            if self.buf.len() == self.complete_end {
+                // Between messages: take the run of whole messages at the
+                // front of `rest` in one copy.
+                let whole = self.whole_messages(rest);
+                self.buf.extend_from_slice(&rest[..whole]);
+                self.complete_end += whole;
+                rest = &rest[whole..];
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
             let len = match self.current_len {
                 Some(len) => len,
                 None => {
@@ -128,10 +139,26 @@ impl Decoder {
             }
             self.complete_end += frame_len;
             self.current_len = None;
-            if rest.is_empty() {
-                return Ok(());
-            }
         }
+    }
+
+    /// How many bytes at the start of `data` are whole messages with valid
+    /// prefixes (the rest, from the first incomplete or invalid one on, is
+    /// left to the byte-wise path, which reports errors).
+    fn whole_messages(&self, data: &[u8]) -> usize {
+        let mut at = 0;
+        while let Some(p) = data.get(at..at + PREFIX_LEN) {
+            if p[0] != 0 {
+                break;
+            }
+            let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
+            let Ok(len) = usize::try_from(len) else { break };
+            if len > self.max_len || data.len() - at - PREFIX_LEN < len {
+                break;
+            }
+            at += PREFIX_LEN + len;
+        }
+        at
     }
 
     /// Copies up to `want` bytes of `rest` into the buffer; returns what is left.
