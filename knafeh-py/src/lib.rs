@@ -417,17 +417,23 @@ trait NextItem: Send {
 type PyItems = Box<dyn NextItem>;
 
 /// The items of one server-streaming call (see [`stream`]).
-pub struct StreamItems(std::sync::Arc<tokio::sync::Mutex<PyItems>>);
+pub struct StreamItems {
+    items: std::sync::Arc<tokio::sync::Mutex<PyItems>>,
+    completers: aio::LoopCompleter,
+}
 
 impl From<StreamItems> for AsyncStream {
     fn from(s: StreamItems) -> Self {
-        AsyncStream { items: s.0 }
+        AsyncStream {
+            items: s.items,
+            completers: s.completers,
+        }
     }
 }
 
 impl From<StreamItems> for BlockingStream {
     fn from(s: StreamItems) -> Self {
-        BlockingStream { items: s.0 }
+        BlockingStream { items: s.items }
     }
 }
 
@@ -481,6 +487,7 @@ where
 #[pyclass(module = "knafeh", name = "AsyncStream")]
 pub struct AsyncStream {
     items: std::sync::Arc<tokio::sync::Mutex<PyItems>>,
+    completers: aio::LoopCompleter,
 }
 
 #[pymethods]
@@ -491,12 +498,10 @@ impl AsyncStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let items = self.items.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let mut items = items.lock().await;
-            match items.next().await {
-                Some(r) => r,
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
+        let next = async move { items.lock().await.next().await };
+        aio::awaitable(py, &self.completers, next, |_, item| match item {
+            Some(r) => r,
+            None => Err(PyStopAsyncIteration::new_err(())),
         })
     }
 }
@@ -541,7 +546,8 @@ where
     let opts = call_options(py, timeout, metadata)?;
     let state: StreamState<Req, Resp> =
         StreamState::NotStarted(client.client.clone(), path, req, opts);
-    Ok(StreamItems(std::sync::Arc::new(tokio::sync::Mutex::new(
-        Box::new(state),
-    ))))
+    Ok(StreamItems {
+        items: std::sync::Arc::new(tokio::sync::Mutex::new(Box::new(state))),
+        completers: client.completers.clone(),
+    })
 }
