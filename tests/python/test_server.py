@@ -147,6 +147,10 @@ try:
     client.say_hello(name="slow")
 except KeyboardInterrupt:
     print("interrupted", flush=True)
+# Stay alive, as a program that handles Ctrl-C does: the server must learn
+# of the cancellation from the client, not from the process going away.
+import time
+time.sleep(3)
 """
 
 
