@@ -264,9 +264,7 @@ impl Endpoint {
     fn mark_down(&self) {
         let mut down = lock(&self.down);
         let failures = down.map_or(0, |(_, n)| n).saturating_add(1);
-        let backoff = Duration::from_secs(1)
-            .saturating_mul(1 << failures.min(5).saturating_sub(1))
-            .min(Duration::from_secs(30));
+        let backoff = endpoint_backoff(failures);
         *down = Some((Instant::now() + backoff, failures));
         tracing::debug!(addr = %self.addr, ?backoff, failures, "endpoint taken out");
     }
@@ -274,6 +272,14 @@ impl Endpoint {
     fn mark_up(&self) {
         *lock(&self.down) = None;
     }
+}
+
+/// How long an endpoint stays out after `failures` failed dials in a row:
+/// 1 s, doubling, at most 30 s.
+fn endpoint_backoff(failures: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << (failures.clamp(1, 6) - 1))
+        .min(Duration::from_secs(30))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1060,4 +1066,15 @@ fn split_host_port(addr: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_backoff_doubles_up_to_thirty_seconds() {
+        let secs: Vec<u64> = (1..=8).map(|f| endpoint_backoff(f).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
 }

@@ -343,7 +343,7 @@ pub(crate) struct H3App {
     cmd_tx: Option<mpsc::UnboundedSender<Command>>,
     on_request: Option<OnRequest>,
     /// Calls that arrived in this round of reads, not yet started.
-    new_calls: Vec<CallFuture>,
+    new_calls: Vec<(u64, CallFuture)>,
     peer: SocketAddr,
     queued_cmds: Vec<Command>,
     streams: HashMap<u64, Stream>,
@@ -748,7 +748,7 @@ impl H3App {
                 shared: self.shared.clone(),
             },
         };
-        self.new_calls.push(on_request(incoming, self.peer));
+        self.new_calls.push((id, on_request(incoming, self.peer)));
     }
 
     fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
@@ -811,6 +811,12 @@ impl H3App {
             return false;
         }
         let now = std::time::Instant::now();
+        if self.next_check.is_none() {
+            // Calls start after a quiet spell: silence from an idle peer
+            // is normal, so the clock starts now.
+            self.last_heard = now;
+            self.pinged = false;
+        }
         let silent = now.saturating_duration_since(self.last_heard);
         if silent >= self.keepalive.timeout {
             tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
@@ -836,8 +842,8 @@ impl H3App {
     /// answers at once has its response queued before this round's packets
     /// go out (together with the acknowledgement, with no task spawned and
     /// no wake-up); a call that has to wait goes on as a task of its own.
-    fn start_new_calls(&mut self) {
-        for mut call in self.new_calls.drain(..) {
+    fn start_new_calls(&mut self, qconn: &mut QuicheConnection) {
+        for (id, mut call) in std::mem::take(&mut self.new_calls) {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 call.as_mut().poll(&mut cx)
@@ -849,7 +855,11 @@ impl H3App {
                 Ok(std::task::Poll::Pending) => {
                     tokio::spawn(call);
                 }
-                Err(_) => tracing::error!(peer = %self.peer, "serving a call panicked"),
+                Err(_) => {
+                    tracing::error!(peer = %self.peer, "serving a call panicked");
+                    // Nobody is left to finish the stream.
+                    self.abort_stream(qconn, id);
+                }
             }
         }
     }
@@ -952,7 +962,7 @@ impl ApplicationOverQuic for H3App {
         self.last_heard = std::time::Instant::now();
         self.pinged = false;
         self.poll_h3(qconn)?;
-        self.start_new_calls();
+        self.start_new_calls(qconn);
         self.reap_stopped_streams(qconn);
         Ok(())
     }
@@ -989,7 +999,7 @@ impl ApplicationOverQuic for H3App {
         // Reads can be unblocked by our own writes (e.g. flow-control
         // updates), and commands may have made h3 events pending.
         self.poll_h3(qconn)?;
-        self.start_new_calls();
+        self.start_new_calls(qconn);
         Ok(())
     }
 

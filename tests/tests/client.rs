@@ -233,3 +233,29 @@ async fn server_certificate_is_verified_by_default() {
     })
     .await
 }
+
+#[tokio::test]
+async fn the_keepalive_does_not_close_a_connection_that_was_merely_idle() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _state) = start_probe_server(&certs, |b| b).await;
+        let client = Client::builder(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .keepalive(Duration::from_millis(100), Duration::from_millis(300))
+            .connect()
+            .await
+            .unwrap();
+        let p = ProbeClient::new(client);
+        let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
+        // Idle for longer than the keepalive timeout: no calls, no packets.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let second = p.whoami(Echo { text: "b".into() }).await.unwrap().text;
+        // Same connection (same client address): it was not closed.
+        assert_eq!(
+            first.split_once('|').unwrap().1,
+            second.split_once('|').unwrap().1
+        );
+        server.shutdown().await;
+    })
+    .await
+}
