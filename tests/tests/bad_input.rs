@@ -975,7 +975,7 @@ async fn garbage_datagrams_are_ignored() {
             datagrams.push(d);
         }
         for (i, d) in datagrams.iter().enumerate() {
-            let _ = sockets[i % sockets.len()].send(d).await;
+            sockets[i % sockets.len()].send(d).await.unwrap();
             if i % 50 == 0 {
                 tokio::task::yield_now().await;
             }
