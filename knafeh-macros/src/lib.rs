@@ -21,9 +21,10 @@ pub fn service(
     expand::service(attr.into(), item.into()).into()
 }
 
-/// `#[service]` plus Python classes: `{Trait}Client` (asyncio) and
-/// `{Trait}BlockingClient`, as the Rust types `{Trait}PyClient` and
-/// `{Trait}PyBlockingClient` to add to your own `#[pymodule]`. Use it
+/// `#[service]` plus Python classes: `{Trait}Client` (asyncio),
+/// `{Trait}BlockingClient` and `{Trait}Service` (a Python implementation
+/// to serve), as the Rust types `{Trait}PyClient`, `{Trait}PyBlockingClient`
+/// and `{Trait}PyService` to add to your own `#[pymodule]`. Use it
 /// through knafeh-py: `#[knafeh_py::pyservice]`; `crate = "..."` then
 /// names the knafeh-py crate.
 #[proc_macro_attribute]

@@ -148,15 +148,10 @@ impl Decoder {
     fn whole_messages(&self, data: &[u8]) -> usize {
         let mut at = 0;
         while let Some(p) = data.get(at..at + PREFIX_LEN) {
-            if p[0] != 0 {
-                break;
+            match self.parse_prefix(p) {
+                Ok(len) if data.len() - at - PREFIX_LEN >= len => at += PREFIX_LEN + len,
+                _ => break,
             }
-            let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
-            let Ok(len) = usize::try_from(len) else { break };
-            if len > self.max_len || data.len() - at - PREFIX_LEN < len {
-                break;
-            }
-            at += PREFIX_LEN + len;
         }
         at
     }
@@ -170,7 +165,11 @@ impl Decoder {
 
     /// Validates the complete prefix at `complete_end`; returns the payload length.
     fn check_prefix(&self) -> Result<usize, FrameError> {
-        let p = &self.buf[self.complete_end..self.complete_end + PREFIX_LEN];
+        self.parse_prefix(&self.buf[self.complete_end..self.complete_end + PREFIX_LEN])
+    }
+
+    /// Validates a 5-byte prefix; returns the payload length.
+    fn parse_prefix(&self, p: &[u8]) -> Result<usize, FrameError> {
         match p[0] {
             0 => {}
             1 => return Err(FrameError::Compressed),
