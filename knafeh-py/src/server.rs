@@ -173,8 +173,8 @@ pub struct PyService {
     name: &'static str,
     /// Method name → whether it streams.
     methods: HashMap<String, bool>,
-    service: Py<PyAny>,
-    implementation: Py<PyAny>,
+    service: Arc<Py<PyAny>>,
+    implementation: Arc<Py<PyAny>>,
     locals: Arc<OnceLock<TaskLocals>>,
 }
 
@@ -202,8 +202,8 @@ impl PyService {
             // One per service for the life of the server.
             name: Box::leak(name.into_boxed_str()),
             methods: methods.into_iter().collect(),
-            service: service.clone().unbind(),
-            implementation: implementation.unbind(),
+            service: Arc::new(service.clone().unbind()),
+            implementation: Arc::new(implementation.unbind()),
             locals: Arc::new(OnceLock::new()),
         })
     }
@@ -217,8 +217,8 @@ struct Handler {
     path: String,
     method: String,
     codec: &'static str,
-    service: Py<PyAny>,
-    implementation: Py<PyAny>,
+    service: Arc<Py<PyAny>>,
+    implementation: Arc<Py<PyAny>>,
     locals: Arc<OnceLock<TaskLocals>>,
 }
 
@@ -350,17 +350,20 @@ impl Service for PyService {
 
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {
         let streaming = self.methods.get(method).copied().unwrap_or(false);
-        let handler = Python::attach(|py| {
-            Arc::new(Handler {
-                path: call.ctx.path().to_owned(),
-                method: method.to_owned(),
-                codec: codec_name(call.codec),
-                service: self.service.clone_ref(py),
-                implementation: self.implementation.clone_ref(py),
-                locals: self.locals.clone(),
-            })
+        // No GIL here: knafeh may start a call on its connection's task,
+        // which must not wait for Python.
+        let handler = Arc::new(Handler {
+            path: call.ctx.path().to_owned(),
+            method: method.to_owned(),
+            codec: codec_name(call.codec),
+            service: self.service.clone(),
+            implementation: self.implementation.clone(),
+            locals: self.locals.clone(),
         });
         Box::pin(async move {
+            // The first poll happens on the connection's task: hand the
+            // call over to a task of its own before touching Python.
+            tokio::task::yield_now().await;
             let result = handler.invoke(call.payload).await?;
             if !streaming {
                 return Ok(Reply::Unary(handler.encode(&result)?));
