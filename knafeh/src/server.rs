@@ -789,7 +789,9 @@ async fn serve(
         ctx: ctx.clone(),
     };
     let handler = CatchUnwind(service.call(&head.method, call));
-    let reply = match guarded(handler, events, deadline).await {
+    // One timer for the whole call: the handler, then any stream.
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+    let reply = match guarded_with(handler, events, &mut sleep).await {
         Guarded::Cancelled => return Outcome::Cancelled,
         Guarded::Deadline => {
             return refuse(Status::deadline_exceeded(
@@ -834,7 +836,6 @@ async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
@@ -1092,39 +1093,4 @@ enum Guarded<T> {
     Done(T),
     Cancelled,
     Deadline,
-}
-
-/// Runs `fut` until it completes, the client cancels, or the deadline.
-async fn guarded<F: Future + Unpin>(
-    mut fut: F,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
-    deadline: Option<Instant>,
-) -> Guarded<F::Output> {
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d.into()).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(sleep);
-    // tokio's timer fires a passed deadline only on its next tick; check
-    // it here so that a passed deadline always wins.
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Guarded::Deadline;
-    }
-    loop {
-        tokio::select! {
-            // The deadline first: a deadline that has passed wins even over
-            // a handler that is ready at once.
-            biased;
-            _ = &mut sleep => return Guarded::Deadline,
-            out = &mut fut => return Guarded::Done(out),
-            ev = events.recv() => match ev {
-                // A reset, or the connection is gone: nobody can receive
-                // the answer.
-                Some(StreamEvent::Reset(_)) | None => return Guarded::Cancelled,
-                Some(_) => {}
-            },
-        }
-    }
 }
