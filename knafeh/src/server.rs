@@ -385,7 +385,9 @@ impl ServerHandle {
 
     /// Graceful shutdown: stop accepting connections and calls (new calls
     /// get `UNAVAILABLE`), let in-flight calls finish within the drain
-    /// timeout, then close every connection.
+    /// timeout, then close every connection. When it returns, the UDP port
+    /// can be bound again (it waits up to 10 s for the sockets to be
+    /// released, and logs a warning if they were not).
     ///
     /// # Cancel safety
     /// Dropping the future part-way leaves the shutdown running in the
@@ -443,6 +445,9 @@ impl Drop for InflightGuard {
         }
     }
 }
+
+/// How long shutdown waits for tokio-quiche to release the UDP sockets.
+const SOCKET_RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 type ConnList = Vec<(mpsc::UnboundedSender<Command>, Arc<ConnShared>)>;
 
@@ -627,14 +632,18 @@ async fn accept_loop(
     // tokio-quiche's listener task owns the socket and ends on its own once
     // its connections are gone; wait (bounded) until the port is free so
     // that `shutdown` returning means the address can be bound again.
-    let released = tokio::time::timeout(Duration::from_secs(2), async {
+    let released = tokio::time::timeout(SOCKET_RELEASE_WAIT, async {
         while std::net::UdpSocket::bind(local_addr).is_err() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await;
     if released.is_err() {
-        tracing::warn!(%local_addr, "the UDP socket was still open 2 s after shutdown");
+        tracing::warn!(
+            %local_addr,
+            wait_s = SOCKET_RELEASE_WAIT.as_secs(),
+            "the UDP socket was still open after shutdown"
+        );
     }
     tracing::info!("knafeh server stopped");
 }
