@@ -7,6 +7,7 @@
 //! JSON.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod as_bytes;
 mod client;
 mod codec;
 mod conn;

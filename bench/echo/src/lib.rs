@@ -3,7 +3,9 @@
 //! message types under `#[pyservice]`).
 //!
 //! The same shape as the gRPC service the benchmark runs on tonic: one
-//! `bytes payload` field each way.
+//! `bytes payload` field each way. As prost does for `bytes`, the payload
+//! is carried as one block of bytes (`knafeh::as_bytes`); a plain
+//! `Vec<u8>` has the same wire form but serde handles it byte by byte.
 
 use knafeh::{Status, Streaming};
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EchoMsg {
     /// The bytes to echo.
+    #[serde(with = "knafeh::as_bytes")]
     pub payload: Vec<u8>,
 }
 
