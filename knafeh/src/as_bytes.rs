@@ -4,10 +4,10 @@
 //! decodes it one byte at a time. Marking the field
 //! `#[serde(with = "knafeh::as_bytes")]` makes it one block: the bytes on
 //! the wire are the same (bincode: length, then the bytes; JSON: an array
-//! of numbers), so annotated and plain peers understand each other, but a
-//! 64-byte field costs a copy instead of 64 calls, and a 1 MiB one about a
-//! thousand times less. From Python (`#[pyservice]`) the field is always
-//! `bytes`, also when it is empty.
+//! of numbers), so annotated and plain peers understand each other, but
+//! the field costs one copy instead of a call per byte (decoding 64 bytes:
+//! about 2.5× faster; 1 MiB: about 45×). From Python (`#[pyservice]`) the
+//! field is always `bytes`, also when it is empty.
 //!
 //! It works for any type that is `AsRef<[u8]>` and `From<Vec<u8>>`:
 //! `Vec<u8>`, `Box<[u8]>`, `bytes::Bytes`. It is the same idea as the
