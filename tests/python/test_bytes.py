@@ -20,10 +20,49 @@ def test_vec_u8_fields_are_bytes(tmp_path):
         try:
             client = await knafeh_probe.ProbeClient.connect(addr, ca=ca)
             reply = await client.blob(data=b"\x00\x01\xff", tag="t")
-            assert reply == {"data": b"\xff\x01\x00", "tag": "bytes"}
-            # An empty byte string still converts.
+            assert reply == {"data": b"\xff\x01\x00", "tag": "bytes", "block": b""}
+            # An empty byte string still converts; a plain Vec<u8> that is
+            # empty cannot be told from an empty list on the way back.
             reply = await client.blob(data=b"", tag="t")
             assert reply["data"] in (b"", [])
+            assert reply["block"] == b"" and type(reply["block"]) is bytes
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(go(), 60))
+
+
+class BlockImpl:
+    def blob(self, req):
+        block = req["block"]
+        return {"data": b"", "tag": type(block).__name__, "block": block[::-1]}
+
+
+def test_as_bytes_fields_are_always_bytes(tmp_path):
+    """A field marked `knafeh::as_bytes` is `bytes` both ways, also when
+    empty, and a value that is not bytes is refused with INVALID_ARGUMENT."""
+
+    async def go():
+        ca, cert, key = knafeh.dev_cert(str(tmp_path))
+        server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
+        server.add_service(knafeh_probe.ProbeService(BlockImpl()))
+        addr = await server.start()
+        try:
+            client = await knafeh_probe.ProbeClient.connect(addr, ca=ca)
+            reply = await client.blob(data=b"", tag="", block=b"\x01\x02\x03")
+            assert reply["block"] == b"\x03\x02\x01"
+            assert reply["tag"] == "bytes"
+            for empty in (dict(block=b""), {}):
+                reply = await client.blob(data=b"", tag="", **empty)
+                assert type(reply["block"]) is bytes and reply["block"] == b""
+                assert type(reply["data"]) in (bytes, list)
+            try:
+                await client.blob(data=b"", tag="", block="not bytes")
+            except knafeh.RpcError as e:
+                assert e.code == knafeh.Code.INVALID_ARGUMENT, e
+                assert "block" in e.message or "bytes" in e.message, e.message
+            else:
+                raise AssertionError("a str for a bytes field was accepted")
         finally:
             await server.stop()
 
@@ -43,6 +82,6 @@ def test_a_python_implementation_served_by_a_rust_server(tmp_path):
     server = knafeh_probe.start_rust_server(knafeh_probe.ProbeService(AsyncBlobImpl()), cert, key)
     try:
         client = knafeh_probe.ProbeBlockingClient.connect(server.address, ca=ca)
-        assert client.blob(data=b"ab", tag="") == {"data": b"abab", "tag": "async"}
+        assert client.blob(data=b"ab", tag="") == {"data": b"abab", "tag": "async", "block": b""}
     finally:
         server.stop()

@@ -11,6 +11,10 @@ pub struct Blob {
     pub data: Vec<u8>,
     /// A label.
     pub tag: String,
+    /// Raw bytes carried as one block (`knafeh::as_bytes`): `bytes` in
+    /// Python even when empty; optional in requests.
+    #[serde(default, with = "knafeh_py::knafeh::as_bytes")]
+    pub block: Vec<u8>,
 }
 
 /// Echo-like calls with binary payloads.
