@@ -369,6 +369,8 @@ pub struct ProbeState {
     pub producer_stopped_flag: std::sync::atomic::AtomicBool,
     /// The deadline `slow` saw.
     pub deadline_seen: Mutex<Option<Option<Instant>>>,
+    /// When the last `slow` handler started.
+    pub slow_started_at: Mutex<Option<Instant>>,
     /// Notified when a `slow` handler is dropped before finishing.
     pub slow_cancelled: Notify,
     /// Set when a `slow` handler was dropped before finishing.
@@ -424,6 +426,7 @@ impl Probe for ProbeImpl {
     }
 
     async fn slow(&self, req: SlowReq, ctx: Context) -> Result<Echo, Status> {
+        *self.state.slow_started_at.lock().unwrap() = Some(Instant::now());
         *self.state.deadline_seen.lock().unwrap() = Some(ctx.deadline());
         let now = self.state.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.state.max_active.fetch_max(now, Ordering::SeqCst);

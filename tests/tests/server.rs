@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use greeter::{GreeterClient, GreeterServer, HelloRequest, MyGreeter};
 use knafeh::{Code, Server};
+use knafeh_tests::raw::{self, RawConn, RawEnd};
 use knafeh_tests::*;
 
 #[tokio::test]
@@ -97,7 +98,10 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
         let addr = server.local_addr();
         let in_flight = {
             let p = p.clone();
-            tokio::spawn(async move { p.slow(SlowReq { millis: 3000 }).await })
+            // Long enough that the refusals below, including a new
+            // handshake, surely happen while it runs; only this call's wait
+            // grows with it.
+            tokio::spawn(async move { p.slow(SlowReq { millis: 10_000 }).await })
         };
         // Wait until the call is running on the server.
         wait_for(&state.slow_started_flag, &state.slow_started).await;
@@ -183,8 +187,16 @@ async fn idle_connections_are_closed_and_the_next_call_dials_again() {
         } = ProbeFixture::start(|b| b.idle_timeout(Duration::from_millis(300))).await;
         let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
         assert_eq!(server.stats().connections, 1);
-        // Time passing without traffic is what is tested here.
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // Time passing without traffic is what is tested here. QUIC's
+        // effective idle timeout is max(idle timeout, 3 * PTO), and the PTO
+        // grows with a slow handshake, so wait for the close (bounded)
+        // rather than for a fixed time.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            eventually(|| server.stats().connections == 0),
+        )
+        .await
+        .expect("the server did not close the idle connection within 10 s");
         // The server freed the idle connection.
         let stats = server.stats();
         assert_eq!((stats.connections, stats.active_calls), (0, 0));
@@ -194,6 +206,48 @@ async fn idle_connections_are_closed_and_the_next_call_dials_again() {
             second.split_once('|').unwrap().1,
             "the idle connection was not closed"
         );
+        server.shutdown().await;
+    })
+    .await
+}
+
+/// The server ends a call at its deadline and cancels the handler by
+/// itself: the raw client here sends `grpc-timeout` and then neither
+/// resets the stream nor closes the connection (knafeh's own client would
+/// reset the stream at its deadline, which cancels the handler too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cancels_a_handler_at_its_deadline_without_the_client() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, state) = start_probe_server(&certs, |b| b).await;
+        let conn = RawConn::connect(server.local_addr()).await.unwrap();
+        let mut headers = raw::headers(ProbeClient::SLOW, "application/grpc+json");
+        // Long enough that the handler surely starts before the deadline.
+        headers.push(("grpc-timeout", "2S"));
+        let mut st = conn.open(headers, raw::frame(0, br#"{"millis":30000}"#), true);
+        let r = st.response().await;
+        assert_eq!(r.end, Some(RawEnd::Finished), "{r:?}");
+        assert!(r.is_trailers_only(), "{r:?}");
+        assert_eq!(r.http_status(), Some("200"), "{r:?}");
+        assert_eq!(
+            r.grpc_status(),
+            Some(Code::DeadlineExceeded.as_i32()),
+            "{r:?}"
+        );
+        assert!(
+            state.slow_started_flag.load(Ordering::SeqCst),
+            "the handler never ran"
+        );
+        let cancelled = tokio::time::timeout(
+            Duration::from_secs(10),
+            wait_for(&state.slow_cancelled_flag, &state.slow_cancelled),
+        )
+        .await;
+        assert!(cancelled.is_ok(), "the server did not cancel the handler");
+        assert_eq!(state.slow_finished_count.load(Ordering::SeqCst), 0);
+        // All of that with the client's connection still open.
+        assert_eq!(conn.close_info(), None);
+        eventually(|| server.stats().active_calls == 0).await;
         server.shutdown().await;
     })
     .await
