@@ -386,15 +386,30 @@ async fn a_client_that_does_not_read_slows_the_producer_down() {
         // Stop reading. What may pile up is bounded by the windows (server
         // send credit, QUIC stream window, client receive window: a few
         // MiB), not by time.
-        let mut last = 0;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            last = state.produced.load(Ordering::SeqCst);
-            assert!(
-                last < 200,
-                "{last} items of 64 KiB produced for a client that reads nothing"
-            );
-        }
+        // Wait until the producer has stopped (the same count for 300 ms),
+        // so that a merely slow producer cannot pass; a producer that never
+        // stops fails here.
+        let last = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut last = state.produced.load(Ordering::SeqCst);
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let now = state.produced.load(Ordering::SeqCst);
+                assert!(
+                    now < 200,
+                    "{now} items of 64 KiB produced for a client that reads nothing"
+                );
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+        })
+        .await
+        .expect("the producer never stopped for a client that reads nothing");
+        assert!(
+            last < 200,
+            "{last} items of 64 KiB produced for a client that reads nothing"
+        );
         // Reading again lets the producer go on.
         for _ in 0..(last + 50) {
             s.message().await.unwrap().unwrap();
@@ -418,7 +433,9 @@ async fn a_deadline_ends_a_stream_after_the_items_before_it() {
         let mut s = p
             .stream_with(
                 StreamMode::Gated(3),
-                knafeh::CallOptions::new().timeout(Duration::from_millis(300)),
+                // Long enough for set-up and item 1 on a slow machine; item
+                // 2 is never released, so only the deadline ends the stream.
+                knafeh::CallOptions::new().timeout(Duration::from_secs(2)),
             )
             .await
             .unwrap();
