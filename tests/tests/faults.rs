@@ -65,23 +65,22 @@ async fn check_relay_direction(dir: Direction) {
     };
     let n = 400usize;
     // Read while sending (so the receiving socket's buffer never fills),
-    // until nothing has come for longer than any plan holds a datagram.
-    let longest = faults.delay + faults.jitter + faults.reorder_hold;
-    let reader = tokio::spawn(async move {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 128];
-        while let Ok(len) = tokio::time::timeout(
-            longest + Duration::from_millis(500),
-            receiver.recv(&mut buf),
-        )
-        .await
-        {
-            assert_eq!(len.unwrap(), 64);
-            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            got.push((i, Instant::now()));
-        }
-        got
-    });
+    // until the test has seen every planned copy.
+    let got: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
+    let reader = {
+        let got = got.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 128];
+            loop {
+                let len = receiver.recv(&mut buf).await.unwrap();
+                assert_eq!(len, 64);
+                let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                got.lock().unwrap().push((i, Instant::now()));
+            }
+        })
+    };
+    // Paced (one datagram a millisecond or so), so that neither the
+    // relay's socket nor the receiver's overflows.
     let mut sent_at = Vec::with_capacity(n);
     for i in 0..n {
         let mut d = (i as u32).to_be_bytes().to_vec();
@@ -91,11 +90,55 @@ async fn check_relay_direction(dir: Direction) {
             Some(to) => sender.send_to(&d, to).await.unwrap(),
             None => sender.send(&d).await.unwrap(),
         };
-        if i % 8 == 7 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The copies the relay's decisions plan, for what it has received.
+    let planned_copies = || {
+        let mut planner = Planner::new(seed, dir, faults.clone());
+        relay
+            .log(dir)
+            .iter()
+            .map(|_| planner.next_datagram().len())
+            .sum::<usize>()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            // Wait until the relay has taken in everything sent (its log
+            // stops growing)...
+            let mut seen = relay.log(dir).len();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = relay.log(dir).len();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            // ...then until every planned copy has arrived.
+            let expected = planned_copies();
+            eventually(|| got.lock().unwrap().len() >= expected).await;
+            if relay.log(dir).len() == seen {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} copies arrived, {} planned",
+            got.lock().unwrap().len(),
+            planned_copies()
+        )
+    });
+    // A little longer, for copies that should not exist.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reader.abort();
+    if let Err(e) = reader.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
-    let got = reader.await.unwrap();
+    let got = got.lock().unwrap().clone();
 
     // The k-th datagram the relay received gets the seed's k-th decision.
     // (The kernel may drop a datagram before the relay reads it on a
@@ -494,8 +537,8 @@ async fn spawn_probe_server(addr: std::net::SocketAddr, certs: &Certs) -> tokio:
 /// The outcome of every call, in order.
 type CallLog = Arc<Mutex<Vec<Result<(), Status>>>>;
 
-/// Calls `echo` over and over (1 s deadline each) and records the
-/// outcomes, until `stop`.
+/// Calls `echo` over and over and records the outcomes, until `stop`. The
+/// first call, which dials, has 10 s; each later one 3 s.
 fn keep_calling(p: ProbeClient, stop: Arc<AtomicBool>) -> (CallLog, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let task = {
@@ -505,8 +548,13 @@ fn keep_calling(p: ProbeClient, stop: Arc<AtomicBool>) -> (CallLog, tokio::task:
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let text = format!("call-{i}");
+                let deadline = if i == 1 {
+                    Duration::from_secs(10)
+                } else {
+                    Duration::from_secs(3)
+                };
                 let r = p
-                    .echo_with(Echo { text: text.clone() }, timeout(Duration::from_secs(1)))
+                    .echo_with(Echo { text: text.clone() }, timeout(deadline))
                     .await;
                 let r = match r {
                     Ok(r) if r.get_ref().text == text => Ok(()),
@@ -638,7 +686,7 @@ async fn a_busy_client_moves_to_a_restarted_server() {
             .collect();
         // Refused during the drain, or no server to dial (a call whose
         // first Initial packet met the closed port waits for its
-        // retransmission, which can take longer than its 1 s deadline).
+        // retransmission, which can take longer than its deadline).
         assert!(bad.is_empty(), "{bad:#?}");
         assert!(log[..before].iter().all(Result::is_ok));
         let first_ok = restarted_at + log[restarted_at..].iter().position(Result::is_ok).unwrap();
