@@ -707,8 +707,8 @@ async fn bodies_that_do_not_decode_are_invalid_argument() {
 async fn a_request_that_never_ends_is_bounded_by_its_deadline_or_the_read_timeout() {
     bounded(async {
         let s = Suite::start(|b| {
-            b.idle_timeout(Duration::from_secs(1))
-                .request_read_timeout(Duration::from_secs(2))
+            b.idle_timeout(Duration::from_secs(3))
+                .request_read_timeout(Duration::from_secs(6))
         })
         .await;
         let echo = ProbeClient::ECHO;
@@ -731,17 +731,15 @@ async fn a_request_that_never_ends_is_bounded_by_its_deadline_or_the_read_timeou
             };
             assert_eq!(stop, Some(raw::H3_REQUEST_CANCELLED), "{case}");
         }
-        // A client that gives up on its stalled request (RESET_STREAM) frees
-        // it at once.
-        let mut st = s.raw.open(base(echo, JSON), vec![0, 0, 0, 0, 20], false);
-        st.id().await.unwrap();
-        st.abort(raw::H3_REQUEST_CANCELLED).await;
+        // (A client that gives up on its stalled request is tested in
+        // a_reset_frees_a_stalled_request_at_once.)
         let Suite { fx, canary, raw } = s;
         canary.check().await;
+        assert_eq!(raw.close_info(), None, "the raw connection was closed");
         drop(raw);
         eventually(|| fx.server.stats().active_calls == 0).await;
 
-        // Without a deadline the server's read timeout (2 s here) ends it,
+        // Without a deadline the server's read timeout (6 s here) ends it,
         // although traffic on other streams keeps the connection busy.
         let conn = RawConn::connect(fx.server.local_addr()).await.unwrap();
         let mut stalled = conn.open(base(echo, JSON), vec![0, 0, 0, 0, 20, b'{'], false);
@@ -772,6 +770,42 @@ async fn a_request_that_never_ends_is_bounded_by_its_deadline_or_the_read_timeou
     .await
 }
 
+/// A client that gives up on its stalled request (RESET_STREAM) frees it
+/// at once: the server's read and idle timeouts are far longer than this
+/// test may wait, and the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_frees_a_stalled_request_at_once() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start_probe_server(&certs, |b| {
+            b.idle_timeout(Duration::from_secs(120))
+                .request_read_timeout(Duration::from_secs(120))
+        })
+        .await;
+        let conn = RawConn::connect(server.local_addr()).await.unwrap();
+        let mut st = conn.open(base(ProbeClient::ECHO, JSON), vec![0, 0, 0, 0, 20], false);
+        st.id().await.unwrap();
+        eventually(|| server.stats().active_calls == 1).await;
+        st.abort(raw::H3_REQUEST_CANCELLED).await;
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            eventually(|| server.stats().active_calls == 0),
+        )
+        .await
+        .expect("the reset did not free the stalled request");
+        assert_eq!(conn.close_info(), None, "the connection was closed");
+        assert_eq!(server.stats().connections, 1);
+        // The same connection still serves calls.
+        let r = conn
+            .open(base(ProbeClient::ECHO, JSON), echo_json("after"), true)
+            .response()
+            .await;
+        answered(&r, br#"{"text":"after"}"#, "after the reset");
+        server.shutdown().await;
+    })
+    .await
+}
+
 /// The server's keepalive PINGs a silent client while a call is in
 /// progress and the client's QUIC stack acknowledges them, so neither the
 /// idle timeout nor the keepalive ends a call whose request never comes:
@@ -781,9 +815,9 @@ async fn a_silent_client_cannot_hold_a_call_past_the_read_timeout() {
     bounded(async {
         let certs = Certs::new();
         let (server, _) = start_probe_server(&certs, |b| {
-            b.idle_timeout(Duration::from_secs(1))
+            b.idle_timeout(Duration::from_secs(3))
                 .keepalive(Duration::from_millis(200), Duration::from_secs(5))
-                .request_read_timeout(Duration::from_secs(2))
+                .request_read_timeout(Duration::from_secs(6))
         })
         .await;
         let conn = RawConn::connect(server.local_addr()).await.unwrap();
@@ -981,8 +1015,10 @@ async fn garbage_datagrams_are_ignored() {
             }
         }
         // Whatever came back is stateless (Retry, Version Negotiation):
-        // no connection was created, and real clients still get in.
-        eventually(|| s.fx.server.stats().connections <= baseline).await;
+        // no connection was created, and real clients still get in. The
+        // server has one socket, read in order: once the fresh client's
+        // call is answered, every garbage datagram sent before it has been
+        // read, so the fresh connection is the only new one.
         let fresh = ProbeClient::new(client_for(&s.fx.certs, addr).await);
         assert_eq!(
             fresh
@@ -993,6 +1029,11 @@ async fn garbage_datagrams_are_ignored() {
                 .unwrap()
                 .text,
             "after"
+        );
+        assert_eq!(
+            s.fx.server.stats().connections,
+            baseline + 1,
+            "garbage created connections"
         );
         assert!(matches!(
             s.send(base(ProbeClient::ECHO, JSON), echo_json("raw"))
