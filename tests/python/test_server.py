@@ -147,10 +147,10 @@ try:
     client.say_hello(name="slow")
 except KeyboardInterrupt:
     print("interrupted", flush=True)
-# Stay alive, as a program that handles Ctrl-C does: the server must learn
-# of the cancellation from the client, not from the process going away.
-import time
-time.sleep(3)
+# Stay alive, as a program that handles Ctrl-C does, until the test closes
+# stdin: the server must learn of the cancellation from the client, not
+# from the process going away.
+sys.stdin.read()
 """
 
 
@@ -162,18 +162,39 @@ def test_ctrl_c_interrupts_a_blocking_call(tmp_path):
 
     async def body(addr, ca):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", BLOCKING_CALLER, addr, ca, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-c",
+            BLOCKING_CALLER,
+            addr,
+            ca,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         try:
             await asyncio.wait_for(impl.started.wait(), 20)
             proc.send_signal(signal.SIGINT)
-            out, _ = await asyncio.wait_for(proc.communicate(), 10)
+
+            async def interrupted():
+                lines = []
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        raise AssertionError(f"the caller ended without 'interrupted': {lines}")
+                    lines.append(line.decode().strip())
+                    if lines[-1] == "interrupted":
+                        return
+
+            await asyncio.wait_for(interrupted(), 10)
+            # Dropping the call on Ctrl-C cancelled it on the server too,
+            # while the caller is still alive (blocked reading its stdin).
+            await asyncio.wait_for(impl.cancelled.wait(), 10)
+            assert proc.returncode is None, "the caller exited before the server saw the cancellation"
+            proc.stdin.close()
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
-        assert "interrupted" in out.decode()
-        # Dropping the call on Ctrl-C cancelled it on the server too.
-        await asyncio.wait_for(impl.cancelled.wait(), 10)
+                await proc.wait()
 
     asyncio.run(serving(impl, tmp_path, body))
 
