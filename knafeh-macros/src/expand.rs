@@ -41,7 +41,12 @@ fn expand(attr: TokenStream, item: TokenStream, flavor: Flavor) -> TokenStream {
         Flavor::Rust => syn::parse_quote!(::knafeh),
         Flavor::Python => syn::parse_quote!(::knafeh_py),
     };
-    let config = valid::config(syn::parse2::<RawOptions>(attr), default_krate, &mut errors);
+    let config = valid::config(
+        syn::parse2::<RawOptions>(attr),
+        default_krate,
+        flavor == Flavor::Python,
+        &mut errors,
+    );
     let parsed = match syn::parse2::<Item>(item.clone()) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -68,13 +73,21 @@ fn expand(attr: TokenStream, item: TokenStream, flavor: Flavor) -> TokenStream {
         Flavor::Rust => Gen::new(&config, &svc).expand(),
         Flavor::Python => {
             let py = config.krate.clone();
+            // The classes' `__module__`: as given, else the crate being
+            // compiled (a maturin extension's library is named after its
+            // module), so they never claim to be `builtins`.
+            let module = config
+                .module
+                .clone()
+                .or_else(|| std::env::var("CARGO_CRATE_NAME").ok());
             let config = Config {
                 krate: syn::parse_quote!(#py::knafeh),
                 package: config.package.clone(),
+                module: None,
             };
             let gen = Gen::new(&config, &svc);
             let rust = gen.expand();
-            let python = gen.python_items(&py);
+            let python = gen.python_items(&py, module.as_deref());
             quote!(#rust #python)
         }
     }
@@ -213,7 +226,8 @@ impl<'a> Gen<'a> {
     /// The Python classes of `#[pyservice]`: `{Trait}Client` (async) and
     /// `{Trait}BlockingClient`, as Rust types `{Trait}PyClient` and
     /// `{Trait}PyBlockingClient` for the user's `#[pymodule]`.
-    fn python_items(&self, py: &Path) -> TokenStream {
+    fn python_items(&self, py: &Path, module: Option<&str>) -> TokenStream {
+        let module = module.map(|m| quote!(module = #m,));
         let trait_ident = self.trait_ident;
         let client = &self.client;
         let vis = &self.svc.item.vis;
@@ -327,7 +341,7 @@ impl<'a> Gen<'a> {
             });
             out.extend(quote! {
                 #[doc = #class_doc]
-                #[#o::pyclass(name = #py_name, frozen)]
+                #[#o::pyclass(#module name = #py_name, frozen)]
                 #[pyo3(crate = #pyo3_path)]
                 #vis struct #rust_name {
                     inner: #p::PyClient,
@@ -341,14 +355,19 @@ impl<'a> Gen<'a> {
                 }
             });
         }
-        out.extend(self.python_service(py, &pyo3_path));
+        out.extend(self.python_service(py, &pyo3_path, module));
         out
     }
 
     /// `{Trait}Service(implementation)`: wraps a Python implementation so
     /// `knafeh.Server` (or a Rust server, through `knafeh_py::PyService`)
     /// can serve it; converts payloads with the Rust types.
-    fn python_service(&self, py: &Path, pyo3_path: &str) -> TokenStream {
+    fn python_service(
+        &self,
+        py: &Path,
+        pyo3_path: &str,
+        module: Option<TokenStream>,
+    ) -> TokenStream {
         let trait_ident = self.trait_ident;
         let client = &self.client;
         let vis = &self.svc.item.vis;
@@ -384,7 +403,7 @@ impl<'a> Gen<'a> {
         });
         quote! {
             #[doc = #class_doc]
-            #[#o::pyclass(name = #py_name, frozen)]
+            #[#o::pyclass(#module name = #py_name, frozen)]
             #[pyo3(crate = #pyo3_path)]
             #vis struct #rust_name {
                 implementation: #o::Py<#o::PyAny>,

@@ -26,7 +26,9 @@ pub fn service(
 /// to serve), as the Rust types `{Trait}PyClient`, `{Trait}PyBlockingClient`
 /// and `{Trait}PyService` to add to your own `#[pymodule]`. Use it
 /// through knafeh-py: `#[knafeh_py::pyservice]`; `crate = "..."` then
-/// names the knafeh-py crate.
+/// names the knafeh-py crate. `module = "a.b"` sets the classes'
+/// `__module__` (default: the name of the crate being compiled, which is
+/// the module a maturin extension exports).
 #[proc_macro_attribute]
 pub fn pyservice(
     attr: proc_macro::TokenStream,

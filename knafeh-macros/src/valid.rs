@@ -45,6 +45,9 @@ pub struct Config {
     pub krate: Path,
     /// The protobuf-style package (`a.b`), if any.
     pub package: Option<String>,
+    /// `#[pyservice]` only: the Python module the classes say they belong
+    /// to (`__module__`), if given.
+    pub module: Option<String>,
 }
 
 /// A checked trait, ready to expand.
@@ -76,13 +79,21 @@ pub enum Kind<'a> {
 }
 
 const OPTIONS: &str = "expected one of: `package`, `crate`";
+const PY_OPTIONS: &str = "expected one of: `package`, `crate`, `module`";
 
-/// Checks the attribute options. Errors go to `errors`; what is valid is
-/// kept, so trait errors are still found.
-pub fn config(raw: syn::Result<RawOptions>, default_krate: Path, errors: &mut Errors) -> Config {
+/// Checks the attribute options (`python`: for `#[pyservice]`, which also
+/// takes `module`). Errors go to `errors`; what is valid is kept, so trait
+/// errors are still found.
+pub fn config(
+    raw: syn::Result<RawOptions>,
+    default_krate: Path,
+    python: bool,
+    errors: &mut Errors,
+) -> Config {
     let mut config = Config {
         krate: default_krate,
         package: None,
+        module: None,
     };
     let raw = match raw {
         Ok(raw) => raw,
@@ -94,8 +105,16 @@ pub fn config(raw: syn::Result<RawOptions>, default_krate: Path, errors: &mut Er
     let mut seen: Vec<&Ident> = Vec::new();
     for opt in &raw.0 {
         let key = opt.key.to_string();
-        if key != "package" && key != "crate" {
-            errors.spanned(&opt.key, format_args!("unknown option `{key}`; {OPTIONS}"));
+        if key == "module" && !python {
+            errors.spanned(
+                &opt.key,
+                "`module` names the Python module of the classes #[pyservice] generates; #[service] makes no Python classes",
+            );
+            continue;
+        }
+        if key != "package" && key != "crate" && key != "module" {
+            let expected = if python { PY_OPTIONS } else { OPTIONS };
+            errors.spanned(&opt.key, format_args!("unknown option `{key}`; {expected}"));
             continue;
         }
         if seen.contains(&&opt.key) {
@@ -111,8 +130,13 @@ pub fn config(raw: syn::Result<RawOptions>, default_krate: Path, errors: &mut Er
             continue;
         };
         if key == "package" {
-            match check_package(lit) {
+            match dotted(lit, "package", "\"helloworld\" or \"acme.v1\"") {
                 Ok(p) => config.package = Some(p),
+                Err(e) => errors.push(e),
+            }
+        } else if key == "module" {
+            match dotted(lit, "module", "\"greeter\" or \"acme.rpc\"") {
+                Ok(m) => config.module = Some(m),
                 Err(e) => errors.push(e),
             }
         } else {
@@ -139,7 +163,8 @@ fn string_literal(expr: &Expr) -> Option<&LitStr> {
     }
 }
 
-fn check_package(lit: &LitStr) -> syn::Result<String> {
+/// A non-empty list of identifiers separated by dots (`what`: the option).
+fn dotted(lit: &LitStr, what: &str, example: &str) -> syn::Result<String> {
     let value = lit.value();
     let ok = !value.is_empty()
         && value.split('.').all(|seg| {
@@ -155,7 +180,7 @@ fn check_package(lit: &LitStr) -> syn::Result<String> {
         Err(Error::new_spanned(
             lit,
             format_args!(
-                "invalid package `{value}`: expected identifiers separated by dots, like \"helloworld\" or \"acme.v1\""
+                "invalid {what} `{value}`: expected identifiers separated by dots, like {example}"
             ),
         ))
     }
@@ -493,7 +518,12 @@ mod tests {
 
     fn config_errors(attr: proc_macro2::TokenStream) -> (Config, Vec<String>) {
         let mut errors = Errors::default();
-        let config = config(syn::parse2(attr), syn::parse_quote!(::knafeh), &mut errors);
+        let config = config(
+            syn::parse2(attr),
+            syn::parse_quote!(::knafeh),
+            false,
+            &mut errors,
+        );
         let msgs = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
@@ -758,5 +788,42 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("must be a string literal"));
         assert!(errs[1].contains("must be a path"));
+    }
+
+    #[test]
+    fn module_is_a_pyservice_option() {
+        let py = |attr: proc_macro2::TokenStream| {
+            let mut errors = Errors::default();
+            let c = config(
+                syn::parse2(attr),
+                parse_quote!(::knafeh_py),
+                true,
+                &mut errors,
+            );
+            let errs: Vec<String> = match errors.finish() {
+                Ok(()) => Vec::new(),
+                Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+            };
+            (c, errs)
+        };
+        let (c, errs) = py(quote::quote!(module = "acme.rpc", package = "a"));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c.module.as_deref(), Some("acme.rpc"));
+        assert_eq!(c.package.as_deref(), Some("a"));
+        let (_, errs) = py(quote::quote!(modul = "x"));
+        assert_eq!(
+            errs,
+            ["unknown option `modul`; expected one of: `package`, `crate`, `module`"]
+        );
+        for bad in ["", "a-b", "a..b"] {
+            let (_, errs) = py(quote::quote!(module = #bad));
+            assert_eq!(errs.len(), 1, "{bad:?}");
+            assert!(errs[0].starts_with("invalid module"), "{bad:?}");
+        }
+        // #[service] has no Python classes.
+        let (c, errs) = config_errors(quote::quote!(module = "x"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("#[service] makes no Python classes"));
+        assert!(c.module.is_none());
     }
 }

@@ -85,3 +85,13 @@ def test_a_python_implementation_served_by_a_rust_server(tmp_path):
         assert client.blob(data=b"ab", tag="") == {"data": b"abab", "tag": "async", "block": b""}
     finally:
         server.stop()
+
+
+def test_generated_classes_name_their_module():
+    """The classes say which module they come from (the extension's crate
+    name unless `#[pyservice(module = "...")]` says otherwise), not
+    `builtins`, so reprs, pickling errors and documentation tools point at
+    the right place."""
+    for cls in (knafeh_probe.ProbeClient, knafeh_probe.ProbeBlockingClient, knafeh_probe.ProbeService):
+        assert cls.__module__ == "knafeh_probe", cls
+        assert f"{cls.__module__}.{cls.__qualname__}" in repr(cls)
