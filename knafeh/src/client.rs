@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -71,9 +71,12 @@ impl ClientBuilder {
 
     /// Adds another server address serving the same services. Calls are
     /// spread over the endpoints (the less loaded of two picked at random,
-    /// one connection each); an endpoint that cannot be dialled is taken
-    /// out for a while (from 1 s, doubling up to 30 s) and its calls go to
-    /// the others. A call whose request was already sent is not retried.
+    /// one connection each). Calls go to connected endpoints while the
+    /// others are dialled in the background; only when none is connected
+    /// does a call wait for a dial, and it moves as soon as another
+    /// endpoint connects. An endpoint that cannot be dialled is taken out
+    /// for a while (from 1 s, doubling up to 30 s). A call whose request
+    /// was already sent is not retried.
     pub fn endpoint(mut self, addr: impl Into<String>) -> Self {
         self.addrs.push(addr.into());
         self
@@ -158,7 +161,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials the server (every endpoint) and returns the client.
+    /// Dials the server (every endpoint, at the same time) and returns the
+    /// client as soon as one endpoint is connected; dials to the others
+    /// go on in the background.
     ///
     /// # Errors
     /// `UNAVAILABLE` when no endpoint can be reached or its certificate is
@@ -166,21 +171,29 @@ impl ClientBuilder {
     /// address or TLS file.
     pub async fn connect(self) -> Result<Client, Status> {
         let client = self.connect_lazy();
+        if client.inner.endpoints.len() == 1 {
+            client.connection(&client.inner.endpoints[0]).await?;
+            return Ok(client);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..client.inner.endpoints.len() {
+            let (c, tx) = (client.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(c.connection(&c.inner.endpoints[i]).await.map(drop));
+            });
+        }
+        drop(tx);
         let mut first_err = None;
-        let mut connected = false;
-        for ep in &client.inner.endpoints {
-            match client.connection(ep).await {
-                Ok(_) => connected = true,
+        while let Some(result) = rx.recv().await {
+            match result {
+                Ok(()) => return Ok(client),
                 Err(e) if e.code() == Code::Unavailable => {
                     first_err.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        match first_err {
-            Some(e) if !connected => Err(e),
-            _ => Ok(client),
-        }
+        Err(first_err.unwrap_or_else(|| Status::unavailable("no endpoint to dial")))
     }
 
     /// Returns the client without dialling; the first call dials.
@@ -191,6 +204,7 @@ impl ClientBuilder {
                 cfg: self,
                 endpoints,
                 rng: AtomicU64::new(seed()),
+                connected: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -228,6 +242,9 @@ struct Inner {
     endpoints: Vec<Endpoint>,
     /// State of the generator picking endpoints.
     rng: AtomicU64,
+    /// Notified when a dial succeeds, so that calls waiting for a dial to
+    /// another endpoint can move to the one now connected.
+    connected: tokio::sync::Notify,
 }
 
 /// One server address: its connection, dialling state and load.
@@ -238,8 +255,11 @@ struct Endpoint {
     dial: tokio::sync::Mutex<Option<Status>>,
     /// Counts finished dials.
     dial_generation: AtomicU64,
-    /// Calls in progress on this endpoint.
+    /// Calls in progress on this endpoint, counted from when it is picked
+    /// (so a call waiting for a dial counts too).
     in_flight: AtomicUsize,
+    /// Set while a dial to this endpoint is in progress.
+    dialing: AtomicBool,
     /// Set while the endpoint is out after failed dials: until when, and
     /// how many failures in a row.
     down: Mutex<Option<(Instant, u32)>>,
@@ -253,6 +273,7 @@ impl Endpoint {
             dial: tokio::sync::Mutex::new(None),
             dial_generation: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            dialing: AtomicBool::new(false),
             down: Mutex::new(None),
         }
     }
@@ -271,6 +292,21 @@ impl Endpoint {
 
     fn mark_up(&self) {
         *lock(&self.down) = None;
+    }
+
+    /// How ready this endpoint is for a call now, best first: 0 connected,
+    /// 1 can be dialled, 2 being dialled (a call would wait for the dial),
+    /// 3 taken out after failed dials.
+    fn readiness(&self, now: Instant) -> u8 {
+        if self.down_until().is_some_and(|t| t > now) {
+            3
+        } else if current(self).is_some() {
+            0
+        } else if self.dialing.load(Ordering::Acquire) {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -297,6 +333,15 @@ impl Drop for LoadGuard {
         self.inner.endpoints[self.endpoint]
             .in_flight
             .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Clears a flag when dropped (also when the future holding it is).
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -344,13 +389,18 @@ impl Client {
         }
         // Boxed: the dial future is large and every call's future would
         // otherwise carry (and copy) room for it.
-        let result = Box::pin(dial(&self.inner.cfg, &ep.addr)).await;
+        ep.dialing.store(true, Ordering::Release);
+        let result = {
+            let _clear = ClearOnDrop(&ep.dialing);
+            Box::pin(dial(&self.inner.cfg, &ep.addr)).await
+        };
         ep.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {
                 *last_failure = None;
                 *lock(&ep.conn) = Some(c.clone());
                 ep.mark_up();
+                self.inner.connected.notify_waiters();
                 Ok(c)
             }
             Err(status) => {
@@ -364,7 +414,12 @@ impl Client {
     }
 
     /// Picks an endpoint not in `tried`: the less loaded of two random
-    /// ones that are not taken out; when all are out, the one back soonest.
+    /// ones among the best ready. Calls go to connected endpoints when
+    /// there are any; endpoints that are up but not connected are then
+    /// dialled in the background, so no call waits for a dial to an
+    /// endpoint that may be gone while others can answer. Without a
+    /// connected endpoint, calls wait for a dial. When all are taken out,
+    /// the one back soonest.
     fn pick(&self, tried: &[usize]) -> Option<usize> {
         let eps = &self.inner.endpoints;
         if eps.len() == 1 {
@@ -372,25 +427,72 @@ impl Client {
         }
         let now = Instant::now();
         let untried = |i: &usize| !tried.contains(i);
-        let up: Vec<usize> = (0..eps.len())
-            .filter(untried)
-            .filter(|&i| eps[i].down_until().is_none_or(|t| t <= now))
-            .collect();
-        match up.len() {
-            0 => (0..eps.len())
-                .filter(untried)
-                .min_by_key(|&i| eps[i].down_until()),
-            1 => Some(up[0]),
-            n => {
-                let r = self.next_random();
-                let a = up[(r % n as u64) as usize];
-                let b = up[((r >> 32) % (n as u64 - 1)) as usize];
-                // `b` is drawn from the other n - 1 slots.
-                let b = if b == a { up[n - 1] } else { b };
-                let load = |i: usize| eps[i].in_flight.load(Ordering::Relaxed);
-                Some(if load(b) < load(a) { b } else { a })
+        // On the stack for up to 16 endpoints.
+        let mut small = [0u8; 16];
+        let mut large = Vec::new();
+        let readiness: &mut [u8] = if eps.len() <= small.len() {
+            &mut small[..eps.len()]
+        } else {
+            large.resize(eps.len(), 0);
+            &mut large
+        };
+        for (r, ep) in readiness.iter_mut().zip(eps.iter()) {
+            *r = ep.readiness(now);
+        }
+        let readiness = &*readiness;
+        if readiness.contains(&0) {
+            for (i, _) in readiness.iter().enumerate().filter(|(_, r)| **r == 1) {
+                self.dial_in_background(i);
             }
         }
+        for best in 0..3 {
+            let ready = |i: &usize| untried(i) && readiness[*i] <= best;
+            let n = (0..eps.len()).filter(ready).count();
+            if n == 0 {
+                continue;
+            }
+            let nth = |k: u64| (0..eps.len()).filter(ready).nth(k as usize);
+            let r = self.next_random();
+            let a = nth(r % n as u64)?;
+            if n == 1 {
+                return Some(a);
+            }
+            // `b` is drawn from the other n - 1.
+            let mut k = (r >> 32) % (n as u64 - 1);
+            if nth(k) == Some(a) {
+                k = n as u64 - 1;
+            }
+            let b = nth(k)?;
+            let load = |i: usize| eps[i].in_flight.load(Ordering::Relaxed);
+            return Some(if load(b) < load(a) { b } else { a });
+        }
+        (0..eps.len())
+            .filter(untried)
+            .min_by_key(|&i| eps[i].down_until())
+    }
+
+    /// Dials endpoint `i` on a task of its own, unless a dial to it is
+    /// already in progress (or there is no runtime to run it on).
+    fn dial_in_background(&self, i: usize) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let ep = &self.inner.endpoints[i];
+        if ep
+            .dialing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let client = self.clone();
+        rt.spawn(async move {
+            let ep = &client.inner.endpoints[i];
+            let _clear = ClearOnDrop(&ep.dialing);
+            if let Err(e) = client.connection(ep).await {
+                tracing::debug!(addr = %ep.addr, error = %e, "background dial failed");
+            }
+        });
     }
 
     fn next_random(&self) -> u64 {
@@ -409,18 +511,34 @@ impl Client {
     async fn connect_any(&self) -> Result<(ConnHandle, LoadGuard), Status> {
         let mut tried = Vec::new();
         let mut first_err = None;
-        while let Some(i) = self.pick(&tried) {
-            match self.connection(&self.inner.endpoints[i]).await {
-                Ok(conn) => {
-                    self.inner.endpoints[i]
-                        .in_flight
-                        .fetch_add(1, Ordering::AcqRel);
-                    let guard = LoadGuard {
-                        inner: self.inner.clone(),
-                        endpoint: i,
-                    };
-                    return Ok((conn, guard));
+        loop {
+            // Registered before picking, so a dial that succeeds from here
+            // on is not missed.
+            let connected = self.inner.connected.notified();
+            tokio::pin!(connected);
+            connected.as_mut().enable();
+            let Some(i) = self.pick(&tried) else { break };
+            let ep = &self.inner.endpoints[i];
+            // The call counts against the endpoint while it waits for a
+            // dial too, so that other calls see it as busy.
+            ep.in_flight.fetch_add(1, Ordering::AcqRel);
+            let guard = LoadGuard {
+                inner: self.inner.clone(),
+                endpoint: i,
+            };
+            let result = if self.inner.endpoints.len() > 1 && current(ep).is_none() {
+                // Waiting for a dial: if another endpoint gets connected
+                // first, pick again (this endpoint may be gone).
+                tokio::select! {
+                    biased;
+                    r = self.connection(ep) => r,
+                    () = connected => continue,
                 }
+            } else {
+                self.connection(ep).await
+            };
+            match result {
+                Ok(conn) => return Ok((conn, guard)),
                 Err(e) if e.code() == Code::Unavailable => {
                     first_err.get_or_insert(e);
                     tried.push(i);

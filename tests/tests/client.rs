@@ -276,3 +276,103 @@ async fn the_keepalive_does_not_close_a_connection_that_was_merely_idle() {
     })
     .await
 }
+
+/// A UDP port that takes datagrams and never answers: a dial to it hangs
+/// until the connect timeout, like a dial to a server that vanished.
+fn silent_endpoint() -> std::net::UdpSocket {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_returns_once_one_endpoint_answers_and_calls_avoid_a_pending_dial() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
+        let silent = silent_endpoint();
+        // The silent endpoint comes first. Its dial stays pending for the
+        // whole test (the connect timeout is longer than the test's bound),
+        // so `connect` and every call must get by without it.
+        let client = Client::builder(silent.local_addr().unwrap().to_string())
+            .endpoint(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_secs(600))
+            .connect()
+            .await
+            .unwrap();
+        let p = ProbeClient::new(client);
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    p.echo(Echo {
+                        text: format!("{i}"),
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap().unwrap().text, format!("{i}"));
+        }
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _) = start(&certs, |b| {
+            b.add_service(ProbeServer::new(ProbeImpl::default()))
+        })
+        .await;
+        let silent = silent_endpoint();
+        let client = Client::builder(silent.local_addr().unwrap().to_string())
+            .endpoint(server.local_addr().to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_secs(600))
+            .connect_lazy();
+        let p = ProbeClient::new(client);
+        // Calls start together, with nothing dialled yet, so some wait for
+        // the silent endpoint's dial; as soon as the other endpoint is
+        // connected they move there. Every call is answered although the
+        // silent dial never ends.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let calls: Vec<_> = (0..32)
+            .map(|i| {
+                let (p, tx) = (p.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let r = p
+                        .echo(Echo {
+                            text: format!("{i}"),
+                        })
+                        .await;
+                    let _ = tx.send((i, r));
+                })
+            })
+            .collect();
+        drop(tx);
+        for _ in 0..32 {
+            let (i, r) = rx.recv().await.unwrap();
+            assert_eq!(r.unwrap().text, format!("{i}"));
+        }
+        // Afterwards, with the silent endpoint being dialled again in the
+        // background, calls keep flowing.
+        for i in 0..32 {
+            let text = format!("later {i}");
+            assert_eq!(
+                p.echo(Echo { text: text.clone() }).await.unwrap().text,
+                text
+            );
+        }
+        for c in calls {
+            c.await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await
+}
