@@ -1,8 +1,22 @@
 """Binary fields (`Vec<u8>`) travel as Python `bytes` both ways."""
 import asyncio
+import contextlib
 
 import knafeh
 import knafeh_probe
+
+
+@contextlib.asynccontextmanager
+async def probe_client(tmp_path, implementation):
+    """A `knafeh.Server` serving `implementation`, and a client for it."""
+    ca, cert, key = knafeh.dev_cert(str(tmp_path))
+    server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
+    server.add_service(knafeh_probe.ProbeService(implementation))
+    addr = await server.start()
+    try:
+        yield await knafeh_probe.ProbeClient.connect(addr, ca=ca)
+    finally:
+        await server.stop()
 
 
 class BlobImpl:
@@ -13,12 +27,7 @@ class BlobImpl:
 
 def test_vec_u8_fields_are_bytes(tmp_path):
     async def go():
-        ca, cert, key = knafeh.dev_cert(str(tmp_path))
-        server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
-        server.add_service(knafeh_probe.ProbeService(BlobImpl()))
-        addr = await server.start()
-        try:
-            client = await knafeh_probe.ProbeClient.connect(addr, ca=ca)
+        async with probe_client(tmp_path, BlobImpl()) as client:
             reply = await client.blob(data=b"\x00\x01\xff", tag="t")
             assert reply == {"data": b"\xff\x01\x00", "tag": "bytes", "block": b""}
             # An empty byte string still converts; a plain Vec<u8> that is
@@ -26,8 +35,6 @@ def test_vec_u8_fields_are_bytes(tmp_path):
             reply = await client.blob(data=b"", tag="t")
             assert reply["data"] in (b"", [])
             assert reply["block"] == b"" and type(reply["block"]) is bytes
-        finally:
-            await server.stop()
 
     asyncio.run(asyncio.wait_for(go(), 60))
 
@@ -43,12 +50,7 @@ def test_as_bytes_fields_are_always_bytes(tmp_path):
     empty, and a value that is not bytes is refused with INVALID_ARGUMENT."""
 
     async def go():
-        ca, cert, key = knafeh.dev_cert(str(tmp_path))
-        server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
-        server.add_service(knafeh_probe.ProbeService(BlockImpl()))
-        addr = await server.start()
-        try:
-            client = await knafeh_probe.ProbeClient.connect(addr, ca=ca)
+        async with probe_client(tmp_path, BlockImpl()) as client:
             reply = await client.blob(data=b"", tag="", block=b"\x01\x02\x03")
             assert reply["block"] == b"\x03\x02\x01"
             assert reply["tag"] == "bytes"
@@ -63,8 +65,6 @@ def test_as_bytes_fields_are_always_bytes(tmp_path):
                 assert "block" in e.message or "bytes" in e.message, e.message
             else:
                 raise AssertionError("a str for a bytes field was accepted")
-        finally:
-            await server.stop()
 
     asyncio.run(asyncio.wait_for(go(), 60))
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use knafeh::{CallOptions, Client, Code, Metadata};
+use knafeh::{CallOptions, Client, ClientBuilder, Code, Metadata, ServerHandle};
 use knafeh_tests::*;
 
 /// Makes `tasks` × `per_task` concurrent `whoami` calls and returns the
@@ -277,31 +277,31 @@ async fn the_keepalive_does_not_close_a_connection_that_was_merely_idle() {
     .await
 }
 
-/// A UDP port that takes datagrams and never answers: a dial to it hangs
-/// until the connect timeout, like a dial to a server that vanished.
-fn silent_endpoint() -> std::net::UdpSocket {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
+/// A probe server, and a client builder whose first endpoint is a UDP port
+/// that takes datagrams and never answers (kept open by the returned
+/// socket): a dial to it hangs until the connect timeout, which is longer
+/// than any test's bound, like a dial to a server that vanished.
+async fn live_and_silent(certs: &Certs) -> (ServerHandle, std::net::UdpSocket, ClientBuilder) {
+    let (server, _) = start(certs, |b| {
+        b.add_service(ProbeServer::new(ProbeImpl::default()))
+    })
+    .await;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let builder = Client::builder(silent.local_addr().unwrap().to_string())
+        .endpoint(server.local_addr().to_string())
+        .ca_file(&certs.paths.ca)
+        .connect_timeout(Duration::from_secs(600));
+    (server, silent, builder)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_returns_once_one_endpoint_answers_and_calls_avoid_a_pending_dial() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let silent = silent_endpoint();
         // The silent endpoint comes first. Its dial stays pending for the
-        // whole test (the connect timeout is longer than the test's bound),
-        // so `connect` and every call must get by without it.
-        let client = Client::builder(silent.local_addr().unwrap().to_string())
-            .endpoint(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
-            .connect_timeout(Duration::from_secs(600))
-            .connect()
-            .await
-            .unwrap();
+        // whole test, so `connect` and every call must get by without it.
+        let (server, _silent, builder) = live_and_silent(&certs).await;
+        let client = builder.connect().await.unwrap();
         let p = ProbeClient::new(client);
         let calls: Vec<_> = (0..64)
             .map(|i| {
@@ -326,16 +326,8 @@ async fn connect_returns_once_one_endpoint_answers_and_calls_avoid_a_pending_dia
 async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _) = start(&certs, |b| {
-            b.add_service(ProbeServer::new(ProbeImpl::default()))
-        })
-        .await;
-        let silent = silent_endpoint();
-        let client = Client::builder(silent.local_addr().unwrap().to_string())
-            .endpoint(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
-            .connect_timeout(Duration::from_secs(600))
-            .connect_lazy();
+        let (server, _silent, builder) = live_and_silent(&certs).await;
+        let client = builder.connect_lazy();
         let p = ProbeClient::new(client);
         // Calls start together, with nothing dialled yet, so some wait for
         // the silent endpoint's dial; as soon as the other endpoint is
