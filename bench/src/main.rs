@@ -6,9 +6,11 @@
 //! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,floor]
 //!              [--rounds N] [--duration 2s]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
+//! knafeh-bench codec [--duration 1s]
 //! ```
 
 mod child;
+mod codec;
 mod load;
 mod scenarios;
 mod stats;
@@ -24,6 +26,7 @@ use systems::System;
 pub const USAGE: &str = "\
 usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor] [--rounds N] [--duration 2s]
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
+       knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
 
 scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
            d server streaming of 100,000 64 B items, e unary 1 MiB each way,
@@ -35,6 +38,7 @@ fn main() {
         // Hidden: the server child (see child.rs).
         Some("serve") => child::serve_main(&args[1..]),
         Some("load") => runtime().and_then(|rt| rt.block_on(load::main(&args[1..]))),
+        Some("codec") => codec::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

@@ -170,6 +170,9 @@ impl ClientBuilder {
     /// refused (the error of the first); `INVALID_ARGUMENT` for a malformed
     /// address or TLS file.
     pub async fn connect(self) -> Result<Client, Status> {
+        for addr in &self.addrs {
+            host_port(addr)?;
+        }
         let client = self.connect_lazy();
         if client.inner.endpoints.len() == 1 {
             client.connection(&client.inner.endpoints[0]).await?;
@@ -336,6 +339,20 @@ impl Drop for LoadGuard {
     }
 }
 
+/// Marks a background dial of one endpoint as in progress until dropped.
+struct DialFlag {
+    client: Client,
+    endpoint: usize,
+}
+
+impl Drop for DialFlag {
+    fn drop(&mut self) {
+        self.client.inner.endpoints[self.endpoint]
+            .dialing
+            .store(false, Ordering::Release);
+    }
+}
+
 /// Clears a flag when dropped (also when the future holding it is).
 struct ClearOnDrop<'a>(&'a AtomicBool);
 
@@ -387,13 +404,14 @@ impl Client {
                 return Err(status.clone());
             }
         }
+        // Cleared when this function returns (or is dropped), after the
+        // result is recorded, so no pick sees a finished dial's endpoint as
+        // dialable before its connection or backoff is in place.
+        ep.dialing.store(true, Ordering::Release);
+        let _clear = ClearOnDrop(&ep.dialing);
         // Boxed: the dial future is large and every call's future would
         // otherwise carry (and copy) room for it.
-        ep.dialing.store(true, Ordering::Release);
-        let result = {
-            let _clear = ClearOnDrop(&ep.dialing);
-            Box::pin(dial(&self.inner.cfg, &ep.addr)).await
-        };
+        let result = Box::pin(dial(&self.inner.cfg, &ep.addr)).await;
         ep.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {
@@ -472,7 +490,9 @@ impl Client {
     }
 
     /// Dials endpoint `i` on a task of its own, unless a dial to it is
-    /// already in progress (or there is no runtime to run it on).
+    /// already in progress (or there is no runtime to run it on). A dial
+    /// that fails for any reason takes the endpoint out (backoff), so a
+    /// broken endpoint is not dialled again on every pick.
     fn dial_in_background(&self, i: usize) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
@@ -485,12 +505,27 @@ impl Client {
         {
             return;
         }
-        let client = self.clone();
+        // Owned by the task from here, so the flag is cleared even if the
+        // task is dropped before it first runs.
+        let flag = DialFlag {
+            client: self.clone(),
+            endpoint: i,
+        };
         rt.spawn(async move {
-            let ep = &client.inner.endpoints[i];
-            let _clear = ClearOnDrop(&ep.dialing);
-            if let Err(e) = client.connection(ep).await {
-                tracing::debug!(addr = %ep.addr, error = %e, "background dial failed");
+            let ep = &flag.client.inner.endpoints[flag.endpoint];
+            // The pick that asked for this dial may be stale by now.
+            if current(ep).is_some() || ep.down_until().is_some_and(|t| t > Instant::now()) {
+                return;
+            }
+            match flag.client.connection(ep).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Code::Unavailable => {
+                    tracing::debug!(addr = %ep.addr, error = %e, "background dial failed");
+                }
+                Err(e) => {
+                    ep.mark_down();
+                    tracing::warn!(addr = %ep.addr, error = %e, "endpoint cannot be dialled");
+                }
             }
         });
     }
@@ -1076,9 +1111,7 @@ fn current(ep: &Endpoint) -> Option<ConnHandle> {
 }
 
 async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
-    let (host, _port) = split_host_port(addr).ok_or_else(|| {
-        Status::invalid_argument(format!("bad address {:?}: expected host:port", addr))
-    })?;
+    let (host, _port) = host_port(addr)?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
             std::fs::metadata(ca)
@@ -1173,6 +1206,13 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
 }
 
 /// Splits `host:port`, `[v6]:port`.
+/// `addr` split into host and port, or `INVALID_ARGUMENT`.
+fn host_port(addr: &str) -> Result<(&str, &str), Status> {
+    split_host_port(addr).ok_or_else(|| {
+        Status::invalid_argument(format!("bad address {:?}: expected host:port", addr))
+    })
+}
+
 fn split_host_port(addr: &str) -> Option<(&str, &str)> {
     if let Some(rest) = addr.strip_prefix('[') {
         let (host, rest) = rest.split_once(']')?;

@@ -1,6 +1,7 @@
 //! Client behaviour: multiplexing, re-dialling, timeouts, metadata, TLS.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use knafeh::{CallOptions, Client, ClientBuilder, Code, Metadata, ServerHandle};
@@ -365,6 +366,55 @@ async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
             c.await.unwrap();
         }
         server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_comes_up_later_is_dialled_in_the_background_and_takes_calls() {
+    bounded(async {
+        let certs = Certs::new();
+        let (a, a_state) = start_probe_server(&certs, |b| b).await;
+        // An address with nothing behind it yet.
+        let b_addr = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let builder = Client::builder(a.local_addr().to_string())
+            .endpoint(b_addr.to_string())
+            .ca_file(&certs.paths.ca)
+            .connect_timeout(Duration::from_millis(500));
+        // A malformed endpoint is refused up front, whatever the others do.
+        let err = builder
+            .clone()
+            .endpoint("no-port")
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("no-port"), "{err}");
+        let p = ProbeClient::new(builder.connect().await.unwrap());
+        let (b, b_state) = start_probe_server(&certs, |s| s.bind(b_addr)).await;
+        // Calls keep succeeding on `a`; `b` is dialled in the background
+        // once its backoff is over and then takes its share.
+        let mut rounds = 0;
+        while b_state.slow_finished_count.load(Ordering::SeqCst) < 20 {
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let p = p.clone();
+                    tokio::spawn(async move { p.slow(SlowReq { millis: 0 }).await })
+                })
+                .collect();
+            for c in calls {
+                assert_eq!(c.await.unwrap().unwrap().text, "slept");
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(a_state.slow_finished_count.load(Ordering::SeqCst) > 0);
+        assert!(rounds > 1);
+        a.shutdown().await;
+        b.shutdown().await;
     })
     .await
 }

@@ -165,9 +165,8 @@ async fn calls_spread_over_endpoints_and_survive_one_dying() {
         );
         tokio::task::spawn_blocking(move || b.kill()).await.unwrap();
         // Long enough for the keepalive to give up on "b" and for calls to
-        // settle on the others. (A call that picks "b" again waits for the
-        // dial to fail, up to the connect timeout, then goes to another
-        // endpoint: slower, but not a failure.)
+        // settle on the others. ("b" is then re-dialled in the background
+        // while calls go to the connected endpoints.)
         tokio::time::sleep(Duration::from_millis(4_000)).await;
         let settled: Tally = tally.lock().unwrap().clone();
         tokio::time::sleep(Duration::from_millis(700)).await;
