@@ -24,7 +24,7 @@ use crate::conn::{
 use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
 use crate::service::Message;
-use crate::tls::{client_context, ClientTlsConfig, TlsHook};
+use crate::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
 use crate::wire::{self, ResponseHead};
 use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
 
@@ -670,6 +670,7 @@ impl Client {
                 state: State::AwaitHeaders,
                 headers: Metadata::new(),
                 trailers: None,
+                conn: conn.shared.clone(),
                 _load: load,
             })
         };
@@ -932,6 +933,8 @@ struct ActiveCall {
     state: State,
     headers: Metadata,
     trailers: Option<Metadata>,
+    /// The connection's shared state (why it closed, if it did).
+    conn: Arc<ConnShared>,
     /// Counts the call against its endpoint until it is dropped.
     _load: LoadGuard,
 }
@@ -982,10 +985,16 @@ impl ActiveCall {
                 ))
             }
             Poll::Ready(Some(ev)) => Poll::Ready(Ok(ev)),
-            Poll::Ready(None) => Poll::Ready(Err(self.fail(Status::unavailable(format!(
-                "{}: connection closed before the call finished",
-                self.path
-            ))))),
+            Poll::Ready(None) => {
+                let why = match self.conn.close_reason() {
+                    Some(reason) => format!(": {reason}"),
+                    None => String::new(),
+                };
+                Poll::Ready(Err(self.fail(Status::unavailable(format!(
+                    "{}: connection closed before the call finished{why}",
+                    self.path
+                )))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -1150,11 +1159,13 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
     let ip = server_name.parse::<std::net::IpAddr>().ok();
+    let refusal = Arc::new(Refusal::default());
     let tls = ClientTlsConfig {
         ca_file: cfg.ca_file.clone(),
         insecure: cfg.insecure,
         ip,
         identity: cfg.identity.clone(),
+        refusal: refusal.clone(),
     };
     let hook = TlsHook::new(move || client_context(&tls))
         .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
@@ -1182,7 +1193,16 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
         Some(server_name.as_str())
     };
     let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
-    match tokio::time::timeout(cfg.connect_timeout, connect).await {
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
+        reason = refusal.wait() => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}) as {server_name:?}: {reason}",
+                addr
+            )))
+        }
+    };
+    match outcome {
         Ok(Ok(_conn)) => {}
         Ok(Err(e)) => {
             return Err(Status::unavailable(format!(

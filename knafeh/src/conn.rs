@@ -265,6 +265,8 @@ pub(crate) struct ConnShared {
     /// SETTINGS_MAX_FIELD_SECTION_SIZE, as RFC 9114 §4.2.2 counts it); 0
     /// until its settings arrive.
     peer_field_limit: AtomicU64,
+    /// Why the connection closed, when it was closed with an error.
+    close_reason: std::sync::Mutex<Option<String>>,
 }
 
 /// quiche's default SETTINGS_MAX_FIELD_SECTION_SIZE, assumed for a peer
@@ -272,6 +274,15 @@ pub(crate) struct ConnShared {
 pub(crate) const DEFAULT_FIELD_LIMIT: u64 = 32 * 1024;
 
 impl ConnShared {
+    /// Why the connection closed, if it closed with an error (e.g. the
+    /// peer's TLS alert).
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The largest header block the peer accepts.
     pub(crate) fn peer_field_limit(&self) -> u64 {
         match self.peer_field_limit.load(Ordering::Acquire) {
@@ -888,6 +899,64 @@ impl H3App {
     }
 }
 
+/// Why `qconn` closed, for the calls it ends: the peer's error (a TLS
+/// alert, a protocol error) or a transport error of ours; `None` for a
+/// clean close or a timeout.
+fn close_reason(qconn: &QuicheConnection) -> Option<String> {
+    let describe = |who: &str, e: &tokio_quiche::quiche::ConnectionError| {
+        let what = match (e.is_app, e.error_code) {
+            (true, H3_NO_ERROR) => return None,
+            (true, code) => format!("HTTP/3 error 0x{code:x}"),
+            (false, 0) => return None,
+            (false, code @ 0x100..=0x1ff) => {
+                let alert = (code - 0x100) as u8;
+                format!("TLS alert {alert} ({})", tls_alert_name(alert))
+            }
+            (false, code) => format!("QUIC error 0x{code:x}"),
+        };
+        let detail = if e.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", crate::status::shown(&e.reason))
+        };
+        Some(format!("{who} {what}{detail}"))
+    };
+    if let Some(e) = qconn.peer_error() {
+        return describe("the peer closed the connection with", e);
+    }
+    match qconn.local_error() {
+        Some(e) if !e.is_app => describe("closed after", e),
+        _ => None,
+    }
+}
+
+/// The name of a TLS alert (RFC 8446 §6), for error messages.
+fn tls_alert_name(alert: u8) -> &'static str {
+    match alert {
+        10 => "unexpected message",
+        20 => "bad record MAC",
+        40 => "handshake failure",
+        42 => "bad certificate",
+        43 => "unsupported certificate",
+        44 => "certificate revoked",
+        45 => "certificate expired",
+        46 => "certificate unknown",
+        47 => "illegal parameter",
+        48 => "unknown CA",
+        49 => "access denied",
+        50 => "decode error",
+        51 => "decrypt error",
+        70 => "protocol version",
+        80 => "internal error",
+        109 => "missing extension",
+        110 => "unsupported extension",
+        112 => "unrecognized name",
+        116 => "certificate required: the server requires a client certificate",
+        120 => "no application protocol",
+        _ => "see RFC 8446",
+    }
+}
+
 /// HTTP/3 error code for a request refused before processing.
 pub(crate) const H3_REQUEST_REJECTED: u64 = 0x10b;
 
@@ -1005,13 +1074,22 @@ impl ApplicationOverQuic for H3App {
 
     fn on_conn_close<M: tokio_quiche::metrics::Metrics>(
         &mut self,
-        _qconn: &mut QuicheConnection,
+        qconn: &mut QuicheConnection,
         _metrics: &M,
         result: &QuicResult<()>,
     ) {
         if let Err(e) = result {
             tracing::debug!(peer = %self.peer, error = %e, "connection closed with error");
         }
+        let reason = close_reason(qconn);
+        if let Some(reason) = &reason {
+            tracing::debug!(peer = %self.peer, reason, "connection closed");
+        }
+        *self
+            .shared
+            .close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
         self.finish_all();
     }
 }

@@ -632,8 +632,33 @@ async fn accept_loop(
     // tokio-quiche's listener task owns the socket and ends on its own once
     // its connections are gone; wait (bounded) until the port is free so
     // that `shutdown` returning means the address can be bound again.
+    // Its router only notices that nobody accepts any more when it is
+    // woken, i.e. when a datagram arrives: a server that saw no traffic
+    // would keep its port until the runtime ends. So send it one (any
+    // bytes do; it is dropped as an invalid packet) every 100 ms.
+    let poke = std::net::UdpSocket::bind(match local_addr {
+        SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+    });
+    let poke_to = match local_addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        a => a,
+    };
     let released = tokio::time::timeout(SOCKET_RELEASE_WAIT, async {
+        let mut next_poke = 0u32;
         while std::net::UdpSocket::bind(local_addr).is_err() {
+            if next_poke == 0 {
+                if let Ok(poke) = &poke {
+                    let _ = poke.send_to(&[0], poke_to);
+                }
+                next_poke = 20;
+            }
+            next_poke -= 1;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

@@ -260,6 +260,46 @@ pub(crate) struct ClientTlsConfig {
     pub(crate) ip: Option<std::net::IpAddr>,
     /// A client certificate chain and key (mutual TLS).
     pub(crate) identity: Option<(PathBuf, PathBuf)>,
+    /// Where the verify callback says why it refused the server.
+    pub(crate) refusal: std::sync::Arc<Refusal>,
+}
+
+/// Why the client refused the server's certificate: written by the verify
+/// callback, so that a dial fails at once with the reason instead of
+/// waiting for its handshake timeout.
+#[derive(Debug, Default)]
+pub(crate) struct Refusal {
+    reason: std::sync::Mutex<Option<String>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Refusal {
+    fn set(&self, reason: String) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.notify.notify_waiters();
+    }
+
+    /// Completes with the reason once the server has been refused.
+    pub(crate) async fn wait(&self) -> String {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self
+                .reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return r;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The client's TLS context. knafeh decides trust itself instead of
@@ -273,15 +313,29 @@ pub(crate) fn client_context(cfg: &ClientTlsConfig) -> Result<SslContextBuilder,
         b.set_verify(SslVerifyMode::NONE);
         return Ok(b);
     }
-    match cfg.ip {
-        Some(ip) => b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
-            if !ok || store.error_depth() != 0 {
-                return ok;
+    let (ip, refusal) = (cfg.ip, cfg.refusal.clone());
+    b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+        if !ok {
+            let why = match store.verify_result() {
+                Err(e) => e.to_string(),
+                Ok(()) => "verification failed".to_owned(),
+            };
+            refusal.set(format!("the server's certificate is not trusted: {why}"));
+            return false;
+        }
+        match ip {
+            Some(ip) if store.error_depth() == 0 => {
+                let covered = store.current_cert().is_some_and(|c| cert_has_ip(c, ip));
+                if !covered {
+                    refusal.set(format!(
+                        "the server's certificate is not valid for {ip} (no such IP address among its names)"
+                    ));
+                }
+                covered
             }
-            store.current_cert().is_some_and(|c| cert_has_ip(c, ip))
-        }),
-        None => b.set_verify(SslVerifyMode::PEER),
-    }
+            _ => true,
+        }
+    });
     match &cfg.ca_file {
         Some(ca) => b
             .set_ca_file(ca)

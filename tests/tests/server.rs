@@ -252,3 +252,18 @@ async fn the_server_cancels_a_handler_at_its_deadline_without_the_client() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_saw_no_traffic_releases_its_port_on_shutdown() {
+    bounded(async {
+        let certs = Certs::new();
+        for listeners in [1, 2] {
+            let (server, _state) = start_probe_server(&certs, |b| b.listeners(listeners)).await;
+            let addr = server.local_addr();
+            server.shutdown().await;
+            std::net::UdpSocket::bind(addr)
+                .unwrap_or_else(|e| panic!("{listeners} listener(s): {addr} still taken: {e}"));
+        }
+    })
+    .await
+}

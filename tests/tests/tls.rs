@@ -27,9 +27,36 @@ async fn a_certificate_without_the_servers_ip_is_refused() {
         let (server, _state) = start_probe_server(&certs, |b| b).await;
         let port = server.local_addr().port();
 
-        let by_ip = call(Client::builder(format!("127.0.0.1:{port}")).ca_file(&paths.ca)).await;
+        // The client refuses it at once and says why (not a handshake
+        // timeout).
+        let by_ip = call(
+            Client::builder(format!("127.0.0.1:{port}"))
+                .ca_file(&paths.ca)
+                .connect_timeout(std::time::Duration::from_secs(120)),
+        )
+        .await;
         let err = by_ip.expect_err("a certificate without the IP SAN was accepted");
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message()
+                .contains("certificate is not valid for 127.0.0.1"),
+            "{err}"
+        );
+        // A CA the server's certificate does not come from.
+        let other = Certs::new();
+        let err = call(
+            Client::builder(format!("127.0.0.1:{port}"))
+                .ca_file(&other.paths.ca)
+                .server_name("localhost")
+                .connect_timeout(std::time::Duration::from_secs(120)),
+        )
+        .await
+        .expect_err("a certificate from an unknown CA was accepted");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("certificate is not trusted"),
+            "{err}"
+        );
 
         let by_name = call(
             Client::builder(format!("127.0.0.1:{port}"))
@@ -66,15 +93,26 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         let base = || Client::builder(addr.clone()).ca_file(&certs.paths.ca);
 
         // No certificate.
+        // The server's TLS alert reaches the caller.
         let err = call(base())
             .await
             .expect_err("a client without a certificate got in");
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message()
+                .contains("TLS alert 116 (certificate required"),
+            "{err}"
+        );
         // A certificate from another CA.
         let err = call(base().identity(&bad_cert, &bad_key))
             .await
             .expect_err("a client with a foreign certificate got in");
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message()
+                .contains("the peer closed the connection with TLS alert"),
+            "{err}"
+        );
         // The right one.
         assert_eq!(
             call(base().identity(&good_cert, &good_key)).await.unwrap(),
