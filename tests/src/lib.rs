@@ -341,6 +341,17 @@ pub trait Probe {
     async fn whoami(&self, req: Echo, ctx: Context) -> Result<Echo, Status>;
     /// Answers `len` pseudo-random bytes made from `seed` (see [`pattern`]).
     async fn fill(&self, req: FillReq) -> Result<Blob, Status>;
+    /// Echoes a value that only a self-describing codec (JSON) can decode.
+    async fn loose(&self, req: Loose) -> Result<Loose, Status>;
+}
+
+/// An untagged enum: serde decodes it by looking at the data, which JSON
+/// allows and bincode does not, so a call with it tells the codecs apart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Loose {
+    Number(u32),
+    Text(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -527,5 +538,9 @@ impl Probe for ProbeImpl {
         Ok(Blob {
             data: pattern(req.seed, req.len as usize),
         })
+    }
+
+    async fn loose(&self, req: Loose) -> Result<Loose, Status> {
+        Ok(req)
     }
 }

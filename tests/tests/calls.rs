@@ -62,6 +62,32 @@ async fn json_codec_works_end_to_end() {
 }
 
 #[tokio::test]
+async fn the_codec_option_decides_the_wire_format() {
+    bounded(async {
+        let ProbeFixture { server, certs, .. } = ProbeFixture::start(|b| b).await;
+        let client = |codec| {
+            knafeh::Client::builder(server.local_addr().to_string())
+                .ca_file(&certs.paths.ca)
+                .codec(codec)
+                .connect()
+        };
+        // Only JSON can carry an untagged enum: the call succeeds with the
+        // JSON codec and is refused as undecodable with bincode, so the
+        // option really changes what is sent.
+        let json = ProbeClient::new(client(knafeh::Codec::Json).await.unwrap());
+        for v in [Loose::Number(7), Loose::Text("seven".into())] {
+            assert_eq!(json.loose(v.clone()).await.unwrap(), v);
+        }
+        let bincode = ProbeClient::new(client(knafeh::Codec::Bincode).await.unwrap());
+        let err = bincode.loose(Loose::Number(7)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("does not decode"), "{err}");
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn every_status_code_arrives_intact() {
     bounded(async {
         let ProbeFixture {
