@@ -76,6 +76,7 @@ fn knafeh_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RpcError", m.getattr("RpcError")?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<server::PyServer>()?;
+    m.add_class::<server::PyCallContext>()?;
     m.add_function(wrap_pyfunction!(dev_cert, m)?)?;
     Ok(())
 }
@@ -127,7 +128,7 @@ fn knafeh_py_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
-fn metadata_to_py<'py>(py: Python<'py>, md: &Metadata) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn metadata_to_py<'py>(py: Python<'py>, md: &Metadata) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (k, v) in md.iter() {
         match v {

@@ -173,6 +173,9 @@ pub struct PyService {
     name: &'static str,
     /// Method name → whether it streams.
     methods: HashMap<String, bool>,
+    /// Method name → whether the Python method takes a call context
+    /// (found out on its first call).
+    wants_context: HashMap<String, Arc<OnceLock<bool>>>,
     service: Arc<Py<PyAny>>,
     implementation: Arc<Py<PyAny>>,
     locals: Arc<OnceLock<TaskLocals>>,
@@ -198,10 +201,15 @@ impl PyService {
             .and_then(|m| m.extract())
             .map_err(bad)?;
         let implementation = service.getattr("implementation").map_err(bad)?;
+        let wants_context = methods
+            .iter()
+            .map(|(m, _)| (m.clone(), Arc::new(OnceLock::new())))
+            .collect();
         Ok(PyService {
             // One per service for the life of the server.
             name: Box::leak(name.into_boxed_str()),
             methods: methods.into_iter().collect(),
+            wants_context,
             service: Arc::new(service.clone().unbind()),
             implementation: Arc::new(implementation.unbind()),
             locals: Arc::new(OnceLock::new()),
@@ -220,6 +228,9 @@ struct Handler {
     service: Arc<Py<PyAny>>,
     implementation: Arc<Py<PyAny>>,
     locals: Arc<OnceLock<TaskLocals>>,
+    /// What the handler may learn about its call, and whether it asks.
+    context: knafeh::Context,
+    wants_context: Arc<OnceLock<bool>>,
 }
 
 impl Handler {
@@ -244,9 +255,20 @@ impl Handler {
                         (&h.method, h.codec, PyBytes::new(py, &payload)),
                     )
                     .map_err(|e| pyerr_to_status(py, e, &h.path))?;
-                h.implementation
+                let method = h
+                    .implementation
                     .bind(py)
-                    .call_method1(h.method.as_str(), (req,))
+                    .getattr(h.method.as_str())
+                    .map_err(|e| pyerr_to_status(py, e, &h.path))?;
+                let wants = *h.wants_context.get_or_init(|| takes_context(py, &method));
+                let result = if wants {
+                    let ctx = Py::new(py, PyCallContext::new(&h.context))
+                        .map_err(|e| pyerr_to_status(py, e, &h.path))?;
+                    method.call1((req, ctx))
+                } else {
+                    method.call1((req,))
+                };
+                result
                     .map(Bound::unbind)
                     .map_err(|e| pyerr_to_status(py, e, &h.path))
             })
@@ -352,6 +374,11 @@ impl Service for PyService {
         let streaming = self.methods.get(method).copied().unwrap_or(false);
         // No GIL here: knafeh may start a call on its connection's task,
         // which must not wait for Python.
+        let wants_context = self
+            .wants_context
+            .get(method)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(OnceLock::new()));
         let handler = Arc::new(Handler {
             path: call.ctx.path().to_owned(),
             method: method.to_owned(),
@@ -359,6 +386,8 @@ impl Service for PyService {
             service: self.service.clone(),
             implementation: self.implementation.clone(),
             locals: self.locals.clone(),
+            context: call.ctx.clone(),
+            wants_context,
         });
         Box::pin(async move {
             // The first poll happens on the connection's task: hand the
@@ -531,6 +560,80 @@ impl PyServer {
             }
             Ok(())
         })
+    }
+}
+
+/// Whether a Python handler takes a second positional parameter (the call
+/// context): `def say_hello(self, req, ctx)`. Anything that cannot be
+/// inspected is called with the request only.
+fn takes_context(py: Python<'_>, method: &Bound<'_, PyAny>) -> bool {
+    let positional = || -> PyResult<bool> {
+        let sig = py.import("inspect")?.call_method1("signature", (method,))?;
+        let mut n = 0;
+        for p in sig
+            .getattr("parameters")?
+            .call_method0("values")?
+            .try_iter()?
+        {
+            let kind: String = p?.getattr("kind")?.getattr("name")?.extract()?;
+            match kind.as_str() {
+                "POSITIONAL_ONLY" | "POSITIONAL_OR_KEYWORD" => n += 1,
+                "VAR_POSITIONAL" => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(n >= 2)
+    };
+    positional().unwrap_or(false)
+}
+
+/// What a Python handler learns about its call: given to handlers that
+/// declare a second parameter, `def say_hello(self, req, ctx)`.
+#[pyclass(module = "knafeh", name = "CallContext", frozen)]
+pub struct PyCallContext {
+    /// The method's path, `/package.Service/method`.
+    #[pyo3(get)]
+    method: String,
+    /// The caller's address, `host:port`.
+    #[pyo3(get)]
+    peer: String,
+    metadata: knafeh::Metadata,
+    deadline: Option<std::time::Instant>,
+}
+
+impl PyCallContext {
+    fn new(ctx: &knafeh::Context) -> Self {
+        PyCallContext {
+            method: ctx.path().to_owned(),
+            peer: ctx.peer_addr().to_string(),
+            metadata: ctx.metadata().clone(),
+            deadline: ctx.deadline(),
+        }
+    }
+}
+
+#[pymethods]
+impl PyCallContext {
+    /// The caller's metadata: a dict of str -> str (bytes for `-bin` keys).
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        crate::metadata_to_py(py, &self.metadata)
+    }
+
+    /// Seconds left before the caller's deadline (0.0 once it has passed),
+    /// or `None` when the call has no deadline.
+    fn time_remaining(&self) -> Option<f64> {
+        self.deadline.map(|d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CallContext(method={:?}, peer={:?})",
+            self.method, self.peer
+        )
     }
 }
 

@@ -215,3 +215,43 @@ def test_a_waiting_blocking_call_does_not_hold_the_gil(tmp_path):
         assert replies == [{"message": f"Hello, {i}!"} for i in range(8)]
 
     asyncio.run(serving(PyGreeter(), tmp_path, body))
+
+
+class ContextGreeter:
+    """Handlers that declare a second parameter get the call context."""
+
+    def say_hello(self, req, ctx):
+        assert isinstance(ctx, knafeh.CallContext)
+        left = ctx.time_remaining()
+        return {
+            "message": "|".join(
+                [
+                    ctx.method,
+                    ctx.metadata.get("x-user", "-"),
+                    "bin" if ctx.metadata.get("x-key-bin") == b"\x00\x01" else "-",
+                    ctx.peer.split(":")[0],
+                    "none" if left is None else ("ok" if 0 < left <= 30 else f"bad {left}"),
+                ]
+            )
+        }
+
+    async def count_to(self, req, ctx):
+        for value in range(1, req["n"] + 1):
+            yield {"value": value * (10 if ctx.metadata.get("x-user") == "tens" else 1)}
+
+
+def test_python_handlers_get_the_call_context(tmp_path):
+    async def body(addr, ca):
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        reply = await client.say_hello(
+            name="Ada", timeout=30.0, metadata={"x-user": "ada", "x-key-bin": b"\x00\x01"}
+        )
+        assert reply["message"] == "/helloworld.Greeter/say_hello|ada|bin|127.0.0.1|ok"
+        # Without a deadline or metadata.
+        reply = await client.say_hello(name="Bo")
+        assert reply["message"] == "/helloworld.Greeter/say_hello|-|-|127.0.0.1|none"
+        # Streaming handlers get it too.
+        items = [c async for c in client.count_to(n=2, metadata={"x-user": "tens"})]
+        assert items == [{"value": 10}, {"value": 20}]
+
+    asyncio.run(serving(ContextGreeter(), tmp_path, body))

@@ -33,6 +33,19 @@ class RpcError(Exception):
     metadata: dict[str, Union[str, bytes]]
     def __init__(self, code: Union[Code, int], message: str = "", metadata: Optional[Metadata] = None) -> None: ...
 
+class CallContext:
+    """What a Python handler learns about its call; passed to handlers that
+    declare a second parameter: `def say_hello(self, req, ctx)`."""
+    method: str
+    """The method's path, `/package.Service/method`."""
+    peer: str
+    """The caller's address, `host:port`."""
+    @property
+    def metadata(self) -> dict[str, Union[str, bytes]]:
+        """The caller's metadata (bytes for `-bin` keys)."""
+    def time_remaining(self) -> Optional[float]:
+        """Seconds left before the caller's deadline, or None without one."""
+
 class Server:
     """Serves Python implementations wrapped in generated `{Trait}Service` objects."""
     def __init__(
