@@ -533,10 +533,7 @@ impl RawConn {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let headers = headers
-            .into_iter()
-            .map(|(n, v)| h3::Header::new(n.as_ref(), v.as_ref()))
-            .collect();
+        let headers = h3_headers(headers);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (opened_tx, opened) = oneshot::channel();
         let _ = self.cmd.send(Cmd::Open {
@@ -637,10 +634,7 @@ impl RawStream {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let headers = headers
-            .into_iter()
-            .map(|(n, v)| h3::Header::new(n.as_ref(), v.as_ref()))
-            .collect();
+        let headers = h3_headers(headers);
         if let Some(id) = self.id().await {
             let _ = self.cmd.send(Cmd::Trailers { id, headers });
         }
@@ -834,4 +828,16 @@ pub fn frame(flag: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     v.extend_from_slice(payload);
     v
+}
+
+/// quiche header fields from name/value pairs, as given (no checks).
+fn h3_headers<N, V>(headers: impl IntoIterator<Item = (N, V)>) -> Vec<h3::Header>
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    headers
+        .into_iter()
+        .map(|(n, v)| h3::Header::new(n.as_ref(), v.as_ref()))
+        .collect()
 }

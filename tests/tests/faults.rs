@@ -418,8 +418,13 @@ async fn kill_a_client_mid_stream(configure: impl FnOnce(ServerBuilder) -> Serve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_mid_stream_is_found_out_by_the_idle_timeout() {
     // SIGKILL sends no CONNECTION_CLOSE: silence is how the server finds
-    // out; here the idle timeout is the shorter limit.
-    kill_a_client_mid_stream(|b| b.idle_timeout(Duration::from_secs(1))).await
+    // out; here only the idle timeout is shorter than the test's bound
+    // (the keepalive would take 120 s).
+    kill_a_client_mid_stream(|b| {
+        b.idle_timeout(Duration::from_secs(1))
+            .keepalive(Duration::from_secs(60), Duration::from_secs(120))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -643,7 +648,13 @@ async fn kill_and_restart_the_server(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_client_recovers_from_a_server_kill_through_its_idle_timeout() {
-    kill_and_restart_the_server(|b| b.idle_timeout(Duration::from_secs(2))).await
+    // Only the idle timeout is shorter than the test's bound (the
+    // keepalive would take 120 s).
+    kill_and_restart_the_server(|b| {
+        b.idle_timeout(Duration::from_secs(2))
+            .keepalive(Duration::from_secs(60), Duration::from_secs(120))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
