@@ -222,7 +222,6 @@ impl PyService {
 }
 
 struct Handler {
-    path: String,
     method: String,
     codec: &'static str,
     service: Arc<Py<PyAny>>,
@@ -234,6 +233,11 @@ struct Handler {
 }
 
 impl Handler {
+    /// The method's path, for error messages.
+    fn path(&self) -> &str {
+        self.context.path()
+    }
+
     fn locals(&self, py: Python<'_>) -> PyResult<TaskLocals> {
         match self.locals.get() {
             Some(l) => Ok(l.clone()),
@@ -254,27 +258,27 @@ impl Handler {
                         "_knafeh_decode",
                         (&h.method, h.codec, PyBytes::new(py, &payload)),
                     )
-                    .map_err(|e| pyerr_to_status(py, e, &h.path))?;
+                    .map_err(|e| pyerr_to_status(py, e, h.path()))?;
                 let method = h
                     .implementation
                     .bind(py)
                     .getattr(h.method.as_str())
-                    .map_err(|e| pyerr_to_status(py, e, &h.path))?;
+                    .map_err(|e| pyerr_to_status(py, e, h.path()))?;
                 let wants = *h.wants_context.get_or_init(|| takes_context(py, &method));
                 let result = if wants {
                     let ctx = Py::new(py, PyCallContext::new(&h.context))
-                        .map_err(|e| pyerr_to_status(py, e, &h.path))?;
+                        .map_err(|e| pyerr_to_status(py, e, h.path()))?;
                     method.call1((req, ctx))
                 } else {
                     method.call1((req,))
                 };
                 result
                     .map(Bound::unbind)
-                    .map_err(|e| pyerr_to_status(py, e, &h.path))
+                    .map_err(|e| pyerr_to_status(py, e, h.path()))
             })
         })
         .await
-        .map_err(|e| Status::internal(format!("{}: handler thread failed: {e}", self.path)))??;
+        .map_err(|e| Status::internal(format!("{}: handler thread failed: {e}", self.path())))??;
         self.resolve(res).await
     }
 
@@ -292,16 +296,16 @@ impl Handler {
             }
             let locals = self
                 .locals(py)
-                .map_err(|e| pyerr_to_status(py, e, &self.path))?;
+                .map_err(|e| pyerr_to_status(py, e, self.path()))?;
             run_on_loop(py, &locals, v)
                 .map(Some)
-                .map_err(|e| pyerr_to_status(py, e, &self.path))
+                .map_err(|e| pyerr_to_status(py, e, self.path()))
         })?;
         match fut {
             None => Ok(value),
             Some(fut) => fut
                 .await
-                .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, &self.path))),
+                .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, self.path()))),
         }
     }
 
@@ -311,11 +315,11 @@ impl Handler {
                 .service
                 .bind(py)
                 .call_method1("_knafeh_encode", (&self.method, self.codec, value.bind(py)))
-                .map_err(|e| pyerr_to_status(py, e, &self.path))?;
+                .map_err(|e| pyerr_to_status(py, e, self.path()))?;
             let bytes = out.cast::<PyBytes>().map_err(|_| {
                 Status::internal(format!(
                     "{}: _knafeh_encode did not return bytes",
-                    self.path
+                    self.path()
                 ))
             })?;
             Ok(Bytes::copy_from_slice(bytes.as_bytes()))
@@ -334,20 +338,20 @@ impl Handler {
                 let next = iter.bind(py).call_method0("__anext__")?;
                 run_on_loop(py, &locals, &next)
             })
-            .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, &self.path)))?;
+            .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, self.path())))?;
             match fut.await {
                 Ok(v) => Ok(Some(v)),
                 Err(e) => Python::attach(|py| {
                     if e.is_instance_of::<PyStopAsyncIteration>(py) {
                         Ok(None)
                     } else {
-                        Err(pyerr_to_status(py, e, &self.path))
+                        Err(pyerr_to_status(py, e, self.path()))
                     }
                 }),
             }
         } else {
             let iter = Python::attach(|py| iter.clone_ref(py));
-            let path = self.path.clone();
+            let path = self.path().to_owned();
             tokio::task::spawn_blocking(move || {
                 Python::attach(|py| match iter.bind(py).call_method0("__next__") {
                     Ok(v) => Ok(Some(v.unbind())),
@@ -356,7 +360,7 @@ impl Handler {
                 })
             })
             .await
-            .map_err(|e| Status::internal(format!("{}: handler thread failed: {e}", self.path)))?
+            .map_err(|e| Status::internal(format!("{}: handler thread failed: {e}", self.path())))?
         }
     }
 }
@@ -380,7 +384,6 @@ impl Service for PyService {
             .cloned()
             .unwrap_or_else(|| Arc::new(OnceLock::new()));
         let handler = Arc::new(Handler {
-            path: call.ctx.path().to_owned(),
             method: method.to_owned(),
             codec: codec_name(call.codec),
             service: self.service.clone(),
@@ -407,7 +410,7 @@ impl Service for PyService {
                     Ok((r.try_iter()?.into_any().unbind(), false))
                 }
             })
-            .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, &handler.path)))?;
+            .map_err(|e| Python::attach(|py| pyerr_to_status(py, e, handler.path())))?;
             let (tx, stream) = Streaming::<Bytes>::channel(2);
             tokio::spawn(async move {
                 loop {

@@ -303,7 +303,7 @@ impl Endpoint {
     fn readiness(&self, now: Instant) -> u8 {
         if self.down_until().is_some_and(|t| t > now) {
             3
-        } else if current(self).is_some() {
+        } else if lock(&self.conn).as_ref().is_some_and(ConnHandle::alive) {
             0
         } else if self.dialing.load(Ordering::Acquire) {
             2
@@ -546,12 +546,14 @@ impl Client {
     async fn connect_any(&self) -> Result<(ConnHandle, LoadGuard), Status> {
         let mut tried = Vec::new();
         let mut first_err = None;
+        let several = self.inner.endpoints.len() > 1;
         loop {
             // Registered before picking, so a dial that succeeds from here
-            // on is not missed.
-            let connected = self.inner.connected.notified();
-            tokio::pin!(connected);
-            connected.as_mut().enable();
+            // on is not missed (only needed with several endpoints).
+            let mut connected = several.then(|| Box::pin(self.inner.connected.notified()));
+            if let Some(n) = connected.as_mut() {
+                n.as_mut().enable();
+            }
             let Some(i) = self.pick(&tried) else { break };
             let ep = &self.inner.endpoints[i];
             // The call counts against the endpoint while it waits for a
@@ -561,16 +563,18 @@ impl Client {
                 inner: self.inner.clone(),
                 endpoint: i,
             };
-            let result = if self.inner.endpoints.len() > 1 && current(ep).is_none() {
+            if let Some(conn) = current(ep) {
+                return Ok((conn, guard));
+            }
+            let result = match connected {
                 // Waiting for a dial: if another endpoint gets connected
                 // first, pick again (this endpoint may be gone).
-                tokio::select! {
+                Some(connected) => tokio::select! {
                     biased;
                     r = self.connection(ep) => r,
                     () = connected => continue,
-                }
-            } else {
-                self.connection(ep).await
+                },
+                None => self.connection(ep).await,
             };
             match result {
                 Ok(conn) => return Ok((conn, guard)),

@@ -854,7 +854,9 @@ impl H3App {
     /// go out (together with the acknowledgement, with no task spawned and
     /// no wake-up); a call that has to wait goes on as a task of its own.
     fn start_new_calls(&mut self, qconn: &mut QuicheConnection) {
-        for (id, mut call) in std::mem::take(&mut self.new_calls) {
+        // The list's allocation is kept for the next round.
+        let mut calls = std::mem::take(&mut self.new_calls);
+        for (id, mut call) in calls.drain(..) {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 call.as_mut().poll(&mut cx)
@@ -873,6 +875,7 @@ impl H3App {
                 }
             }
         }
+        self.new_calls = calls;
     }
 
     fn drain_commands(&mut self, qconn: &mut QuicheConnection) {

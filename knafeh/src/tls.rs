@@ -266,38 +266,38 @@ pub(crate) struct ClientTlsConfig {
 
 /// Why the client refused the server's certificate: written by the verify
 /// callback, so that a dial fails at once with the reason instead of
-/// waiting for its handshake timeout.
-#[derive(Debug, Default)]
-pub(crate) struct Refusal {
-    reason: std::sync::Mutex<Option<String>>,
-    notify: tokio::sync::Notify,
+/// waiting for its handshake timeout. The first reason is kept.
+#[derive(Debug)]
+pub(crate) struct Refusal(tokio::sync::watch::Sender<Option<String>>);
+
+impl Default for Refusal {
+    fn default() -> Self {
+        Refusal(tokio::sync::watch::Sender::new(None))
+    }
 }
 
 impl Refusal {
     fn set(&self, reason: String) {
-        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(reason);
-        }
-        drop(slot);
-        self.notify.notify_waiters();
+        self.0.send_if_modified(|slot| {
+            let first = slot.is_none();
+            if first {
+                *slot = Some(reason);
+            }
+            first
+        });
     }
 
     /// Completes with the reason once the server has been refused.
     pub(crate) async fn wait(&self) -> String {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(r) = self
-                .reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                return r;
-            }
-            notified.await;
+        let mut rx = self.0.subscribe();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The sender lives as long as `self`: never reached.
+            Err(_) => None,
+        };
+        match reason {
+            Some(r) => r,
+            None => std::future::pending().await,
         }
     }
 }
