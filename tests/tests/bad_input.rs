@@ -763,6 +763,12 @@ async fn a_request_that_never_ends_is_bounded_by_its_deadline_or_the_read_timeou
             Code::DeadlineExceeded,
             "no deadline: read timeout",
         );
+        // The configured read timeout ended it, not a default.
+        assert!(
+            r.grpc_message()
+                .is_some_and(|m| m.contains("did not arrive within 6s")),
+            "{r:?}"
+        );
         eventually(|| fx.server.stats().active_calls == 0).await;
         assert_eq!(conn.close_info(), None, "the connection itself stays");
         fx.server.shutdown().await;
@@ -827,6 +833,11 @@ async fn a_silent_client_cannot_hold_a_call_past_the_read_timeout() {
         // Complete silence from the client from here on.
         let r = stalled.response().await;
         refused(&r, "200", Code::DeadlineExceeded, "silent client");
+        assert!(
+            r.grpc_message()
+                .is_some_and(|m| m.contains("did not arrive within 6s")),
+            "{r:?}"
+        );
         eventually(|| server.stats().active_calls == 0).await;
         // The connection (kept alive by the keepalive) is freed when the
         // client closes it.

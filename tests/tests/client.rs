@@ -278,11 +278,22 @@ async fn the_keepalive_does_not_close_a_connection_that_was_merely_idle() {
     .await
 }
 
+/// The silent endpoint was really dialled: a datagram (an Initial) is
+/// waiting on its socket.
+fn assert_dialled(silent: &std::net::UdpSocket) {
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        silent.peek_from(&mut buf).is_ok(),
+        "the silent endpoint was never dialled"
+    );
+}
+
 /// A probe server, and a client builder whose first endpoint is a UDP port
 /// that takes datagrams and never answers (kept open by the returned
 /// socket): a dial to it hangs until the connect timeout, which is longer
 /// than any test's bound, like a dial to a server that vanished.
-async fn live_and_silent(certs: &Certs) -> (ServerHandle, std::net::UdpSocket, ClientBuilder) {
+async fn live_andsilent(certs: &Certs) -> (ServerHandle, std::net::UdpSocket, ClientBuilder) {
     let (server, _) = start(certs, |b| {
         b.add_service(ProbeServer::new(ProbeImpl::default()))
     })
@@ -301,7 +312,7 @@ async fn connect_returns_once_one_endpoint_answers_and_calls_avoid_a_pending_dia
         let certs = Certs::new();
         // The silent endpoint comes first. Its dial stays pending for the
         // whole test, so `connect` and every call must get by without it.
-        let (server, _silent, builder) = live_and_silent(&certs).await;
+        let (server, silent, builder) = live_andsilent(&certs).await;
         let client = builder.connect().await.unwrap();
         let p = ProbeClient::new(client);
         let calls: Vec<_> = (0..64)
@@ -318,16 +329,17 @@ async fn connect_returns_once_one_endpoint_answers_and_calls_avoid_a_pending_dia
         for (i, c) in calls.into_iter().enumerate() {
             assert_eq!(c.await.unwrap().unwrap().text, format!("{i}"));
         }
+        assert_dialled(&silent);
         server.shutdown().await;
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
+async fn calls_do_not_queue_behind_a_dial_to_asilent_endpoint() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _silent, builder) = live_and_silent(&certs).await;
+        let (server, silent, builder) = live_andsilent(&certs).await;
         let client = builder.connect_lazy();
         let p = ProbeClient::new(client);
         // Calls start together, with nothing dialled yet, so some wait for
@@ -353,8 +365,8 @@ async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
             let (i, r) = rx.recv().await.unwrap();
             assert_eq!(r.unwrap().text, format!("{i}"));
         }
-        // Afterwards, with the silent endpoint being dialled again in the
-        // background, calls keep flowing.
+        // Afterwards, with the silent endpoint's dial still pending, calls
+        // keep flowing.
         for i in 0..32 {
             let text = format!("later {i}");
             assert_eq!(
@@ -365,6 +377,7 @@ async fn calls_do_not_queue_behind_a_dial_to_a_silent_endpoint() {
         for c in calls {
             c.await.unwrap();
         }
+        assert_dialled(&silent);
         server.shutdown().await;
     })
     .await

@@ -224,8 +224,15 @@ async fn the_server_cancels_a_handler_at_its_deadline_without_the_client() {
         let mut headers = raw::headers(ProbeClient::SLOW, "application/grpc+json");
         // Long enough that the handler surely starts before the deadline.
         headers.push(("grpc-timeout", "2S"));
+        let sent = std::time::Instant::now();
         let mut st = conn.open(headers, raw::frame(0, br#"{"millis":30000}"#), true);
         let r = st.response().await;
+        // Not before the 2 s the client granted.
+        assert!(
+            sent.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            sent.elapsed()
+        );
         assert_eq!(r.end, Some(RawEnd::Finished), "{r:?}");
         assert!(r.is_trailers_only(), "{r:?}");
         assert_eq!(r.http_status(), Some("200"), "{r:?}");
