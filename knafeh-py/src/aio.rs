@@ -10,8 +10,11 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+
+use crate::gil;
 
 /// Builds a call's Python result on the loop's thread.
 type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
@@ -45,19 +48,23 @@ impl Completer {
         if !was_empty {
             return; // a drain is already scheduled
         }
-        Python::attach(|py| {
+        let scheduled = gil::attach(|py| {
             let drain = Drain {
                 completer: self.clone(),
             };
-            if let Err(e) = self
-                .event_loop
+            self.event_loop
                 .call_method1(py, "call_soon_threadsafe", (drain,))
-            {
-                // The loop is closed: nobody is waiting any more.
-                tracing::debug!(error = %e, "event loop gone; dropping call results");
-                self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            }
+                .map(drop)
         });
+        let why = match scheduled {
+            Some(Ok(())) => return,
+            Some(Err(e)) => e.to_string(),
+            None => "the interpreter is exiting".to_owned(),
+        };
+        // Nobody is waiting any more. Dropping the results without the
+        // GIL only queues their reference counts for pyo3.
+        tracing::debug!(why, "event loop gone; dropping call results");
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -149,9 +156,9 @@ fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         .call0()
 }
 
-/// An asyncio future of the running loop that `work` (run on knafeh's
-/// tokio runtime) completes with `convert`'s result. Cancelling the future
-/// aborts `work`.
+/// A coroutine (a [`Pending`]) for the running loop that `work` (run on
+/// knafeh's tokio runtime) completes with `convert`'s result. Cancelling
+/// it aborts `work`.
 pub(crate) fn awaitable<'py, T, W>(
     py: Python<'py>,
     completers: &LoopCompleter,
@@ -162,6 +169,7 @@ where
     T: Send + 'static,
     W: Future<Output = T> + Send + 'static,
 {
+    gil::install_exit_hook(py);
     let event_loop = get_running_loop(py)?;
     let completer = completers.for_loop(py, &event_loop);
     let future = event_loop.call_method0("create_future")?;
@@ -181,5 +189,76 @@ where
             handle: handle.abort_handle(),
         },),
     )?;
-    Ok(future)
+    Ok(Bound::new(
+        py,
+        Pending {
+            future: future.unbind(),
+        },
+    )?
+    .into_any())
+}
+
+/// Work running on knafeh's runtime, as a coroutine: `await` it, or hand
+/// it to `asyncio.create_task`. Closing or cancelling it cancels the work.
+#[pyclass(module = "knafeh", name = "Pending", frozen)]
+pub(crate) struct Pending {
+    /// The asyncio future the work completes.
+    future: Py<PyAny>,
+}
+
+#[pymethods]
+impl Pending {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.step(py)
+    }
+
+    /// Coroutine protocol: yields the future until it is done, then
+    /// returns its result (`StopIteration`) or raises its exception.
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.step(py)
+    }
+
+    /// Coroutine protocol: cancels the work and raises the exception in
+    /// the awaiting code (how asyncio delivers a cancellation).
+    #[pyo3(signature = (kind, value = None, _traceback = None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        kind: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.future.bind(py).call_method0("cancel")?;
+        let exc = match value {
+            Some(v) if !v.is_none() => v,
+            _ => kind,
+        };
+        Err(PyErr::from_value(exc.clone()))
+    }
+
+    /// Coroutine protocol: cancels the work if it has not finished.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.future.bind(py).call_method0("cancel").map(drop)
+    }
+}
+
+impl Pending {
+    fn step(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let future = self.future.bind(py);
+        if !future.call_method0("done")?.is_truthy()? {
+            // What `asyncio.Future.__await__` does: tell the task to wait.
+            future.setattr("_asyncio_future_blocking", true)?;
+            return Ok(future.clone().unbind());
+        }
+        let value = future.call_method0("result")?;
+        Err(PyStopIteration::new_err((value.unbind(),)))
+    }
 }

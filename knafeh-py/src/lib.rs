@@ -7,7 +7,8 @@
 //!   call the functions in [`__private`].
 //!
 //! Conversion between Python objects and the Rust request/response types
-//! happens in Rust, through serde (pythonize); Python never sees bincode.
+//! happens in Rust, through serde (`frompy` and `topy`); Python never sees
+//! bincode.
 #![warn(missing_docs, unreachable_pub)]
 
 use std::future::Future;
@@ -26,6 +27,8 @@ pub use knafeh_macros::pyservice;
 pub use server::PyService;
 
 mod aio;
+mod frompy;
+mod gil;
 mod server;
 mod topy;
 
@@ -153,10 +156,6 @@ fn status_to_pyerr(py: Python<'_>, status: &Status) -> PyErr {
     build().unwrap_or_else(|e| e)
 }
 
-fn status_err<T>(status: Status) -> PyResult<T> {
-    Err(Python::attach(|py| status_to_pyerr(py, &status)))
-}
-
 /// How a Python client connects; built by generated `connect` methods.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
@@ -240,16 +239,17 @@ where
     F: FnOnce(PyClient) -> T + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        match connect(opts).await {
-            Ok(c) => Ok(wrap(c)),
-            Err(status) => status_err(status),
-        }
+    use pyo3::IntoPyObjectExt;
+    let once = aio::LoopCompleter::default();
+    aio::awaitable(py, &once, connect(opts), move |py, out| match out {
+        Ok(c) => wrap(c).into_py_any(py),
+        Err(status) => Err(status_to_pyerr(py, &status)),
     })
 }
 
 /// `Class.connect(...)` for the blocking client.
 pub fn connect_blocking(py: Python<'_>, opts: ConnectOptions) -> PyResult<PyClient> {
+    gil::install_exit_hook(py);
     match block_on(py, connect(opts))? {
         Ok(c) => Ok(c),
         Err(status) => Err(status_to_pyerr(py, &status)),
@@ -289,26 +289,55 @@ fn call_options(
         opts = opts.timeout(seconds("timeout", t).map_err(|s| status_to_pyerr(py, &s))?);
     }
     if let Some(md) = metadata {
-        let dict = md
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("metadata must be a dict of str -> str | bytes"))?;
-        for (k, v) in dict.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| PyTypeError::new_err("metadata keys must be str"))?;
-            let res = if let Ok(b) = v.cast::<PyBytes>() {
-                opts.metadata_mut().append_bin(&key, b.as_bytes())
-            } else if let Ok(s) = v.cast::<PyString>() {
-                opts.metadata_mut().append(&key, &s.to_cow()?)
-            } else {
-                return Err(PyTypeError::new_err(format!(
-                    "metadata value for {key:?} must be str or bytes"
-                )));
-            };
-            res.map_err(|e| status_to_pyerr(py, &Status::invalid_argument(e.to_string())))?;
-        }
+        *opts.metadata_mut() = metadata_from_py(md).map_err(|e| match e {
+            MetadataError::Type(msg) => PyTypeError::new_err(msg),
+            MetadataError::Invalid(msg) => status_to_pyerr(py, &Status::invalid_argument(msg)),
+        })?;
     }
     Ok(opts)
+}
+
+/// Why a Python metadata dict cannot be sent.
+pub(crate) enum MetadataError {
+    /// Not a dict of str -> str | bytes.
+    Type(String),
+    /// A key or value the wire does not allow.
+    Invalid(String),
+}
+
+impl std::fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataError::Type(m) | MetadataError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A Python dict of str -> str (bytes for `-bin` keys) as metadata.
+pub(crate) fn metadata_from_py(md: &Bound<'_, PyAny>) -> Result<Metadata, MetadataError> {
+    let dict = md
+        .cast::<PyDict>()
+        .map_err(|_| MetadataError::Type("metadata must be a dict of str -> str | bytes".into()))?;
+    let mut out = Metadata::new();
+    for (k, v) in dict.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| MetadataError::Type("metadata keys must be str".into()))?;
+        let res = if let Ok(b) = v.cast::<PyBytes>() {
+            out.append_bin(&key, b.as_bytes())
+        } else if let Ok(s) = v.cast::<PyString>() {
+            let s = s
+                .to_cow()
+                .map_err(|e| MetadataError::Invalid(format!("metadata {key:?}: {e}")))?;
+            out.append(&key, &s)
+        } else {
+            return Err(MetadataError::Type(format!(
+                "metadata value for {key:?} must be str or bytes"
+            )));
+        };
+        res.map_err(|e| MetadataError::Invalid(e.to_string()))?;
+    }
+    Ok(out)
 }
 
 /// Converts the Python request (a mapping, or keyword fields) to `T`, or
@@ -333,7 +362,7 @@ fn request_from_py<T: DeserializeOwned>(
             ))
         }
     };
-    pythonize::depythonize::<T>(&obj).map_err(|e| {
+    frompy::from_py::<T>(&obj).map_err(|e| {
         status_to_pyerr(
             py,
             &Status::invalid_argument(format!(
@@ -404,18 +433,35 @@ where
     }
 }
 
-/// The next item of a stream, converted to Python.
-type NextFuture<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Option<PyResult<Py<PyAny>>>> + Send + 'a>>;
+/// Builds a stream item's Python value; run where the GIL is held
+/// anyway (the event loop's drain, or the blocking caller's thread).
+type ToPy = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
-/// Object-safe "next item as Python" over a `Streaming<T>`; the call
-/// starts lazily on the first item.
+/// The next item of a stream, `None` at its end.
+type NextFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Option<Result<ToPy, Status>>> + Send + 'a>>;
+
+/// Object-safe "next item" over a `Streaming<T>`; the call starts lazily
+/// on the first item.
 trait NextItem: Send {
     fn next(&mut self) -> NextFuture<'_>;
 }
 
 /// Items of a server stream, shared by the iterator object.
 type PyItems = Box<dyn NextItem>;
+
+/// The Python outcome of one `next`: an item, the end, or an error.
+fn item_to_py(
+    py: Python<'_>,
+    item: Option<Result<ToPy, Status>>,
+    end: PyErr,
+) -> PyResult<Py<PyAny>> {
+    match item {
+        Some(Ok(to_py)) => to_py(py),
+        Some(Err(status)) => Err(status_to_pyerr(py, &status)),
+        None => Err(end),
+    }
+}
 
 /// The items of one server-streaming call (see [`stream`]).
 pub struct StreamItems {
@@ -449,9 +495,7 @@ where
     Req: knafeh::__private::Message,
     Resp: knafeh::__private::Message + Serialize,
 {
-    fn next(
-        &mut self,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Option<PyResult<Py<PyAny>>>> + Send + '_>> {
+    fn next(&mut self) -> NextFuture<'_> {
         Box::pin(async move {
             if let StreamState::NotStarted(..) = self {
                 let StreamState::NotStarted(client, path, req, opts) =
@@ -461,7 +505,7 @@ where
                 };
                 match client.server_streaming::<Req, Resp>(path, &req, opts).await {
                     Ok(s) => *self = StreamState::Running(path, s),
-                    Err(status) => return Some(status_err(status)),
+                    Err(status) => return Some(Err(status)),
                 }
             }
             let StreamState::Running(path, stream) = self else {
@@ -469,10 +513,13 @@ where
             };
             let path = *path;
             match stream.message().await {
-                Some(Ok(item)) => Some(Python::attach(|py| response_to_py(py, path, &item))),
+                Some(Ok(item)) => {
+                    let to_py: ToPy = Box::new(move |py| response_to_py(py, path, &item));
+                    Some(Ok(to_py))
+                }
                 Some(Err(status)) => {
                     *self = StreamState::Done;
-                    Some(status_err(status))
+                    Some(Err(status))
                 }
                 None => {
                     *self = StreamState::Done;
@@ -500,9 +547,8 @@ impl AsyncStream {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let items = self.items.clone();
         let next = async move { items.lock().await.next().await };
-        aio::awaitable(py, &self.completers, next, |_, item| match item {
-            Some(r) => r,
-            None => Err(PyStopAsyncIteration::new_err(())),
+        aio::awaitable(py, &self.completers, next, |py, item| {
+            item_to_py(py, item, PyStopAsyncIteration::new_err(()))
         })
     }
 }
@@ -521,10 +567,8 @@ impl BlockingStream {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let items = self.items.clone();
-        match block_on(py, async move { items.lock().await.next().await })? {
-            Some(r) => r,
-            None => Err(PyStopIteration::new_err(())),
-        }
+        let item = block_on(py, async move { items.lock().await.next().await })?;
+        item_to_py(py, item, PyStopIteration::new_err(()))
     }
 }
 

@@ -1168,6 +1168,7 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
         ca_file: cfg.ca_file.clone(),
         insecure: cfg.insecure,
         ip,
+        server_name: server_name.clone(),
         identity: cfg.identity.clone(),
         refusal: refusal.clone(),
     };

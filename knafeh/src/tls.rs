@@ -15,7 +15,7 @@ use boring::ssl::{SslContextBuilder, SslMethod, SslVerifyMode};
 use boring::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
-use boring::x509::{X509Builder, X509Name, X509};
+use boring::x509::{X509Builder, X509Name, X509VerifyError, X509};
 
 /// Error raised while creating or loading TLS material.
 #[derive(Debug)]
@@ -258,6 +258,8 @@ pub(crate) struct ClientTlsConfig {
     /// Set when the server is named by IP address: its certificate must
     /// carry it as an IP subject alternative name.
     pub(crate) ip: Option<std::net::IpAddr>,
+    /// The name the certificate is checked against (SNI), for messages.
+    pub(crate) server_name: String,
     /// A client certificate chain and key (mutual TLS).
     pub(crate) identity: Option<(PathBuf, PathBuf)>,
     /// Where the verify callback says why it refused the server.
@@ -313,14 +315,16 @@ pub(crate) fn client_context(cfg: &ClientTlsConfig) -> Result<SslContextBuilder,
         b.set_verify(SslVerifyMode::NONE);
         return Ok(b);
     }
-    let (ip, refusal) = (cfg.ip, cfg.refusal.clone());
+    let (ip, refusal, name) = (cfg.ip, cfg.refusal.clone(), cfg.server_name.clone());
     b.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
         if !ok {
-            let why = match store.verify_result() {
-                Err(e) => e.to_string(),
-                Ok(()) => "verification failed".to_owned(),
-            };
-            refusal.set(format!("the server's certificate is not trusted: {why}"));
+            refusal.set(match store.verify_result() {
+                Err(e) if e == X509VerifyError::HOSTNAME_MISMATCH => format!(
+                    "the server's certificate is not valid for {name} (no such DNS name among its names)"
+                ),
+                Err(e) => format!("the server's certificate is not trusted: {e}"),
+                Ok(()) => "the server's certificate is not trusted: verification failed".to_owned(),
+            });
             return false;
         }
         match ip {

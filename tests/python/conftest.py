@@ -1,4 +1,6 @@
-"""Starts the Rust example server (examples/greeter) for the Python tests."""
+"""Starts the Rust example server (examples/greeter) for the Python tests;
+`probe_client` serves a Python implementation of the probe service."""
+import contextlib
 import os
 import pathlib
 import re
@@ -6,6 +8,8 @@ import subprocess
 import tempfile
 import time
 
+import knafeh
+import knafeh_probe
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -42,3 +46,17 @@ def greeter_server():
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def probe_client(tmp_path, implementation):
+    """A `knafeh.Server` serving `implementation` of the probe service, and
+    an async client for it."""
+    ca, cert, key = knafeh.dev_cert(str(tmp_path))
+    server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
+    server.add_service(knafeh_probe.ProbeService(implementation))
+    addr = await server.start()
+    try:
+        yield await knafeh_probe.ProbeClient.connect(addr, ca=ca)
+    finally:
+        await server.stop()

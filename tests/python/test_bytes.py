@@ -1,22 +1,9 @@
 """Binary fields (`Vec<u8>`) travel as Python `bytes` both ways."""
 import asyncio
-import contextlib
 
 import knafeh
 import knafeh_probe
-
-
-@contextlib.asynccontextmanager
-async def probe_client(tmp_path, implementation):
-    """A `knafeh.Server` serving `implementation`, and a client for it."""
-    ca, cert, key = knafeh.dev_cert(str(tmp_path))
-    server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
-    server.add_service(knafeh_probe.ProbeService(implementation))
-    addr = await server.start()
-    try:
-        yield await knafeh_probe.ProbeClient.connect(addr, ca=ca)
-    finally:
-        await server.stop()
+from conftest import probe_client
 
 
 class BlobImpl:

@@ -54,6 +54,63 @@ def test_bad_request_fails_before_sending_naming_the_field(greeter_server):
     assert info.value.code == knafeh.Code.INVALID_ARGUMENT
 
 
+WRONG_TYPES = [
+    ("say_hello", {"name": 1}, "name: expected str, got int"),
+    ("count_to", {"n": -1}, "n: -1 is out of range for u32"),
+    ("count_to", {"n": 2**40}, "n: 1099511627776 is out of range for u32"),
+    ("count_to", {"n": "three"}, "n: expected int, got str"),
+    ("count_to", {"n": 1.5}, "n: expected int, got float"),
+]
+
+
+def test_wrong_types_name_the_field_and_what_was_expected(greeter_server):
+    addr, ca = greeter_server
+
+    def check(client):
+        for method, request, expected in WRONG_TYPES:
+            for as_dict in (True, False):
+                call = getattr(client, method)
+                with pytest.raises(knafeh.RpcError) as info:
+                    call(request) if as_dict else call(**request)
+                assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+                assert expected in info.value.message, (expected, info.value.message)
+
+    check(greeter.GreeterBlockingClient.connect(addr, ca=ca))
+
+    async def go():
+        check(await greeter.GreeterClient.connect(addr, ca=ca))
+
+    run(go())
+
+
+def test_a_server_name_the_certificate_lacks_is_refused_naming_it(greeter_server):
+    addr, ca = greeter_server
+    with pytest.raises(knafeh.RpcError) as info:
+        greeter.GreeterBlockingClient.connect(addr, ca=ca, server_name="other.example", connect_timeout=30.0)
+    assert info.value.code == knafeh.Code.UNAVAILABLE
+    assert "the server's certificate is not valid for other.example" in info.value.message, info.value.message
+
+
+def test_calls_are_coroutines(greeter_server):
+    """asyncio.create_task and TaskGroup take calls (they want coroutines)."""
+    addr, ca = greeter_server
+
+    async def go():
+        client = await asyncio.create_task(greeter.GreeterClient.connect(addr, ca=ca))
+        call = client.say_hello(name="c")
+        assert asyncio.iscoroutine(call)
+        assert await asyncio.create_task(call) == {"message": "Hello, c!"}
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(client.say_hello(name=str(i))) for i in range(10)]
+        assert [t.result() for t in tasks] == [{"message": f"Hello, {i}!"} for i in range(10)]
+        # A server status raised inside a task reaches whoever awaits it.
+        with pytest.raises(knafeh.RpcError) as info:
+            await asyncio.create_task(client.say_hello(name=""))
+        assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+
+    run(go())
+
+
 def test_tls_is_verified_by_default(greeter_server, tmp_path):
     addr, _ = greeter_server
     # No CA given: the system trust store does not know the dev CA.

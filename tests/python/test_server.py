@@ -24,6 +24,12 @@ class PyGreeter:
             raise ValueError("kaput")
         if name == "badreply":
             return {"nope": 1}
+        if name == "gone":
+            raise knafeh.RpcError(
+                knafeh.Code.NOT_FOUND, "x", metadata={"x-why": "gone", "x-detail-bin": b"\x00\xff"}
+            )
+        if name == "badmeta":
+            raise knafeh.RpcError(knafeh.Code.NOT_FOUND, "x", metadata={"Not A Key": "v"})
         return {"message": f"Hello, {name}!"}
 
     def count_to(self, req):
@@ -127,7 +133,7 @@ def test_cancelling_the_task_cancels_the_call_on_the_server(tmp_path):
 
     async def body(addr, ca):
         client = await greeter.GreeterClient.connect(addr, ca=ca)
-        task = asyncio.ensure_future(client.say_hello(name="slow"))
+        task = asyncio.create_task(client.say_hello(name="slow"))
         await asyncio.wait_for(impl.started.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -255,3 +261,42 @@ def test_python_handlers_get_the_call_context(tmp_path):
         assert items == [{"value": 10}, {"value": 20}]
 
     asyncio.run(serving(ContextGreeter(), tmp_path, body))
+
+
+def test_a_handler_error_carries_its_metadata_to_the_client(tmp_path):
+    async def body(addr, ca):
+        client = await greeter.GreeterClient.connect(addr, ca=ca)
+        with pytest.raises(knafeh.RpcError) as info:
+            await client.say_hello(name="gone")
+        assert info.value.code == knafeh.Code.NOT_FOUND
+        assert info.value.message == "x"
+        assert info.value.metadata == {"x-why": "gone", "x-detail-bin": b"\x00\xff"}
+        # Metadata the wire cannot carry is the handler's bug: INTERNAL,
+        # saying why.
+        with pytest.raises(knafeh.RpcError) as info:
+            await client.say_hello(name="badmeta")
+        assert info.value.code == knafeh.Code.INTERNAL
+        assert "metadata" in info.value.message and "Not A Key" in info.value.message
+
+    asyncio.run(serving(PyGreeter(), tmp_path, body))
+
+
+def test_server_and_calls_work_as_tasks_and_in_task_groups(tmp_path):
+    """start(), stop(), connect() and calls are coroutines: create_task and
+    TaskGroup take them, as they take any coroutine."""
+
+    async def go():
+        ca, cert, key = knafeh.dev_cert(str(tmp_path))
+        server = knafeh.Server("127.0.0.1:0", cert=cert, key=key)
+        server.add_service(greeter.GreeterService(PyGreeter()))
+        start = server.start()
+        assert asyncio.iscoroutine(start)
+        addr = await asyncio.create_task(start)
+        client = await asyncio.create_task(greeter.GreeterClient.connect(addr, ca=ca))
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(client.say_hello(name=str(i))) for i in range(20)]
+        assert [t.result() for t in tasks] == [{"message": f"Hello, {i}!"} for i in range(20)]
+        assert await asyncio.wait_for(client.say_hello(name="w"), 10) == {"message": "Hello, w!"}
+        await asyncio.create_task(server.stop())
+
+    asyncio.run(asyncio.wait_for(go(), 60))

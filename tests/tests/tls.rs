@@ -58,6 +58,21 @@ async fn a_certificate_without_the_servers_ip_is_refused() {
             "{err}"
         );
 
+        // A name the certificate does not carry: refused, naming it.
+        let err = call(
+            Client::builder(format!("127.0.0.1:{port}"))
+                .ca_file(&paths.ca)
+                .server_name("other.example")
+                .connect_timeout(std::time::Duration::from_secs(120)),
+        )
+        .await
+        .expect_err("a certificate for another name was accepted");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message()
+                .contains("certificate is not valid for other.example"),
+            "{err}"
+        );
         let by_name = call(
             Client::builder(format!("127.0.0.1:{port}"))
                 .ca_file(&paths.ca)

@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Awaitable, Mapping, Optional, Tuple, Union
+from typing import Any, Coroutine, Generator, Mapping, Optional, Tuple, TypeVar, Union
 
 __version__: str
 
@@ -46,6 +46,18 @@ class CallContext:
     def time_remaining(self) -> Optional[float]:
         """Seconds left before the caller's deadline, or None without one."""
 
+_T = TypeVar("_T")
+
+class Pending(Coroutine[Any, Any, _T]):
+    """What knafeh's async calls return: a coroutine, so `await`,
+    `asyncio.create_task` and `TaskGroup.create_task` take it. The work has
+    started already; cancelling the task (or closing the coroutine)
+    cancels it."""
+    def __await__(self) -> Generator[Any, None, _T]: ...
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any: ...
+    def close(self) -> None: ...
+
 class Server:
     """Serves Python implementations wrapped in generated `{Trait}Service` objects."""
     def __init__(
@@ -58,9 +70,9 @@ class Server:
         drain_timeout: Optional[float] = None,
     ) -> None: ...
     def add_service(self, service: object) -> None: ...
-    def start(self) -> Awaitable[str]:
+    def start(self) -> Coroutine[Any, Any, str]:
         """Starts serving; resolves to the bound `host:port`."""
-    def stop(self) -> Awaitable[None]:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Graceful shutdown."""
 
 def dev_cert(directory: str, names: list[str] = ...) -> Tuple[str, str, str]:

@@ -1,6 +1,6 @@
 """Type stubs for the generated Greeter classes (written by hand next to
 the module; see the README's "Type stubs" section)."""
-from typing import AsyncIterator, Awaitable, Iterator, Optional, Protocol, TypedDict, Union
+from typing import Any, AsyncIterator, Awaitable, Coroutine, Iterator, Optional, Protocol, TypedDict, Union
 
 from knafeh import Metadata
 
@@ -27,11 +27,11 @@ class GreeterClient:
         codec: Optional[str] = None,
         timeout: Optional[float] = None,
         connect_timeout: Optional[float] = None,
-    ) -> Awaitable["GreeterClient"]: ...
+    ) -> Coroutine[Any, Any, "GreeterClient"]: ...
     def say_hello(
         self, request: Optional[HelloRequest] = None, /, *, timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None, **fields: object,
-    ) -> Awaitable[HelloReply]: ...
+    ) -> Coroutine[Any, Any, HelloReply]: ...
     def count_to(
         self, request: Optional[CountRequest] = None, /, *, timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None, **fields: object,

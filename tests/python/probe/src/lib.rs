@@ -1,6 +1,7 @@
-//! A `#[pyservice]` module used only by the Python tests: binary fields.
+//! A `#[pyservice]` module used only by the Python tests: binary fields,
+//! nested messages (conversion errors name the path).
 
-use knafeh_py::knafeh::Status;
+use knafeh_py::knafeh::{Status, Streaming};
 use pyo3::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +18,58 @@ pub struct Blob {
     pub block: Vec<u8>,
 }
 
-/// Echo-like calls with binary payloads.
+/// One line of an order.
+#[derive(Serialize, Deserialize)]
+pub struct Item {
+    /// How many.
+    pub value: u32,
+}
+
+/// A nested message.
+#[derive(Serialize, Deserialize)]
+pub struct Inner {
+    /// A name.
+    pub name: String,
+}
+
+/// An enum with every variant form.
+#[derive(Serialize, Deserialize)]
+pub enum Shape {
+    /// A unit variant: `"Dot"` in Python.
+    Dot,
+    /// A struct variant: `{"Circle": {"radius": 1.0}}`.
+    Circle {
+        /// The radius.
+        radius: f64,
+    },
+    /// A tuple variant: `{"Pair": [1, 2]}`.
+    Pair(u8, u8),
+}
+
+/// Nested data: structs, lists, enums, options, small integers.
+#[derive(Serialize, Deserialize)]
+pub struct Order {
+    /// A nested struct.
+    pub inner: Inner,
+    /// A list of structs.
+    pub items: Vec<Item>,
+    /// A signed 8-bit integer.
+    #[serde(default)]
+    pub small: i8,
+    /// An optional enum.
+    #[serde(default)]
+    pub shape: Option<Shape>,
+}
+
+/// Echo-like calls with binary payloads and nested data.
 #[knafeh_py::pyservice(package = "knafeh.pytest")]
 pub trait Probe {
     /// Returns a blob derived from the one it got.
     async fn blob(&self, req: Blob) -> Result<Blob, Status>;
+    /// Returns what the implementation makes of the order.
+    async fn order(&self, req: Order) -> Result<Order, Status>;
+    /// Streams what the implementation makes of the order.
+    async fn orders(&self, req: Order) -> Result<Streaming<Order>, Status>;
 }
 
 #[pymodule]
