@@ -46,17 +46,21 @@ BAD_REQUESTS = [
 ]
 
 
+def check_bad_requests(client):
+    """Unary and server-streaming requests fail alike, when the call is
+    made (before anything is sent)."""
+    for request, expected in BAD_REQUESTS:
+        for call in (client.order, client.orders):
+            with pytest.raises(knafeh.RpcError) as info:
+                call(request)
+            assert info.value.code == knafeh.Code.INVALID_ARGUMENT
+            assert expected in info.value.message, (expected, info.value.message)
+
+
 def test_bad_requests_name_the_path_async(tmp_path):
     async def go():
         async with probe_client(tmp_path, EchoOrders()) as client:
-            for request, expected in BAD_REQUESTS:
-                # Unary and server-streaming requests fail alike, before
-                # anything is sent.
-                for call in (client.order, client.orders):
-                    with pytest.raises(knafeh.RpcError) as info:
-                        call(request)
-                    assert info.value.code == knafeh.Code.INVALID_ARGUMENT
-                    assert expected in info.value.message, (expected, info.value.message)
+            check_bad_requests(client)
             # What does convert comes back as sent (an int for a float).
             converts = [
                 ("Dot", "Dot"),
@@ -75,12 +79,7 @@ def test_bad_requests_name_the_path_blocking(tmp_path):
     server = knafeh_probe.start_rust_server(knafeh_probe.ProbeService(EchoOrders()), cert, key)
     try:
         client = knafeh_probe.ProbeBlockingClient.connect(server.address, ca=ca)
-        for request, expected in BAD_REQUESTS:
-            for call in (client.order, client.orders):
-                with pytest.raises(knafeh.RpcError) as info:
-                    call(request)
-                assert info.value.code == knafeh.Code.INVALID_ARGUMENT
-                assert expected in info.value.message, (expected, info.value.message)
+        check_bad_requests(client)
         assert client.order(GOOD) == {**GOOD, "small": 0, "shape": None}
     finally:
         server.stop()
