@@ -113,7 +113,7 @@ mod tests {
     fn encode<T: Serialize>(codec: Codec, v: &T) -> Vec<u8> {
         let mut out = bytes::BytesMut::new();
         codec.encode_message(v, &mut out).unwrap();
-        out[crate::frame::PREFIX_LEN..].to_vec()
+        out[crate::proto::frame::PREFIX_LEN..].to_vec()
     }
 
     #[test]

@@ -39,12 +39,12 @@ impl CallInfo {
 
     /// The fully qualified service name (`package.Service`).
     pub fn service(&self) -> &str {
-        crate::wire::split_path(&self.path).map_or("", |(s, _)| s)
+        crate::proto::wire::split_path(&self.path).map_or("", |(s, _)| s)
     }
 
     /// The method name.
     pub fn method(&self) -> &str {
-        crate::wire::split_path(&self.path).map_or("", |(_, m)| m)
+        crate::proto::wire::split_path(&self.path).map_or("", |(_, m)| m)
     }
 
     /// The request's custom metadata.

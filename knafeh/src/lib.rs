@@ -9,30 +9,25 @@
 
 pub mod as_bytes;
 mod client;
-mod codec;
-mod conn;
 mod context;
-mod frame;
 mod intercept;
-mod metadata;
+mod proto;
 mod server;
 mod service;
-mod status;
 mod streaming;
-mod timeout;
-mod tls;
-mod wire;
+mod transport;
 
 pub use client::{Client, ClientBuilder};
-pub use codec::Codec;
 pub use context::{CallOptions, Context, Response};
 pub use intercept::{CallInfo, Interceptor};
 pub use knafeh_macros::service;
-pub use metadata::{Metadata, MetadataError, MetadataValue};
+pub use proto::codec::Codec;
+pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
+pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
-pub use status::{Code, Status};
 pub use streaming::{SendError, StreamSender, Streaming};
-pub use tls::{DevCert, DevCertPaths, IssuedCert, TlsError};
+pub use transport::devcert::{DevCert, DevCertPaths, IssuedCert};
+pub use transport::tls::TlsError;
 
 /// Support for generated code. Not public API: no semver guarantees.
 #[doc(hidden)]
@@ -49,9 +44,9 @@ pub mod __private {
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::frame::fuzz as frame;
-    pub use crate::metadata::fuzz as metadata;
-    pub use crate::status::fuzz as status;
-    pub use crate::timeout::fuzz as timeout;
-    pub use crate::wire::fuzz as wire;
+    pub use crate::proto::frame::fuzz as frame;
+    pub use crate::proto::metadata::fuzz as metadata;
+    pub use crate::proto::status::fuzz as status;
+    pub use crate::proto::timeout::fuzz as timeout;
+    pub use crate::proto::wire::fuzz as wire;
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::codec::Codec;
-use crate::metadata::Metadata;
-use crate::status::{percent_decode, percent_encode, quoted, shown, Code, Status};
-use crate::timeout::{encode_timeout, parse_timeout};
+use crate::proto::codec::Codec;
+use crate::proto::metadata::Metadata;
+use crate::proto::status::{percent_decode, percent_encode, quoted, shown, Code, Status};
+use crate::proto::timeout::{encode_timeout, parse_timeout};
 
 /// A header block as (name, value) byte pairs.
 pub(crate) type Block = Vec<(Vec<u8>, Vec<u8>)>;

@@ -17,15 +17,15 @@ use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
-use crate::conn::{
-    field_section_size, Command, ConnShared, H3App, Keepalive, RecvWindow, StreamEvent,
-    H3_REQUEST_REJECTED,
-};
-use crate::frame::Decoder;
 use crate::intercept::{self, CallInfo, Interceptor};
+use crate::proto::frame::Decoder;
+use crate::proto::h3::H3_REQUEST_REJECTED;
+use crate::proto::wire::{self, ResponseHead};
 use crate::service::Message;
-use crate::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
-use crate::wire::{self, ResponseHead};
+use crate::transport::conn::{
+    field_section_size, Command, ConnShared, H3App, Keepalive, RecvWindow, StreamEvent,
+};
+use crate::transport::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
 use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
 
 /// Builds a [`Client`].
@@ -948,9 +948,9 @@ fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clon
     h.iter().map(|x| (x.name(), x.value()))
 }
 
-fn frame_status(path: &str, e: crate::frame::FrameError) -> Status {
+fn frame_status(path: &str, e: crate::proto::frame::FrameError) -> Status {
     let code = match e {
-        crate::frame::FrameError::TooLarge { .. } => Code::ResourceExhausted,
+        crate::proto::frame::FrameError::TooLarge { .. } => Code::ResourceExhausted,
         _ => Code::Internal,
     };
     Status::new(code, format!("{path}: response: {e}"))
@@ -1159,7 +1159,7 @@ async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
     socket.apply_max_capabilities();
 
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
-    let mut settings = crate::conn::quic_settings();
+    let mut settings = crate::transport::conn::quic_settings();
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
     let ip = server_name.parse::<std::net::IpAddr>().ok();

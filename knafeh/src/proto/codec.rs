@@ -54,7 +54,7 @@ impl Codec {
         out: &mut BytesMut,
     ) -> Result<(), String> {
         let start = out.len();
-        out.put_bytes(0, crate::frame::PREFIX_LEN);
+        out.put_bytes(0, crate::proto::frame::PREFIX_LEN);
         let mut writer = out.writer();
         let result = match self {
             Codec::Bincode => bincode::serde::encode_into_std_write(
@@ -71,7 +71,7 @@ impl Codec {
             out.truncate(start);
             return Err(e);
         }
-        let payload_len = out.len() - start - crate::frame::PREFIX_LEN;
+        let payload_len = out.len() - start - crate::proto::frame::PREFIX_LEN;
         let Ok(len) = u32::try_from(payload_len) else {
             out.truncate(start);
             return Err(format!(
@@ -79,7 +79,7 @@ impl Codec {
                 u32::MAX
             ));
         };
-        out[start + 1..start + crate::frame::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        out[start + 1..start + crate::proto::frame::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 

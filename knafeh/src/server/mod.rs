@@ -22,16 +22,16 @@ use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
-use crate::conn::{
+use crate::intercept::{self, CallInfo, Interceptor};
+use crate::proto::frame::Decoder;
+use crate::proto::status::shown;
+use crate::proto::wire;
+use crate::service::{Call, CatchUnwind, Reply, Service};
+use crate::transport::conn::{
     field_section_size, Command, ConnShared, H3App, IncomingStream, Keepalive, Out, RecvWindow,
     StreamEvent,
 };
-use crate::frame::Decoder;
-use crate::intercept::{self, CallInfo, Interceptor};
-use crate::service::{Call, CatchUnwind, Reply, Service};
-use crate::status::shown;
-use crate::tls::{server_context, TlsHook};
-use crate::wire;
+use crate::transport::tls::{server_context, TlsHook};
 use crate::{Codec, Context, Metadata, Status};
 
 /// Default largest message accepted, in bytes (4 MiB, as in gRPC).
@@ -259,7 +259,7 @@ impl ServerBuilder {
             })?
         };
         let (sockets, local_addr) = bind_sockets(self.addr, self.listeners)?;
-        let mut settings = crate::conn::quic_settings();
+        let mut settings = crate::transport::conn::quic_settings();
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
         let params = ConnectionParams::new_server(
@@ -460,7 +460,7 @@ fn start_connection(
 ) {
     let peer = initial.peer_addr();
     let st = state.clone();
-    let on_request: crate::conn::OnRequest =
+    let on_request: crate::transport::conn::OnRequest =
         Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
             st.inflight.fetch_add(1, Ordering::AcqRel);
             let guard = InflightGuard(st.clone());
@@ -756,7 +756,7 @@ async fn serve(
     state: &ServerState,
     head: wire::RequestHead,
     events: &mut mpsc::UnboundedReceiver<StreamEvent>,
-    tx: &crate::conn::StreamTx,
+    tx: &crate::transport::conn::StreamTx,
     window: &RecvWindow,
     peer: SocketAddr,
 ) -> Outcome {
@@ -933,11 +933,11 @@ fn header_limit_status(what: &str, size: u64, limit: u64) -> Status {
 /// The block `build` makes for `status` if the client accepts its size;
 /// otherwise the block of an `INTERNAL` status saying so (and that status).
 fn fit(
-    tx: &crate::conn::StreamTx,
+    tx: &crate::transport::conn::StreamTx,
     what: &str,
     status: Status,
-    build: impl Fn(&Status) -> crate::conn::OutHeaders,
-) -> (crate::conn::OutHeaders, Status) {
+    build: impl Fn(&Status) -> crate::transport::conn::OutHeaders,
+) -> (crate::transport::conn::OutHeaders, Status) {
     let block = build(&status);
     let size = field_section_size(&block);
     let limit = tx.shared.peer_field_limit();
@@ -955,7 +955,7 @@ async fn read_request(
     head: &wire::RequestHead,
     events: &mut mpsc::UnboundedReceiver<StreamEvent>,
     deadline: Option<Instant>,
-    tx: &crate::conn::StreamTx,
+    tx: &crate::transport::conn::StreamTx,
     window: &RecvWindow,
 ) -> Result<Bytes, Option<Status>> {
     // A client may not hold a call open without sending its request: the
@@ -964,8 +964,8 @@ async fn read_request(
     let read_by = deadline.map_or(limit, |d| d.min(limit));
     let mut decoder = Decoder::new(state.max_message_size);
     let mut message: Option<Bytes> = None;
-    let frame_err = |e: crate::frame::FrameError| {
-        use crate::frame::FrameError;
+    let frame_err = |e: crate::proto::frame::FrameError| {
+        use crate::proto::frame::FrameError;
         let msg = format!("{}: {e}", shown(head.path.as_bytes()));
         Some(match e {
             FrameError::TooLarge { .. } => Status::resource_exhausted(msg),

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::metadata::Metadata;
+use crate::proto::metadata::Metadata;
 
 /// A gRPC status code, as carried in the `grpc-status` trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

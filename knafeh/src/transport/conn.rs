@@ -18,41 +18,11 @@ use tokio_quiche::quiche::h3;
 use tokio_quiche::quiche::Shutdown;
 use tokio_quiche::{ApplicationOverQuic, QuicResult};
 
-/// HTTP/3 error code for a cancelled request (RFC 9114 §8.1).
-pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
-/// HTTP/3 error code for an orderly close.
-pub(crate) const H3_NO_ERROR: u64 = 0x100;
-/// HTTP/3 error code for a connection closed because the peer went silent.
-pub(crate) const H3_INTERNAL_ERROR: u64 = 0x102;
+use crate::proto::h3::{H3_INTERNAL_ERROR, H3_NO_ERROR, H3_REQUEST_CANCELLED, H3_REQUEST_REJECTED};
+use crate::proto::liveness::{Liveness, LivenessAction};
 
-/// Liveness checking of a connection with calls in progress: after
-/// `interval` without hearing from the peer a PING is sent; after `timeout`
-/// without hearing from it the connection is closed (its calls end with
-/// `UNAVAILABLE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Keepalive {
-    pub(crate) interval: std::time::Duration,
-    pub(crate) timeout: std::time::Duration,
-}
+pub(crate) use crate::proto::liveness::Keepalive;
 
-impl Keepalive {
-    /// `interval` is capped at `timeout`.
-    pub(crate) fn new(interval: std::time::Duration, timeout: std::time::Duration) -> Self {
-        Keepalive {
-            interval: interval.min(timeout),
-            timeout,
-        }
-    }
-}
-
-impl Default for Keepalive {
-    fn default() -> Self {
-        Keepalive {
-            interval: std::time::Duration::from_secs(5),
-            timeout: std::time::Duration::from_secs(20),
-        }
-    }
-}
 /// Flow-control window (in bytes) a call task may queue ahead of the wire.
 pub(crate) const SEND_WINDOW: usize = 1 << 20;
 /// Bytes received on a stream that may wait for its call task before the
@@ -116,7 +86,7 @@ impl RecvWindow {
 /// A received header list.
 pub(crate) type Headers = Vec<h3::Header>;
 /// A header list to send (quiche takes the byte pairs as they are).
-pub(crate) type OutHeaders = crate::wire::Block;
+pub(crate) type OutHeaders = crate::proto::wire::Block;
 
 /// What the connection tells a call task about its stream.
 #[derive(Debug)]
@@ -373,11 +343,8 @@ pub(crate) struct H3App {
     shared: Arc<ConnShared>,
     /// Dropped when the connection closes (server: connection counting).
     close_guard: Option<Box<dyn Send>>,
-    keepalive: Keepalive,
-    /// When a packet last arrived from the peer.
-    last_heard: std::time::Instant,
-    /// When the last PING went out (since `last_heard`).
-    pinged: bool,
+    /// Pings a silent peer and gives up on one that stays silent.
+    liveness: Liveness,
     /// When `wait_for_data` must return for the next liveness check.
     next_check: Option<std::time::Instant>,
     check_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
@@ -412,9 +379,7 @@ impl H3App {
             wrote_since_read: false,
             shared,
             close_guard: None,
-            keepalive: Keepalive::default(),
-            last_heard: std::time::Instant::now(),
-            pinged: false,
+            liveness: Liveness::new(Keepalive::default()),
             next_check: None,
             check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
             timer_at: None,
@@ -430,7 +395,7 @@ impl H3App {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
         let mut app = Self::new(h3_config, rx, shared.clone(), peer);
-        app.keepalive = keepalive;
+        app.liveness = Liveness::new(keepalive);
         (app, tx, shared)
     }
 
@@ -452,7 +417,7 @@ impl H3App {
         app.on_request = Some(on_request);
         app.going_away = draining;
         app.close_guard = Some(close_guard);
-        app.keepalive = keepalive;
+        app.liveness = Liveness::new(keepalive);
         (app, tx, shared)
     }
 
@@ -815,36 +780,24 @@ impl H3App {
     }
 
     /// With calls in progress, pings a silent peer and gives up on one
-    /// that stays silent. Returns `true` when the connection was closed.
+    /// that stays silent (see [`Liveness`]). Returns `true` when the
+    /// connection was closed.
     fn check_liveness(&mut self, qconn: &mut QuicheConnection) -> bool {
-        if self.streams.is_empty() && self.pending_opens.is_empty() {
-            self.next_check = None;
-            return false;
+        let busy = !(self.streams.is_empty() && self.pending_opens.is_empty());
+        match self.liveness.poll(std::time::Instant::now(), busy) {
+            LivenessAction::Idle => self.next_check = None,
+            LivenessAction::WakeAt(at) => self.next_check = Some(at),
+            LivenessAction::Ping(at) => {
+                let _ = qconn.send_ack_eliciting();
+                self.next_check = Some(at);
+            }
+            LivenessAction::Close { silent } => {
+                tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
+                let _ = qconn.close(true, H3_INTERNAL_ERROR, b"peer unresponsive");
+                self.finish_all();
+                return true;
+            }
         }
-        let now = std::time::Instant::now();
-        if self.next_check.is_none() {
-            // Calls start after a quiet spell: silence from an idle peer
-            // is normal, so the clock starts now.
-            self.last_heard = now;
-            self.pinged = false;
-        }
-        let silent = now.saturating_duration_since(self.last_heard);
-        if silent >= self.keepalive.timeout {
-            tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
-            let _ = qconn.close(true, H3_INTERNAL_ERROR, b"peer unresponsive");
-            self.finish_all();
-            return true;
-        }
-        if silent >= self.keepalive.interval && !self.pinged {
-            let _ = qconn.send_ack_eliciting();
-            self.pinged = true;
-        }
-        let next = if self.pinged {
-            self.last_heard + self.keepalive.timeout
-        } else {
-            self.last_heard + self.keepalive.interval
-        };
-        self.next_check = Some(next);
         false
     }
 
@@ -901,67 +854,6 @@ impl H3App {
         self.shared.closed_notify.notify_waiters();
     }
 }
-
-/// Why `qconn` closed, for the calls it ends: the peer's error (a TLS
-/// alert, a protocol error) or a transport error of ours; `None` for a
-/// clean close or a timeout.
-fn close_reason(qconn: &QuicheConnection) -> Option<String> {
-    let describe = |who: &str, e: &tokio_quiche::quiche::ConnectionError| {
-        let what = match (e.is_app, e.error_code) {
-            (true, H3_NO_ERROR) => return None,
-            (true, code) => format!("HTTP/3 error 0x{code:x}"),
-            (false, 0) => return None,
-            (false, code @ 0x100..=0x1ff) => {
-                let alert = (code - 0x100) as u8;
-                format!("TLS alert {alert} ({})", tls_alert_name(alert))
-            }
-            (false, code) => format!("QUIC error 0x{code:x}"),
-        };
-        let detail = if e.reason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", crate::status::shown(&e.reason))
-        };
-        Some(format!("{who} {what}{detail}"))
-    };
-    if let Some(e) = qconn.peer_error() {
-        return describe("the peer closed the connection with", e);
-    }
-    match qconn.local_error() {
-        Some(e) if !e.is_app => describe("closed after", e),
-        _ => None,
-    }
-}
-
-/// The name of a TLS alert (RFC 8446 §6), for error messages.
-fn tls_alert_name(alert: u8) -> &'static str {
-    match alert {
-        10 => "unexpected message",
-        20 => "bad record MAC",
-        40 => "handshake failure",
-        42 => "bad certificate",
-        43 => "unsupported certificate",
-        44 => "certificate revoked",
-        45 => "certificate expired",
-        46 => "certificate unknown",
-        47 => "illegal parameter",
-        48 => "unknown CA",
-        49 => "access denied",
-        50 => "decode error",
-        51 => "decrypt error",
-        70 => "protocol version",
-        80 => "internal error",
-        109 => "missing extension",
-        110 => "unsupported extension",
-        112 => "unrecognized name",
-        116 => "certificate required: the server requires a client certificate",
-        120 => "no application protocol",
-        _ => "see RFC 8446",
-    }
-}
-
-/// HTTP/3 error code for a request refused before processing.
-pub(crate) const H3_REQUEST_REJECTED: u64 = 0x10b;
 
 fn next_request_id(last: Option<u64>) -> u64 {
     last.map_or(0, |m| m + 4)
@@ -1031,8 +923,7 @@ impl ApplicationOverQuic for H3App {
             self.force_close = true;
         }
         self.wrote_since_read = false;
-        self.last_heard = std::time::Instant::now();
-        self.pinged = false;
+        self.liveness.on_packet(std::time::Instant::now());
         self.poll_h3(qconn)?;
         self.start_new_calls(qconn);
         self.reap_stopped_streams(qconn);
@@ -1084,7 +975,7 @@ impl ApplicationOverQuic for H3App {
         if let Err(e) = result {
             tracing::debug!(peer = %self.peer, error = %e, "connection closed with error");
         }
-        let reason = close_reason(qconn);
+        let reason = super::close::close_reason(qconn);
         if let Some(reason) = &reason {
             tracing::debug!(peer = %self.peer, reason, "connection closed");
         }
