@@ -7,6 +7,8 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::proto::status::{shown, Status};
+
 /// Size of the flag byte plus the 4-byte length that precede every message.
 pub(crate) const PREFIX_LEN: usize = 5;
 
@@ -55,6 +57,43 @@ impl fmt::Display for FrameError {
 }
 
 impl std::error::Error for FrameError {}
+
+/// Which message stream a [`FrameError`] was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// The request, read by the server: the client's fault.
+    Request,
+    /// The response, read by the client: the server's fault.
+    Response,
+}
+
+impl FrameError {
+    /// The status a call ends with when its messages cannot be decoded
+    /// (PROTOCOL.md §5): too large is `RESOURCE_EXHAUSTED` either way; on a
+    /// request, compression is `UNIMPLEMENTED` and a malformed frame
+    /// `INVALID_ARGUMENT`; on a response, anything else is `INTERNAL`.
+    pub(crate) fn to_status(&self, path: &str, direction: Direction) -> Status {
+        match direction {
+            Direction::Request => {
+                let msg = format!("{}: {self}", shown(path.as_bytes()));
+                match self {
+                    FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
+                    FrameError::Compressed => Status::unimplemented(msg),
+                    FrameError::BadFlag(_) | FrameError::Truncated { .. } => {
+                        Status::invalid_argument(msg)
+                    }
+                }
+            }
+            Direction::Response => {
+                let msg = format!("{path}: response: {self}");
+                match self {
+                    FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
+                    _ => Status::internal(msg),
+                }
+            }
+        }
+    }
+}
 
 /// Incremental decoder: feed received bytes with [`push`](Self::push), take
 /// complete payloads with [`next_message`](Self::next_message), and call
@@ -293,6 +332,57 @@ pub mod fuzz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_errors_map_to_one_status_per_direction() {
+        use crate::Code;
+        let too_large = FrameError::TooLarge { len: 9, max: 4 };
+        let cases = [
+            (
+                too_large.clone(),
+                Direction::Request,
+                Code::ResourceExhausted,
+            ),
+            (
+                FrameError::Compressed,
+                Direction::Request,
+                Code::Unimplemented,
+            ),
+            (
+                FrameError::BadFlag(7),
+                Direction::Request,
+                Code::InvalidArgument,
+            ),
+            (
+                FrameError::Truncated { buffered: 3 },
+                Direction::Request,
+                Code::InvalidArgument,
+            ),
+            (too_large, Direction::Response, Code::ResourceExhausted),
+            (FrameError::Compressed, Direction::Response, Code::Internal),
+            (FrameError::BadFlag(7), Direction::Response, Code::Internal),
+            (
+                FrameError::Truncated { buffered: 3 },
+                Direction::Response,
+                Code::Internal,
+            ),
+        ];
+        for (e, d, code) in cases {
+            assert_eq!(e.to_status("/p.S/m", d).code(), code, "{e:?} {d:?}");
+        }
+        assert_eq!(
+            FrameError::BadFlag(7)
+                .to_status("/p.S/m", Direction::Request)
+                .message(),
+            "/p.S/m: invalid message flag 7 (expected 0 for an uncompressed message)"
+        );
+        assert_eq!(
+            FrameError::Compressed
+                .to_status("/p.S/m", Direction::Response)
+                .message(),
+            "/p.S/m: response: compressed message (flag 1) but no compression is supported"
+        );
+    }
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0];

@@ -9,6 +9,8 @@ pub(crate) mod frame;
 pub(crate) mod h3;
 pub(crate) mod liveness;
 pub(crate) mod metadata;
+pub(crate) mod request;
+pub(crate) mod response;
 pub(crate) mod status;
 pub(crate) mod timeout;
 pub(crate) mod wire;

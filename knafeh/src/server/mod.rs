@@ -23,7 +23,7 @@ use tokio_quiche::ConnectionParams;
 use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo, Interceptor};
-use crate::proto::frame::Decoder;
+use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::status::shown;
 use crate::proto::wire;
 use crate::service::{Call, CatchUnwind, Reply, Service};
@@ -962,59 +962,27 @@ async fn read_request(
     // read ends at the call's deadline or the server's read timeout.
     let limit = Instant::now() + state.request_read_timeout;
     let read_by = deadline.map_or(limit, |d| d.min(limit));
-    let mut decoder = Decoder::new(state.max_message_size);
-    let mut message: Option<Bytes> = None;
-    let frame_err = |e: crate::proto::frame::FrameError| {
-        use crate::proto::frame::FrameError;
-        let msg = format!("{}: {e}", shown(head.path.as_bytes()));
-        Some(match e {
-            FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
-            FrameError::Compressed => Status::unimplemented(msg),
-            FrameError::BadFlag(_) | FrameError::Truncated { .. } => Status::invalid_argument(msg),
-        })
-    };
+    let mut reader = RequestReader::new(&head.path, state.max_message_size);
     loop {
         let ev = match tokio::time::timeout_at(read_by.into(), events.recv()).await {
             Ok(ev) => ev,
-            Err(_) if deadline == Some(read_by) => {
-                return Err(Some(Status::deadline_exceeded(
-                    "deadline passed while reading the request",
-                )))
-            }
             Err(_) => {
-                return Err(Some(Status::deadline_exceeded(format!(
-                    "{}: the request message did not arrive within {:?} of the call's start",
-                    shown(head.path.as_bytes()),
-                    state.request_read_timeout
-                ))))
+                let by_deadline = deadline == Some(read_by);
+                let status =
+                    read_timeout_status(&head.path, by_deadline, state.request_read_timeout);
+                return Err(Some(status));
             }
         };
         match ev {
             Some(StreamEvent::Data(bytes)) => {
                 tx.consumed(window, bytes.len());
-                decoder.push(&bytes).map_err(frame_err)?;
-                while let Some(m) = decoder.next_message().map_err(frame_err)? {
-                    if message.is_some() {
-                        return Err(Some(Status::invalid_argument(format!(
-                            "{}: more than one request message for a unary or server-streaming method",
-                            head.path
-                        ))));
-                    }
-                    message = Some(m);
-                }
+                reader.on_data(&bytes).map_err(Some)?;
             }
-            Some(StreamEvent::Finished) => break,
+            Some(StreamEvent::Finished) => return reader.on_finished().map_err(Some),
             Some(StreamEvent::Reset(_)) | None => return Err(None),
             Some(StreamEvent::Headers(_)) | Some(StreamEvent::Trailers(_)) => {}
         }
     }
-    decoder.finish().map_err(frame_err)?;
-    message.ok_or_else(|| {
-        Some(Status::invalid_argument(format!(
-            "{}: request has no message",
-            head.path
-        )))
-    })
 }
 
 /// Largest batch of stream items sent as one DATA frame.

@@ -1,0 +1,141 @@
+//! Dialling one server: socket, QUIC and TLS settings, the handshake.
+
+use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_quiche::quiche::h3;
+use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
+use tokio_quiche::ConnectionParams;
+
+use crate::transport::conn::H3App;
+use crate::transport::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
+use crate::Status;
+
+pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
+    let (host, _port) = host_port(addr)?;
+    if let Some(ca) = &cfg.ca_file {
+        if !cfg.insecure {
+            std::fs::metadata(ca)
+                .map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
+        }
+    }
+    let peer: SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| Status::unavailable(format!("resolving {}: {e}", addr)))?
+        .next()
+        .ok_or_else(|| Status::unavailable(format!("{} resolves to no address", addr)))?;
+    let local: SocketAddr = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let io_err = |what: &str, e: std::io::Error| Status::unavailable(format!("{what} {peer}: {e}"));
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| io_err("binding a socket for", e))?;
+    socket
+        .connect(peer)
+        .await
+        .map_err(|e| io_err("connecting to", e))?;
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut socket: tokio_quiche::socket::Socket<_, _> = socket
+        .try_into()
+        .map_err(|e| io_err("preparing socket for", e))?;
+    // Segmentation offload and the other socket options the server side
+    // gets from `tokio_quiche::listen`.
+    #[cfg(target_os = "linux")]
+    socket.apply_max_capabilities();
+
+    let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let mut settings = crate::transport::conn::quic_settings();
+    settings.max_idle_timeout = Some(cfg.idle_timeout);
+    settings.handshake_timeout = Some(cfg.connect_timeout);
+    let ip = server_name.parse::<std::net::IpAddr>().ok();
+    let refusal = Arc::new(Refusal::default());
+    let tls = ClientTlsConfig {
+        ca_file: cfg.ca_file.clone(),
+        insecure: cfg.insecure,
+        ip,
+        server_name: server_name.clone(),
+        identity: cfg.identity.clone(),
+        refusal: refusal.clone(),
+    };
+    let hook = TlsHook::new(move || client_context(&tls))
+        .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
+    // tokio-quiche only consults the TLS hook when certificate paths are
+    // set; the hook ignores them.
+    let params = ConnectionParams::new_client(
+        settings,
+        Some(TlsCertificatePaths {
+            cert: "",
+            private_key: "",
+            kind: CertificateKind::X509,
+        }),
+        Hooks {
+            connection_hook: Some(Arc::new(hook)),
+        },
+    );
+    let h3_config =
+        h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
+    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive);
+    // quiche checks the name it is given as a DNS name; an IP address is
+    // checked by the verify callback instead (and is not sent as SNI).
+    let host = if ip.is_some() {
+        None
+    } else {
+        Some(server_name.as_str())
+    };
+    let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
+        reason = refusal.wait() => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}) as {server_name:?}: {reason}",
+                addr
+            )))
+        }
+    };
+    match outcome {
+        Ok(Ok(_conn)) => {}
+        Ok(Err(e)) => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}) as {server_name:?}: {e}",
+                addr
+            )))
+        }
+        Err(_) => {
+            return Err(Status::unavailable(format!(
+                "connecting to {} ({peer}): no handshake within {:?}",
+                addr, cfg.connect_timeout
+            )))
+        }
+    }
+    tracing::debug!(addr = %addr, %peer, "connected");
+    Ok(ConnHandle {
+        cmd,
+        shared,
+        authority: Arc::from(addr),
+    })
+}
+
+/// Splits `host:port`, `[v6]:port`.
+/// `addr` split into host and port, or `INVALID_ARGUMENT`.
+pub(super) fn host_port(addr: &str) -> Result<(&str, &str), Status> {
+    split_host_port(addr).ok_or_else(|| {
+        Status::invalid_argument(format!("bad address {:?}: expected host:port", addr))
+    })
+}
+
+pub(super) fn split_host_port(addr: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (host, rest) = rest.split_once(']')?;
+        let port = rest.strip_prefix(':')?;
+        return Some((host, port));
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    if host.is_empty() || host.contains(':') || port.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}

@@ -1,0 +1,171 @@
+//! The server's request reader for unary and server-streaming methods:
+//! exactly one length-prefixed message, then the end of the stream. The
+//! transport feeds it the body as it arrives; when the read is cut short
+//! by time, [`read_timeout_status`] says how the call ends.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::proto::frame::{Decoder, Direction};
+use crate::proto::status::shown;
+use crate::Status;
+
+/// Reads the single request message of one call.
+#[derive(Debug)]
+pub(crate) struct RequestReader<'a> {
+    path: &'a str,
+    decoder: Decoder,
+    message: Option<Bytes>,
+}
+
+impl<'a> RequestReader<'a> {
+    /// A reader for a call to `path` accepting a message of up to
+    /// `max_message_size` bytes.
+    pub(crate) fn new(path: &'a str, max_message_size: usize) -> Self {
+        RequestReader {
+            path,
+            decoder: Decoder::new(max_message_size),
+            message: None,
+        }
+    }
+
+    /// Body bytes arrived.
+    pub(crate) fn on_data(&mut self, bytes: &[u8]) -> Result<(), Status> {
+        let frame_err =
+            |e: crate::proto::frame::FrameError| e.to_status(self.path, Direction::Request);
+        self.decoder.push(bytes).map_err(frame_err)?;
+        while let Some(m) = self.decoder.next_message().map_err(frame_err)? {
+            if self.message.is_some() {
+                return Err(Status::invalid_argument(format!(
+                    "{}: more than one request message for a unary or server-streaming method",
+                    self.path
+                )));
+            }
+            self.message = Some(m);
+        }
+        Ok(())
+    }
+
+    /// The client's side of the stream ended: the request message.
+    pub(crate) fn on_finished(self) -> Result<Bytes, Status> {
+        self.decoder
+            .finish()
+            .map_err(|e| e.to_status(self.path, Direction::Request))?;
+        self.message.ok_or_else(|| {
+            Status::invalid_argument(format!("{}: request has no message", self.path))
+        })
+    }
+}
+
+/// How a call ends when its request did not arrive in time: at the call's
+/// own deadline (`by_deadline`), or at the server's `read_timeout`.
+pub(crate) fn read_timeout_status(path: &str, by_deadline: bool, read_timeout: Duration) -> Status {
+    if by_deadline {
+        Status::deadline_exceeded("deadline passed while reading the request")
+    } else {
+        Status::deadline_exceeded(format!(
+            "{}: the request message did not arrive within {read_timeout:?} of the call's start",
+            shown(path.as_bytes()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Code;
+
+    const PATH: &str = "/p.S/m";
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0];
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn one_message_at_every_split_point() {
+        let body = framed(b"hello");
+        for cut in 0..=body.len() {
+            for second in [cut, body.len()] {
+                let mut r = RequestReader::new(PATH, 64);
+                r.on_data(&body[..cut]).unwrap();
+                r.on_data(&body[cut..second]).unwrap();
+                r.on_data(&body[second..]).unwrap();
+                assert_eq!(&r.on_finished().unwrap()[..], b"hello");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_message_is_a_message() {
+        let mut r = RequestReader::new(PATH, 64);
+        r.on_data(&framed(b"")).unwrap();
+        assert_eq!(r.on_finished().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn no_message_or_two_are_invalid() {
+        let err = RequestReader::new(PATH, 64).on_finished().unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::InvalidArgument, "/p.S/m: request has no message")
+        );
+        let mut r = RequestReader::new(PATH, 64);
+        let mut two = framed(b"a");
+        two.extend(framed(b"b"));
+        let err = r.on_data(&two).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("more than one request message"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn frame_errors_are_the_clients_fault() {
+        let mut r = RequestReader::new(PATH, 4);
+        assert_eq!(
+            r.on_data(&framed(b"12345")).unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        let mut r = RequestReader::new(PATH, 64);
+        assert_eq!(
+            r.on_data(&[1, 0, 0, 0, 0]).unwrap_err().code(),
+            Code::Unimplemented
+        );
+        let mut r = RequestReader::new(PATH, 64);
+        assert_eq!(
+            r.on_data(&[9, 0, 0, 0, 0]).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let mut r = RequestReader::new(PATH, 64);
+        r.on_data(&framed(b"abc")[..6]).unwrap();
+        let err = r.on_finished().unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("stream ended inside a message"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timeouts_say_which_limit_passed() {
+        let d = read_timeout_status(PATH, true, Duration::from_secs(30));
+        assert_eq!(
+            (d.code(), d.message()),
+            (
+                Code::DeadlineExceeded,
+                "deadline passed while reading the request"
+            )
+        );
+        let t = read_timeout_status(PATH, false, Duration::from_secs(30));
+        assert_eq!(t.code(), Code::DeadlineExceeded);
+        assert_eq!(
+            t.message(),
+            "/p.S/m: the request message did not arrive within 30s of the call's start"
+        );
+    }
+}
