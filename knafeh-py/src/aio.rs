@@ -52,13 +52,15 @@ impl Completer {
             let drain = Drain {
                 completer: self.clone(),
             };
+            // Formatting a PyErr needs the GIL: done here, inside.
             self.event_loop
                 .call_method1(py, "call_soon_threadsafe", (drain,))
                 .map(drop)
+                .map_err(|e| e.to_string())
         });
         let why = match scheduled {
             Some(Ok(())) => return,
-            Some(Err(e)) => e.to_string(),
+            Some(Err(e)) => e,
             None => "the interpreter is exiting".to_owned(),
         };
         // Nobody is waiting any more. Dropping the results without the
@@ -170,6 +172,13 @@ where
     W: Future<Output = T> + Send + 'static,
 {
     gil::install_exit_hook(py);
+    if gil::closed() {
+        // E.g. an `atexit` handler that runs after knafeh's: the result
+        // could never be delivered.
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "knafeh cannot start async work: the interpreter is exiting (use the blocking client in atexit handlers)",
+        ));
+    }
     let event_loop = get_running_loop(py)?;
     let completer = completers.for_loop(py, &event_loop);
     let future = event_loop.call_method0("create_future")?;
@@ -228,26 +237,45 @@ impl Pending {
 
     /// Coroutine protocol: cancels the work and raises the exception in
     /// the awaiting code (how asyncio delivers a cancellation).
-    #[pyo3(signature = (kind, value = None, _traceback = None))]
+    #[pyo3(signature = (kind, value = None, traceback = None))]
     fn throw(
         &self,
         py: Python<'_>,
         kind: &Bound<'_, PyAny>,
         value: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         self.future.bind(py).call_method0("cancel")?;
-        let exc = match value {
-            Some(v) if !v.is_none() => v,
-            _ => kind,
-        };
-        Err(PyErr::from_value(exc.clone()))
+        Err(thrown(py, kind, value, traceback)?)
     }
 
     /// Coroutine protocol: cancels the work if it has not finished.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.future.bind(py).call_method0("cancel").map(drop)
     }
+}
+
+/// The exception `throw(kind, value, traceback)` raises, as a generator
+/// would: an instance as given, or `kind(value)`.
+fn thrown(
+    py: Python<'_>,
+    kind: &Bound<'_, PyAny>,
+    value: Option<&Bound<'_, PyAny>>,
+    traceback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
+    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+    let value = value.filter(|v| !v.is_none());
+    let exc = match value {
+        Some(v) if v.is_instance(&base)? => v.clone(),
+        Some(v) => kind.call1((v,))?,
+        None if kind.is_instance(&base)? => kind.clone(),
+        None => kind.call0()?,
+    };
+    let exc = match traceback.filter(|t| !t.is_none()) {
+        Some(tb) => exc.call_method1("with_traceback", (tb,))?,
+        None => exc,
+    };
+    Ok(PyErr::from_value(exc))
 }
 
 impl Pending {

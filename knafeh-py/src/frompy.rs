@@ -79,24 +79,50 @@ fn expected(what: &str, obj: &Bound<'_, PyAny>) -> FromPyError {
     FromPyError(format!("expected {what}, got {}", type_name(obj)))
 }
 
-/// A Python `int` (a `bool` is not taken for a number).
-fn int<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyInt>> {
+/// A Python `int`, or an integer-like object (`__index__`, e.g. numpy's
+/// integers); a `bool` is not taken for a number.
+fn int<'py>(obj: &Bound<'py, PyAny>) -> Result<Bound<'py, PyInt>> {
     if obj.is_instance_of::<PyBool>() {
         return Err(expected("int", obj));
     }
-    obj.cast::<PyInt>().map_err(|_| expected("int", obj))
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return Ok(i.clone());
+    }
+    if obj.hasattr("__index__")? {
+        if let Ok(i) = obj.call_method0("__index__")?.cast_into::<PyInt>() {
+            return Ok(i);
+        }
+    }
+    Err(expected("int", obj))
+}
+
+/// A Python `float`, an integer, or a float-like object (`__float__`,
+/// e.g. numpy's floats); a `bool` is not taken for a number.
+fn float(obj: &Bound<'_, PyAny>) -> Result<f64> {
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(f.value());
+    }
+    if let Ok(i) = int(obj) {
+        return i
+            .extract::<f64>()
+            .map_err(|_| FromPyError(format!("{i} is out of range for f64")));
+    }
+    if !obj.is_instance_of::<PyBool>() && obj.hasattr("__float__")? {
+        if let Ok(f) = obj.call_method0("__float__")?.cast_into::<PyFloat>() {
+            return Ok(f.value());
+        }
+    }
+    Err(expected("float", obj))
 }
 
 /// An integer of type `T`, or a message naming the value and the type.
-fn int_in_range<'py, T>(obj: &Bound<'py, PyAny>, rust: &str) -> Result<T>
-where
-    T: for<'a> FromPyObject<'a, 'py>,
-{
+fn int_in_range<T: TryFrom<i128> + TryFrom<u128>>(obj: &Bound<'_, PyAny>, rust: &str) -> Result<T> {
     let i = int(obj)?;
-    match i.extract::<T>() {
-        Ok(v) => Ok(v),
-        Err(_) => Err(FromPyError(format!("{i} is out of range for {rust}"))),
-    }
+    let v = match i.extract::<i128>() {
+        Ok(v) => T::try_from(v).ok(),
+        Err(_) => i.extract::<u128>().ok().and_then(|v| T::try_from(v).ok()),
+    };
+    v.ok_or_else(|| FromPyError(format!("{i} is out of range for {rust}")))
 }
 
 /// A deserializer over one Python object.
@@ -161,19 +187,15 @@ impl<'de> de::Deserializer<'de> for De<'_> {
     }
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_f64(visitor)
+        let v = float(&self.0)?;
+        if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+            return Err(FromPyError(format!("{} is out of range for f32", self.0)));
+        }
+        visitor.visit_f64(v)
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let o = &self.0;
-        if let Ok(f) = o.cast::<PyFloat>() {
-            return visitor.visit_f64(f.value());
-        }
-        let i = int(o).map_err(|_| expected("float", o))?;
-        match i.extract::<f64>() {
-            Ok(v) => visitor.visit_f64(v),
-            Err(_) => Err(FromPyError(format!("{i} is out of range for f64"))),
-        }
+        visitor.visit_f64(float(&self.0)?)
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {

@@ -27,9 +27,8 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 static INSIDE: AtomicUsize = AtomicUsize::new(0);
 static HOOK: Once = Once::new();
 
-/// How long the exit hook waits for threads inside Python (a handler that
-/// never returns must not hang the exit).
-const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// How often the exit hook says that it is still waiting.
+const EXIT_WARN_EVERY: Duration = Duration::from_secs(5);
 
 struct Leave;
 
@@ -72,20 +71,30 @@ pub(crate) fn install_exit_hook(py: Python<'_>) {
     });
 }
 
+/// Whether the exit hook has run: new work must not start (its result
+/// could never reach Python).
+pub(crate) fn closed() -> bool {
+    CLOSED.load(SeqCst)
+}
+
 /// The exit hook: closes the gate, then lets the threads already inside
 /// Python finish (they need the GIL, so it is released while waiting).
+/// It waits as long as they run, as Python waits for its non-daemon
+/// threads: a thread still inside Python when finalization starts would
+/// crash the process. A handler that never returns keeps the program
+/// from exiting; the wait is logged every few seconds.
 fn close(py: Python<'_>) {
     CLOSED.store(true, SeqCst);
     py.detach(|| {
-        let start = Instant::now();
+        let mut warned = Instant::now();
         // This thread holds no pass, so INSIDE counts only runtime threads.
         while INSIDE.load(SeqCst) > 0 {
-            if start.elapsed() > EXIT_WAIT {
+            if warned.elapsed() >= EXIT_WARN_EVERY {
                 tracing::warn!(
                     threads = INSIDE.load(SeqCst),
-                    "knafeh threads still inside Python at exit"
+                    "exit waits for Python code that knafeh runs (a handler still running)"
                 );
-                return;
+                warned = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -302,7 +302,16 @@ impl Handler {
                     .bind(py)
                     .getattr(h.method.as_str())
                     .map_err(|e| pyerr_to_status(py, e, h.path()))?;
-                let wants = *h.wants_context.get_or_init(|| takes_context(py, &method));
+                // Not `get_or_init`: inspecting runs Python, which may let
+                // another thread take the GIL and wait on the same lock.
+                let wants = match h.wants_context.get() {
+                    Some(w) => *w,
+                    None => {
+                        let w = takes_context(py, &method);
+                        let _ = h.wants_context.set(w);
+                        w
+                    }
+                };
                 let result = if wants {
                     let ctx = Py::new(py, PyCallContext::new(&h.context))
                         .map_err(|e| pyerr_to_status(py, e, h.path()))?;

@@ -1,6 +1,7 @@
 """The generated Python clients (examples/greeter-py) against the Rust
 example server."""
 import asyncio
+import collections.abc
 import concurrent.futures
 
 import greeter
@@ -103,6 +104,13 @@ def test_calls_are_coroutines(greeter_server):
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(client.say_hello(name=str(i))) for i in range(10)]
         assert [t.result() for t in tasks] == [{"message": f"Hello, {i}!"} for i in range(10)]
+        # The coroutine protocol: throw() raises in the caller and cancels.
+        pending = client.say_hello(name="t")
+        with pytest.raises(ValueError, match="msg"):
+            pending.throw(ValueError, "msg")
+        with pytest.raises(KeyError):
+            client.say_hello(name="t").throw(KeyError("k"))
+        assert isinstance(pending, collections.abc.Coroutine)
         # A server status raised inside a task reaches whoever awaits it.
         with pytest.raises(knafeh.RpcError) as info:
             await asyncio.create_task(client.say_hello(name=""))

@@ -11,6 +11,26 @@ from conftest import probe_client
 GOOD = {"inner": {"name": "n"}, "items": [{"value": 1}]}
 
 
+class Index:
+    """An integer-like object, as numpy's integers are."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __index__(self):
+        return self.v
+
+
+class Real:
+    """A float-like object, as numpy's floats are."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __float__(self):
+        return self.v
+
+
 class EchoOrders:
     """Echoes orders; `inner.name == "bad"` makes it return a bad value."""
 
@@ -43,6 +63,9 @@ BAD_REQUESTS = [
     ({**GOOD, "shape": {"Pair": [1]}}, "shape.Pair: expected a list of 2 items, got 1"),
     ({**GOOD, "shape": "Square"}, "shape: unknown variant `Square`"),
     ({**GOOD, "shape": {"Dot": None, "Pair": [1, 2]}}, "shape: expected a dict with one key"),
+    ({**GOOD, "ratio": 1e300}, "ratio: 1e+300 is out of range for f32"),
+    ({**GOOD, "ratio": "half"}, "ratio: expected float, got str"),
+    ({**GOOD, "ratio": True}, "ratio: expected float, got bool"),
 ]
 
 
@@ -68,8 +91,11 @@ def test_bad_requests_name_the_path_async(tmp_path):
                 ({"Pair": [1, 2]}, {"Pair": (1, 2)}),
             ]
             for shape, back in converts:
-                reply = await client.order({**GOOD, "small": -128, "shape": shape})
-                assert reply == {**GOOD, "small": -128, "shape": back}
+                reply = await client.order({**GOOD, "small": -128, "shape": shape, "ratio": 0.5})
+                assert reply == {**GOOD, "small": -128, "shape": back, "ratio": 0.5}
+            # Integer-like and float-like objects (numpy's scalars are).
+            reply = await client.order(inner={"name": "n"}, items=[{"value": Index(7)}], small=Index(-1), ratio=Real(0.25))
+            assert (reply["items"], reply["small"], reply["ratio"]) == ([{"value": 7}], -1, 0.25)
 
     asyncio.run(asyncio.wait_for(go(), 60))
 
@@ -80,7 +106,7 @@ def test_bad_requests_name_the_path_blocking(tmp_path):
     try:
         client = knafeh_probe.ProbeBlockingClient.connect(server.address, ca=ca)
         check_bad_requests(client)
-        assert client.order(GOOD) == {**GOOD, "small": 0, "shape": None}
+        assert client.order(GOOD) == {**GOOD, "small": 0, "shape": None, "ratio": 0.0}
     finally:
         server.stop()
 
@@ -101,6 +127,6 @@ def test_a_handler_value_that_does_not_convert_is_internal_with_the_path(tmp_pat
             assert info.value.code == knafeh.Code.INTERNAL
             assert "items[0].value: -3 is out of range for u32" in info.value.message, info.value.message
             # The server keeps serving.
-            assert await client.order(GOOD) == {**GOOD, "small": 0, "shape": None}
+            assert await client.order(GOOD) == {**GOOD, "small": 0, "shape": None, "ratio": 0.0}
 
     asyncio.run(asyncio.wait_for(go(), 60))

@@ -99,3 +99,65 @@ def test_python_served_programs_called_from_rust_exit_cleanly(tmp_path):
     argv = [sys.executable, "-c", PYTHON_SERVER, str(RUST_CLIENT), ca, cert, key]
     failures = run_many([argv] * RUNS)
     assert not failures, f"{len(failures)} of {RUNS} runs failed; first: {failures[0]}"
+
+
+LATE_ASYNC_CALL = """
+import asyncio, atexit, sys, greeter
+
+def late():
+    # Runs after knafeh's exit hook (registered later, so run earlier).
+    try:
+        asyncio.run(greeter.GreeterClient.connect(sys.argv[1], ca=sys.argv[2]))
+    except RuntimeError as e:
+        print("refused:", e, flush=True)
+    # The blocking client still works.
+    client = greeter.GreeterBlockingClient.connect(sys.argv[1], ca=sys.argv[2])
+    print(client.say_hello(name="late")["message"], flush=True)
+
+atexit.register(late)
+
+async def main():
+    client = await greeter.GreeterClient.connect(sys.argv[1], ca=sys.argv[2])
+    await client.say_hello(name="x")
+
+asyncio.run(main())
+"""
+
+
+def test_async_work_after_the_exit_hook_is_refused_not_hung(greeter_server):
+    addr, ca = greeter_server
+    p = subprocess.run([sys.executable, "-c", LATE_ASYNC_CALL, addr, ca], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-600:]
+    assert "refused: knafeh cannot start async work: the interpreter is exiting" in p.stdout, p.stdout
+    assert "Hello, late!" in p.stdout, p.stdout
+
+SLOW_HANDLER_AT_EXIT = """
+import asyncio, sys, time, greeter, knafeh
+
+class Greeter:
+    def say_hello(self, req):
+        time.sleep(6)  # still running when the program exits
+        return {"message": "late"}
+
+    def count_to(self, req):
+        yield from ()
+
+async def main(ca, cert, key):
+    server = knafeh.Server("127.0.0.1:0", cert=cert, key=key, drain_timeout=0.2)
+    server.add_service(greeter.GreeterService(Greeter()))
+    addr = await server.start()
+    client = await greeter.GreeterClient.connect(addr, ca=ca)
+    asyncio.create_task(client.say_hello(name="slow"))
+    await asyncio.sleep(0.5)
+    await server.stop()
+
+asyncio.run(main(*sys.argv[1:4]))
+"""
+
+
+def test_exit_waits_for_a_handler_still_running(tmp_path):
+    """A sync handler still inside Python at exit (longer than any fixed
+    wait) finishes before the interpreter finalizes: no crash."""
+    ca, cert, key = knafeh.dev_cert(str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", SLOW_HANDLER_AT_EXIT, ca, cert, key], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-600:]

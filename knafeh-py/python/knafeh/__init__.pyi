@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Any, Coroutine, Generator, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Coroutine, Mapping, Optional, Tuple, Union
 
 __version__: str
 
@@ -45,18 +45,6 @@ class CallContext:
         """The caller's metadata (bytes for `-bin` keys)."""
     def time_remaining(self) -> Optional[float]:
         """Seconds left before the caller's deadline, or None without one."""
-
-_T = TypeVar("_T")
-
-class Pending(Coroutine[Any, Any, _T]):
-    """What knafeh's async calls return: a coroutine, so `await`,
-    `asyncio.create_task` and `TaskGroup.create_task` take it. The work has
-    started already; cancelling the task (or closing the coroutine)
-    cancels it."""
-    def __await__(self) -> Generator[Any, None, _T]: ...
-    def send(self, value: Any, /) -> Any: ...
-    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any: ...
-    def close(self) -> None: ...
 
 class Server:
     """Serves Python implementations wrapped in generated `{Trait}Service` objects."""

@@ -59,6 +59,9 @@ pub struct Order {
     /// An optional enum.
     #[serde(default)]
     pub shape: Option<Shape>,
+    /// A 32-bit float.
+    #[serde(default)]
+    pub ratio: f32,
 }
 
 /// Echo-like calls with binary payloads and nested data.
