@@ -1,0 +1,240 @@
+//! Accepting connections, draining them on shutdown, releasing the port.
+
+use super::*;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_quiche::metrics::DefaultMetrics;
+use tokio_quiche::quiche::h3;
+
+use crate::transport::conn::{Command, ConnShared, H3App, IncomingStream};
+
+/// How long shutdown waits for tokio-quiche to release the UDP sockets.
+pub(super) const SOCKET_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) type ConnList = Vec<(mpsc::UnboundedSender<Command>, Arc<ConnShared>)>;
+
+/// Starts serving one accepted connection.
+pub(super) fn start_connection(
+    initial: tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>,
+    state: &Arc<ServerState>,
+    conns: &mut ConnList,
+    draining: bool,
+) {
+    let peer = initial.peer_addr();
+    let st = state.clone();
+    let on_request: crate::transport::conn::OnRequest =
+        Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
+            st.inflight.fetch_add(1, Ordering::AcqRel);
+            let guard = InflightGuard(st.clone());
+            Box::pin(handle_call(st.clone(), incoming, peer, guard))
+        });
+    let h3_config = match h3::Config::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create an HTTP/3 config; dropping connection");
+            return;
+        }
+    };
+    state.connections.fetch_add(1, Ordering::AcqRel);
+    let guard = Box::new(ConnGuard(state.clone()));
+    let (app, cmd, shared) = H3App::server(
+        h3_config,
+        peer,
+        on_request,
+        draining,
+        guard,
+        state.keepalive,
+    );
+    initial.start(app);
+    conns.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
+    conns.push((cmd, shared));
+    tracing::debug!(%peer, draining, "connection accepted");
+}
+
+pub(super) type Accept = tokio_quiche::QuicConnectionStream<DefaultMetrics>;
+
+pub(super) async fn next_connection(
+    accept: &mut Accept,
+) -> Option<tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>> {
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut *accept), cx)
+        })
+        .await;
+        match next {
+            Some(Ok(c)) => return Some(c),
+            Some(Err(e)) => tracing::debug!(error = %e, "rejected connection attempt"),
+            None => return None,
+        }
+    }
+}
+
+pub(super) async fn wait_closed(shared: &ConnShared) {
+    loop {
+        let closed = shared.closed_notify.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        closed.await;
+    }
+}
+
+pub(super) async fn accept_loop(
+    listeners: Vec<Accept>,
+    state: Arc<ServerState>,
+    mut stop: oneshot::Receiver<()>,
+    drain_timeout: Duration,
+    local_addr: SocketAddr,
+) {
+    // One forwarding task per socket; connections meet in one channel.
+    let (conn_tx, mut accept) = mpsc::channel(64);
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let forwarders: Vec<_> = listeners
+        .into_iter()
+        .map(|mut listener| {
+            let conn_tx = conn_tx.clone();
+            let mut close_rx = close_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = close_rx.changed() => break,
+                        next = next_connection(&mut listener) => match next {
+                            Some(c) => {
+                                if conn_tx.send(c).await.is_err() {
+                                    break;
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(conn_tx);
+    let mut conns = ConnList::new();
+    // Serve until told to stop (or until the handle is dropped).
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            next = accept.recv() => match next {
+                Some(initial) => start_connection(initial, &state, &mut conns, false),
+                None => break,
+            },
+        }
+    }
+
+    // Drain: GOAWAY everywhere; from the moment each connection has
+    // processed it, no new call is accepted there, so the in-flight count
+    // can only fall.
+    let mut acks = Vec::new();
+    for (cmd, _) in &conns {
+        let (tx, rx) = oneshot::channel();
+        if cmd.send(Command::GoAway(tx)).is_ok() {
+            acks.push(rx);
+        }
+    }
+    let drain_deadline = tokio::time::Instant::now() + drain_timeout;
+    let _ = tokio::time::timeout_at(drain_deadline, async {
+        for ack in acks {
+            let _ = ack.await;
+        }
+    })
+    .await;
+    // Connections that arrive meanwhile are accepted and refuse every call,
+    // so their clients get UNAVAILABLE at once instead of a handshake
+    // timeout.
+    let drained = loop {
+        let idle = state.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if state.inflight.load(Ordering::Acquire) == 0 {
+            break true;
+        }
+        tokio::select! {
+            _ = idle => {}
+            _ = tokio::time::sleep_until(drain_deadline) => break false,
+            Some(initial) = accept.recv() => start_connection(initial, &state, &mut conns, true),
+        }
+    };
+    if !drained {
+        tracing::warn!(
+            inflight = state.inflight.load(Ordering::Acquire),
+            "drain timeout passed; closing connections with calls in flight"
+        );
+    }
+    // Closing the listeners lets tokio-quiche release the sockets once
+    // their connections are gone.
+    let _ = close_tx.send(true);
+    drop(accept);
+    for f in forwarders {
+        let _ = f.await;
+    }
+
+    // Close politely (after the last responses are acknowledged), then
+    // force the connections that have not closed within a second.
+    for force in [false, true] {
+        let live: Vec<_> = conns
+            .iter()
+            .filter(|(cmd, shared)| {
+                !shared.closed.load(Ordering::Acquire) && cmd.send(Command::Close { force }).is_ok()
+            })
+            .map(|(_, shared)| shared.clone())
+            .collect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            for shared in &live {
+                wait_closed(shared).await;
+            }
+        })
+        .await;
+    }
+
+    // tokio-quiche's listener task owns the socket and ends on its own once
+    // its connections are gone; wait (bounded) until the port is free so
+    // that `shutdown` returning means the address can be bound again.
+    // Its router only notices that nobody accepts any more when it is
+    // woken, i.e. when a datagram arrives: a server that saw no traffic
+    // would keep its port until the runtime ends. So send it one (any
+    // bytes do; it is dropped as an invalid packet) every 100 ms.
+    let poke = std::net::UdpSocket::bind(match local_addr {
+        SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+    });
+    let poke_to = match local_addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        a => a,
+    };
+    let released = tokio::time::timeout(SOCKET_RELEASE_WAIT, async {
+        let mut next_poke = 0u32;
+        while std::net::UdpSocket::bind(local_addr).is_err() {
+            if next_poke == 0 {
+                if let Ok(poke) = &poke {
+                    let _ = poke.send_to(&[0], poke_to);
+                }
+                next_poke = 20;
+            }
+            next_poke -= 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    if released.is_err() {
+        tracing::warn!(
+            %local_addr,
+            wait_s = SOCKET_RELEASE_WAIT.as_secs(),
+            "the UDP socket was still open after shutdown"
+        );
+    }
+    tracing::info!("knafeh server stopped");
+}

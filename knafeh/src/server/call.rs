@@ -1,0 +1,448 @@
+//! One call on the server: reading the request through the protocol
+//! core's reader, running the handler, writing the response or stream.
+
+use super::*;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use tokio::sync::mpsc;
+use tokio_quiche::quiche::h3;
+use tracing::Instrument;
+
+use crate::intercept::{self, CallInfo};
+use crate::proto::request::{read_timeout_status, RequestReader};
+use crate::proto::status::shown;
+use crate::proto::wire;
+use crate::service::{Call, CatchUnwind, Reply};
+use crate::transport::conn::{field_section_size, IncomingStream, Out, RecvWindow, StreamEvent};
+use crate::{Codec, Context, Metadata, Status};
+
+pub(super) fn view(headers: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    use tokio_quiche::quiche::h3::NameValue;
+    headers.iter().map(|h| (h.name(), h.value()))
+}
+
+pub(super) enum Outcome {
+    Done(Status),
+    Cancelled,
+}
+
+pub(super) async fn handle_call(
+    state: Arc<ServerState>,
+    incoming: IncomingStream,
+    peer: SocketAddr,
+    _guard: InflightGuard,
+) {
+    let IncomingStream {
+        headers,
+        window,
+        mut events,
+        tx,
+    } = incoming;
+    let start = Instant::now();
+    let head = wire::parse_request(view(&headers));
+    let (service_name, method_name) = match &head {
+        Ok(h) => (h.service.clone(), h.method.clone()),
+        Err(_) => (String::new(), String::new()),
+    };
+    let span = tracing::debug_span!(
+        "knafeh.server",
+        service = %service_name,
+        method = %method_name,
+        %peer,
+        code = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    let fut = async move {
+        let outcome = match head {
+            Err(refusal) => {
+                // Answer in the request's codec when it named a known one.
+                let codec = view(&headers)
+                    .find(|(n, _)| *n == b"content-type")
+                    .and_then(|(_, v)| Codec::from_content_type(v))
+                    .unwrap_or_default();
+                tx.send(Out::Headers(
+                    wire::trailers_only(refusal.http_status, codec, &refusal.status),
+                    true,
+                ))
+                .await;
+                tx.stop_reading();
+                Outcome::Done(refusal.status)
+            }
+            Ok(head) => serve(&state, head, &mut events, &tx, &window, peer).await,
+        };
+        let span = tracing::Span::current();
+        match &outcome {
+            Outcome::Done(status) => {
+                span.record("code", status.code().as_str());
+                span.record("duration_us", start.elapsed().as_micros() as u64);
+                if status.code() == crate::Code::Internal {
+                    tracing::warn!(
+                        code = status.code().as_str(),
+                        message = status.message(),
+                        "call failed"
+                    );
+                } else {
+                    tracing::debug!(code = status.code().as_str(), "call finished");
+                }
+            }
+            Outcome::Cancelled => {
+                span.record("code", "CANCELLED");
+                span.record("duration_us", start.elapsed().as_micros() as u64);
+                tracing::debug!("call cancelled by the client");
+            }
+        }
+    };
+    fut.instrument(span).await
+}
+
+pub(super) async fn serve(
+    state: &ServerState,
+    head: wire::RequestHead,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    tx: &crate::transport::conn::StreamTx,
+    window: &RecvWindow,
+    peer: SocketAddr,
+) -> Outcome {
+    let codec = head.codec;
+    let deadline = head.timeout.map(|t| Instant::now() + t);
+    let refuse = |status: Status| async move {
+        let (block, status) = fit(tx, "status metadata", status, |s| {
+            wire::trailers_only(200, codec, s)
+        });
+        tx.send(Out::Headers(block, true)).await;
+        tx.stop_reading();
+        Outcome::Done(status)
+    };
+    // Interceptors first: a refused call learns nothing about the services.
+    let mut head = head;
+    let mut response_md = Metadata::new();
+    if !state.interceptors.is_empty() {
+        let mut info = CallInfo::new(
+            head.path.clone(),
+            std::mem::take(&mut head.metadata),
+            deadline,
+            Some(peer),
+        );
+        let verdict = intercept::run(&state.interceptors, &mut info);
+        let (md, resp_md) = info.into_parts();
+        head.metadata = md;
+        response_md = resp_md;
+        if let Err(status) = verdict {
+            let mut md = response_md;
+            md.extend(status.metadata().clone());
+            return refuse(status.with_metadata(md)).await;
+        }
+    }
+    let Some(service) = state.services.get(head.service.as_str()) else {
+        return refuse(Status::unimplemented(format!(
+            "unknown service {}",
+            shown(head.service.as_bytes())
+        )))
+        .await;
+    };
+    if !service.has_method(&head.method) {
+        return refuse(Status::unimplemented(format!(
+            "unknown method {} of service {}",
+            shown(head.method.as_bytes()),
+            head.service
+        )))
+        .await;
+    }
+
+    // Read the one request message.
+    let payload = match read_request(state, &head, events, deadline, tx, window).await {
+        Ok(p) => p,
+        Err(Some(status)) => return refuse(status).await,
+        Err(None) => return Outcome::Cancelled,
+    };
+
+    let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
+    if !response_md.is_empty() {
+        ctx.with_response_metadata(|md| *md = response_md);
+    }
+    let call = Call {
+        codec,
+        payload,
+        ctx: ctx.clone(),
+    };
+    let handler = CatchUnwind(service.call(&head.method, call));
+    // One timer for the whole call: the handler, then any stream.
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+    let reply = match guarded_with(handler, events, &mut sleep).await {
+        Guarded::Cancelled => return Outcome::Cancelled,
+        Guarded::Deadline => {
+            return refuse(Status::deadline_exceeded(
+                "deadline passed before the handler finished",
+            ))
+            .await
+        }
+        Guarded::Done(Err(panic)) => {
+            tracing::error!(path = %head.path, panic = %panic, "handler panicked");
+            return refuse(Status::internal(format!(
+                "handler for {} panicked",
+                head.path
+            )))
+            .await;
+        }
+        Guarded::Done(Ok(Err(status))) => {
+            // Metadata the handler attached goes out with its error.
+            let mut md = ctx.take_response_metadata();
+            md.extend(status.metadata().clone());
+            return refuse(status.with_metadata(md)).await;
+        }
+        Guarded::Done(Ok(Ok(reply))) => reply,
+    };
+
+    let md = ctx.take_response_metadata();
+    let headers = wire::response_headers(codec, &md);
+    let size = field_section_size(&headers);
+    let limit = tx.shared.peer_field_limit();
+    if size > limit {
+        return refuse(header_limit_status("response metadata", size, limit)).await;
+    }
+    let mut stream = match reply {
+        Reply::Unary(frame) => {
+            let ok = Status::new(crate::Code::Ok, "");
+            if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
+                return Outcome::Cancelled;
+            }
+            return Outcome::Done(ok);
+        }
+        Reply::Stream(stream) => stream,
+    };
+    if !tx.send(Out::Headers(headers, false)).await {
+        return Outcome::Cancelled;
+    }
+    let status = loop {
+        // Items that are ready at once go out together, in one DATA frame
+        // (one command to the connection); an item that is not ready yet
+        // never holds back the ones before it.
+        let batch = match next_batch(&mut stream, events, &mut sleep).await {
+            Batch::Cancelled => return Outcome::Cancelled,
+            Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
+            Batch::Frames(frames, end) => {
+                let end = match end {
+                    None => None,
+                    Some(End::Done) => Some(Status::new(crate::Code::Ok, "")),
+                    Some(End::Failed(status)) => Some(status),
+                    Some(End::Panicked(panic)) => {
+                        tracing::error!(path = %head.path, panic = %panic, "stream producer panicked");
+                        Some(Status::internal(format!(
+                            "stream producer for {} panicked",
+                            head.path
+                        )))
+                    }
+                };
+                (frames, end)
+            }
+        };
+        let (frames, end) = batch;
+        if !frames.is_empty() {
+            // Waiting for send credit (a client that reads slowly) still
+            // ends at the deadline or on cancellation.
+            let send = tx.send(Out::Data(frames.freeze(), false, 0));
+            match guarded_with(Box::pin(send), events, &mut sleep).await {
+                Guarded::Done(true) => {}
+                Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
+                Guarded::Deadline => {
+                    break Status::deadline_exceeded("deadline passed while streaming")
+                }
+            }
+        }
+        if let Some(status) = end {
+            break status;
+        }
+    };
+    let (trailers, status) = fit(tx, "status metadata", status, wire::trailers);
+    if !tx.send(Out::Trailers(trailers)).await {
+        return Outcome::Cancelled;
+    }
+    Outcome::Done(status)
+}
+
+/// The `INTERNAL` status replacing a header block the client would refuse
+/// (it would close the whole connection over it).
+pub(super) fn header_limit_status(what: &str, size: u64, limit: u64) -> Status {
+    tracing::warn!(
+        size,
+        limit,
+        "{what} too large for the client; sending INTERNAL instead"
+    );
+    Status::internal(format!(
+        "{what} of {size} bytes exceed the client's header limit of {limit} bytes"
+    ))
+}
+
+/// The block `build` makes for `status` if the client accepts its size;
+/// otherwise the block of an `INTERNAL` status saying so (and that status).
+pub(super) fn fit(
+    tx: &crate::transport::conn::StreamTx,
+    what: &str,
+    status: Status,
+    build: impl Fn(&Status) -> crate::transport::conn::OutHeaders,
+) -> (crate::transport::conn::OutHeaders, Status) {
+    let block = build(&status);
+    let size = field_section_size(&block);
+    let limit = tx.shared.peer_field_limit();
+    if size <= limit {
+        return (block, status);
+    }
+    let status = header_limit_status(what, size, limit);
+    (build(&status), status)
+}
+
+/// Reads the single request message. `Err(None)` means the client went
+/// away; `Err(Some(status))` is the answer to give.
+pub(super) async fn read_request(
+    state: &ServerState,
+    head: &wire::RequestHead,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    deadline: Option<Instant>,
+    tx: &crate::transport::conn::StreamTx,
+    window: &RecvWindow,
+) -> Result<Bytes, Option<Status>> {
+    // A client may not hold a call open without sending its request: the
+    // read ends at the call's deadline or the server's read timeout.
+    let limit = Instant::now() + state.request_read_timeout;
+    let read_by = deadline.map_or(limit, |d| d.min(limit));
+    let mut reader = RequestReader::new(&head.path, state.max_message_size);
+    loop {
+        let ev = match tokio::time::timeout_at(read_by.into(), events.recv()).await {
+            Ok(ev) => ev,
+            Err(_) => {
+                let by_deadline = deadline == Some(read_by);
+                let status =
+                    read_timeout_status(&head.path, by_deadline, state.request_read_timeout);
+                return Err(Some(status));
+            }
+        };
+        match ev {
+            Some(StreamEvent::Data(bytes)) => {
+                tx.consumed(window, bytes.len());
+                reader.on_data(&bytes).map_err(Some)?;
+            }
+            Some(StreamEvent::Finished) => return reader.on_finished().map_err(Some),
+            Some(StreamEvent::Reset(_)) | None => return Err(None),
+            Some(StreamEvent::Headers(_)) | Some(StreamEvent::Trailers(_)) => {}
+        }
+    }
+}
+
+/// Largest batch of stream items sent as one DATA frame.
+pub(super) const STREAM_BATCH: usize = 64 * 1024;
+
+/// How a response stream ended.
+pub(super) enum End {
+    Done,
+    Failed(Status),
+    Panicked(String),
+}
+
+pub(super) enum Batch {
+    /// Framed items that were ready (maybe none), and how the stream
+    /// ended if it did.
+    Frames(BytesMut, Option<End>),
+    Cancelled,
+    Deadline,
+}
+
+/// Collects the items of `stream` that are ready, waiting for the first
+/// one; stops at [`STREAM_BATCH`] bytes, at the end of the stream, or when
+/// the next item is not ready.
+pub(super) async fn next_batch(
+    stream: &mut crate::service::FrameStream,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Batch {
+    let mut frames = BytesMut::new();
+    std::future::poll_fn(|cx| {
+        if deadline_passed(sleep, cx) {
+            return Poll::Ready(Batch::Deadline);
+        }
+        if client_left(events, cx) {
+            return Poll::Ready(Batch::Cancelled);
+        }
+        loop {
+            let next = std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)));
+            let end = match next {
+                Ok(Poll::Ready(Some(Ok(frame)))) => {
+                    frames.extend_from_slice(&frame);
+                    if frames.len() < STREAM_BATCH {
+                        continue;
+                    }
+                    None
+                }
+                Ok(Poll::Ready(Some(Err(status)))) => Some(End::Failed(status)),
+                Ok(Poll::Ready(None)) => Some(End::Done),
+                Err(panic) => Some(End::Panicked(crate::service::panic_message(panic))),
+                Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
+                Ok(Poll::Pending) => None,
+            };
+            return Poll::Ready(Batch::Frames(std::mem::take(&mut frames), end));
+        }
+    })
+    .await
+}
+
+/// Whether the call's deadline has passed. tokio's timer fires a passed
+/// deadline only on its next tick, so the clock is checked too: a passed
+/// deadline always wins.
+pub(super) fn deadline_passed(
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    match sleep.as_mut() {
+        Some(s) => s.deadline() <= tokio::time::Instant::now() || s.as_mut().poll(cx).is_ready(),
+        None => false,
+    }
+}
+
+/// Whether the client reset the stream or the connection is gone (other
+/// events are consumed and ignored).
+pub(super) fn client_left(
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    loop {
+        match events.poll_recv(cx) {
+            Poll::Ready(Some(StreamEvent::Reset(_)) | None) => return true,
+            Poll::Ready(Some(_)) => {}
+            Poll::Pending => return false,
+        }
+    }
+}
+
+/// Runs `fut` until it completes, the client cancels, or `sleep` (the
+/// call's deadline) fires.
+pub(super) async fn guarded_with<F: Future + Unpin>(
+    mut fut: F,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Guarded<F::Output> {
+    std::future::poll_fn(|cx| {
+        if deadline_passed(sleep, cx) {
+            return Poll::Ready(Guarded::Deadline);
+        }
+        if let Poll::Ready(out) = Pin::new(&mut fut).poll(cx) {
+            return Poll::Ready(Guarded::Done(out));
+        }
+        if client_left(events, cx) {
+            return Poll::Ready(Guarded::Cancelled);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+pub(super) enum Guarded<T> {
+    Done(T),
+    Cancelled,
+    Deadline,
+}
