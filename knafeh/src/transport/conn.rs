@@ -315,14 +315,67 @@ struct PendingOpen {
     slot: Arc<AtomicU64>,
 }
 
+/// Which side of the connection an [`H3App`] plays.
+enum Role {
+    Client,
+    Server {
+        /// A sender handed to each call task.
+        cmd_tx: mpsc::UnboundedSender<Command>,
+        /// Starts the call of each request.
+        on_request: OnRequest,
+        /// Dropped when the connection closes (connection counting).
+        close_guard: Option<Box<dyn Send>>,
+    },
+}
+
+impl Role {
+    fn is_server(&self) -> bool {
+        matches!(self, Role::Server { .. })
+    }
+}
+
+/// Where closing a connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// Not asked to close.
+    Open,
+    /// Close once every stream has finished.
+    WhenIdle,
+    /// Every stream finished; close after the next packets arrive (the
+    /// peer's acknowledgements), so data written in this round is not cut
+    /// off.
+    AfterNextRead,
+    /// Close at the next chance.
+    Now,
+}
+
+impl Closing {
+    fn request(&mut self, force: bool) {
+        if force {
+            *self = Closing::Now;
+        } else if *self == Closing::Open {
+            *self = Closing::WhenIdle;
+        }
+    }
+
+    fn requested(self) -> bool {
+        matches!(self, Closing::WhenIdle | Closing::AfterNextRead)
+    }
+
+    fn on_read(&mut self) {
+        if *self == Closing::AfterNextRead {
+            *self = Closing::Now;
+        }
+    }
+}
+
 /// The per-connection HTTP/3 state machine.
 pub(crate) struct H3App {
     h3_config: h3::Config,
     h3: Option<h3::Connection>,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
-    /// Server only: a sender handed to each call task.
-    cmd_tx: Option<mpsc::UnboundedSender<Command>>,
-    on_request: Option<OnRequest>,
+    /// Client or server, with what only a server has.
+    role: Role,
     /// Calls that arrived in this round of reads, not yet started.
     new_calls: Vec<(u64, CallFuture)>,
     peer: SocketAddr,
@@ -332,17 +385,11 @@ pub(crate) struct H3App {
     pending_opens: VecDeque<PendingOpen>,
     going_away: bool,
     last_request_id: Option<u64>,
-    close_requested: bool,
-    force_close: bool,
-    /// Set when all streams finished after a close request; the close
-    /// happens after the next packets arrive (the peer's acknowledgements),
-    /// so data written in the same round is not cut off.
-    close_ready: bool,
+    /// Where closing the connection stands.
+    closing: Closing,
     /// Whether stream data was handed to quiche since packets last came in.
     wrote_since_read: bool,
     shared: Arc<ConnShared>,
-    /// Dropped when the connection closes (server: connection counting).
-    close_guard: Option<Box<dyn Send>>,
     /// Pings a silent peer and gives up on one that stays silent.
     liveness: Liveness,
     /// When `wait_for_data` must return for the next liveness check.
@@ -363,8 +410,7 @@ impl H3App {
             h3_config,
             h3: None,
             cmd_rx,
-            cmd_tx: None,
-            on_request: None,
+            role: Role::Client,
             new_calls: Vec::new(),
             peer,
             queued_cmds: Vec::new(),
@@ -373,12 +419,9 @@ impl H3App {
             pending_opens: VecDeque::new(),
             going_away: false,
             last_request_id: None,
-            close_requested: false,
-            force_close: false,
-            close_ready: false,
+            closing: Closing::Open,
             wrote_since_read: false,
             shared,
-            close_guard: None,
             liveness: Liveness::new(Keepalive::default()),
             next_check: None,
             check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
@@ -413,10 +456,12 @@ impl H3App {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
         let mut app = Self::new(h3_config, rx, shared.clone(), peer);
-        app.cmd_tx = Some(tx.clone());
-        app.on_request = Some(on_request);
+        app.role = Role::Server {
+            cmd_tx: tx.clone(),
+            on_request,
+            close_guard: Some(close_guard),
+        };
         app.going_away = draining;
-        app.close_guard = Some(close_guard);
         app.liveness = Liveness::new(keepalive);
         (app, tx, shared)
     }
@@ -473,10 +518,7 @@ impl H3App {
                     let _ = h3.send_goaway(qconn, next_request_id(self.last_request_id));
                 }
             }
-            Command::Close { force } => {
-                self.close_requested = true;
-                self.force_close |= force;
-            }
+            Command::Close { force } => self.closing.request(force),
         }
     }
 
@@ -593,7 +635,7 @@ impl H3App {
                 },
             }
         }
-        if failed && self.on_request.is_none() && !s.remote_done {
+        if failed && !self.role.is_server() && !s.remote_done {
             // A client whose request the server stopped reading (it refused
             // the call early): stop writing but keep reading, the answer
             // is on its way.
@@ -636,7 +678,7 @@ impl H3App {
                 Err(h3::Error::Done) => return Ok(()),
                 Err(e) => return Err(Box::new(e)),
             };
-            tracing::trace!(stream_id = id, event = ?ev, server = self.on_request.is_some(), "h3 event");
+            tracing::trace!(stream_id = id, event = ?ev, server = self.role.is_server(), "h3 event");
             match ev {
                 h3::Event::Headers { list, more_frames } => {
                     self.on_headers(qconn, id, list, more_frames)
@@ -694,7 +736,10 @@ impl H3App {
         // cannot come back here: an aborted stream's read side is shut
         // down, and a finished one saw the peer's FIN. Requests arrive in
         // readiness order, not id order.
-        let (Some(on_request), Some(cmd_tx)) = (&self.on_request, &self.cmd_tx) else {
+        let Role::Server {
+            on_request, cmd_tx, ..
+        } = &self.role
+        else {
             return;
         };
         self.last_request_id = Some(self.last_request_id.map_or(id, |last| last.max(id)));
@@ -756,7 +801,7 @@ impl H3App {
     /// sent when it drops the call) is noticed only on the next write; look
     /// for it after every read so idle handlers are cancelled promptly.
     fn reap_stopped_streams(&mut self, qconn: &mut QuicheConnection) {
-        if self.on_request.is_none() {
+        if !self.role.is_server() {
             return;
         }
         let stopped: Vec<u64> = self
@@ -849,7 +894,9 @@ impl H3App {
         self.pending_opens.clear();
         self.new_calls.clear();
         self.dirty.clear();
-        self.close_guard = None;
+        if let Role::Server { close_guard, .. } = &mut self.role {
+            *close_guard = None;
+        }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.closed_notify.notify_waiters();
     }
@@ -919,9 +966,7 @@ impl ApplicationOverQuic for H3App {
     }
 
     fn process_reads(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
-        if self.close_ready {
-            self.force_close = true;
-        }
+        self.closing.on_read();
         self.wrote_since_read = false;
         self.liveness.on_packet(std::time::Instant::now());
         self.poll_h3(qconn)?;
@@ -932,7 +977,7 @@ impl ApplicationOverQuic for H3App {
 
     fn process_writes(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
         self.drain_commands(qconn);
-        if self.force_close {
+        if self.closing == Closing::Now {
             let _ = qconn.close(true, H3_NO_ERROR, b"");
             self.finish_all();
             return Ok(());
@@ -947,14 +992,14 @@ impl ApplicationOverQuic for H3App {
                 }
             }
         }
-        if self.close_requested && self.streams.is_empty() && self.pending_opens.is_empty() {
+        if self.closing.requested() && self.streams.is_empty() && self.pending_opens.is_empty() {
             if !self.wrote_since_read {
                 // Everything written was followed by packets from the peer.
                 let _ = qconn.close(true, H3_NO_ERROR, b"");
                 self.finish_all();
                 return Ok(());
             }
-            self.close_ready = true;
+            self.closing = Closing::AfterNextRead;
         }
         if self.check_liveness(qconn) {
             return Ok(());
@@ -985,5 +1030,32 @@ impl ApplicationOverQuic for H3App {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = reason;
         self.finish_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Closing;
+
+    #[test]
+    fn closing_only_moves_forward() {
+        let mut c = Closing::Open;
+        c.on_read();
+        assert_eq!(c, Closing::Open);
+        c.request(false);
+        assert_eq!(c, Closing::WhenIdle);
+        assert!(c.requested());
+        let mut c = Closing::AfterNextRead;
+        c.request(false);
+        assert_eq!(c, Closing::AfterNextRead);
+        assert!(c.requested());
+        c.on_read();
+        assert_eq!(c, Closing::Now);
+        c.request(false);
+        assert_eq!(c, Closing::Now);
+        let mut forced = Closing::WhenIdle;
+        forced.request(true);
+        assert_eq!(forced, Closing::Now);
+        assert!(!forced.requested());
     }
 }
