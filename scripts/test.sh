@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, trybuild UI tests, end-to-end tests over
-# loopback QUIC, doc tests.
+# Runs every check and test: rustfmt, clippy, rustdoc (warnings denied),
+# unit tests, trybuild UI tests, end-to-end tests over loopback QUIC, doc
+# tests, the Python tests and the PROTOCOL.md conformance client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+
+# The house rules: formatted, no clippy warnings, docs build cleanly.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q -p knafeh -p knafeh-macros -p knafeh-py
 
 cargo test --workspace --exclude knafeh-bench --exclude knafeh-bench-py
 

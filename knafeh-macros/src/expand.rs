@@ -17,14 +17,14 @@ use crate::valid::{self, Config, Errors, Kind, Rpc, Service};
 /// The whole macro: parse, validate, expand. On any error, the errors and
 /// the user's item unchanged, so the trait still exists for the rest of
 /// the crate and follow-on errors don't pile up.
-pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Flavor::Rust)
 }
 
 /// `#[pyservice]`: everything `#[service]` generates, plus the Python
 /// classes (`crate` then names knafeh-py, whose `knafeh` re-export is the
 /// runtime).
-pub fn pyservice(attr: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn pyservice(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Flavor::Python)
 }
 

@@ -13,7 +13,7 @@ use syn::{
 };
 
 /// One `key = value` of `#[service(key = value, ...)]`, not yet checked.
-pub struct RawOption {
+pub(crate) struct RawOption {
     /// The key as written; `crate` is accepted although it is a keyword.
     pub key: Ident,
     /// The value as written; only string literals are valid.
@@ -21,7 +21,7 @@ pub struct RawOption {
 }
 
 /// All options of the attribute, in order, duplicates included.
-pub struct RawOptions(pub Vec<RawOption>);
+pub(crate) struct RawOptions(pub Vec<RawOption>);
 
 impl Parse for RawOptions {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -40,7 +40,7 @@ impl Parse for RawOption {
 }
 
 /// The annotated trait, its items sorted.
-pub struct Trait<'a> {
+pub(crate) struct Trait<'a> {
     pub item: &'a ItemTrait,
     /// The `fn` items, in order.
     pub methods: Vec<Method<'a>>,
@@ -49,7 +49,7 @@ pub struct Trait<'a> {
 }
 
 impl<'a> Trait<'a> {
-    pub fn new(item: &'a ItemTrait) -> Self {
+    pub(crate) fn new(item: &'a ItemTrait) -> Self {
         let mut methods = Vec::new();
         let mut others = Vec::new();
         for it in &item.items {
@@ -67,7 +67,7 @@ impl<'a> Trait<'a> {
 }
 
 /// One trait method, its signature taken apart.
-pub struct Method<'a> {
+pub(crate) struct Method<'a> {
     pub item: &'a TraitItemFn,
     pub sig: &'a Signature,
     pub name: &'a Ident,
@@ -80,7 +80,7 @@ pub struct Method<'a> {
 }
 
 impl<'a> Method<'a> {
-    pub fn new(item: &'a TraitItemFn) -> Self {
+    pub(crate) fn new(item: &'a TraitItemFn) -> Self {
         let sig = &item.sig;
         let mut receiver = None;
         let mut args = Vec::new();
@@ -108,14 +108,14 @@ impl<'a> Method<'a> {
     }
 
     /// The method name without any `r#` prefix: the name on the wire.
-    pub fn wire_name(&self) -> String {
+    pub(crate) fn wire_name(&self) -> String {
         self.name.unraw().to_string()
     }
 }
 
 /// The last segment of a plain type path (`a::b::C<D>` gives `C<D>`), or
 /// `None` for any other kind of type, or a path with a `<T as Trait>` self.
-pub fn last_segment(ty: &Type) -> Option<&PathSegment> {
+pub(crate) fn last_segment(ty: &Type) -> Option<&PathSegment> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
         Type::Group(g) => last_segment(&g.elem),
@@ -125,14 +125,14 @@ pub fn last_segment(ty: &Type) -> Option<&PathSegment> {
 }
 
 /// Whether the last segment of `ty`'s path is named `name`.
-pub fn is_named(ty: &Type, name: &str) -> bool {
+pub(crate) fn is_named(ty: &Type, name: &str) -> bool {
     last_segment(ty).is_some_and(|s| s.ident == name)
 }
 
 /// The type arguments of a path segment (`Result<A, B>` gives `[A, B]`),
 /// or `None` if it has any other kind of argument (a lifetime, a const, an
 /// associated type binding) or parenthesized ones.
-pub fn type_args(seg: &PathSegment) -> Option<Vec<&Type>> {
+pub(crate) fn type_args(seg: &PathSegment) -> Option<Vec<&Type>> {
     match &seg.arguments {
         PathArguments::None => Some(Vec::new()),
         PathArguments::Parenthesized(_) => None,
@@ -148,7 +148,7 @@ pub fn type_args(seg: &PathSegment) -> Option<Vec<&Type>> {
 }
 
 /// `Result<Ok, Err>` (by last path segment) gives `(Ok, Err)`.
-pub fn result_parts(ty: &Type) -> Option<(&Type, &Type)> {
+pub(crate) fn result_parts(ty: &Type) -> Option<(&Type, &Type)> {
     let seg = last_segment(ty)?;
     if seg.ident != "Result" {
         return None;

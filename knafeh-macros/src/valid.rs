@@ -12,10 +12,10 @@ use crate::parse::{self, is_named, last_segment, result_parts, type_args, Method
 
 /// Collects independent errors and combines them into one.
 #[derive(Default)]
-pub struct Errors(Option<Error>);
+pub(crate) struct Errors(Option<Error>);
 
 impl Errors {
-    pub fn push(&mut self, e: Error) {
+    pub(crate) fn push(&mut self, e: Error) {
         match &mut self.0 {
             Some(all) => all.combine(e),
             None => self.0 = Some(e),
@@ -26,12 +26,12 @@ impl Errors {
         self.push(Error::new_spanned(tokens, msg));
     }
 
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         self.0.is_some()
     }
 
     /// `Err` with all errors combined, if any was pushed.
-    pub fn finish(self) -> syn::Result<()> {
+    pub(crate) fn finish(self) -> syn::Result<()> {
         match self.0 {
             Some(e) => Err(e),
             None => Ok(()),
@@ -40,7 +40,7 @@ impl Errors {
 }
 
 /// The checked attribute options.
-pub struct Config {
+pub(crate) struct Config {
     /// Path to the knafeh runtime crate: `::knafeh` unless `crate = "..."`.
     pub krate: Path,
     /// The protobuf-style package (`a.b`), if any.
@@ -51,13 +51,13 @@ pub struct Config {
 }
 
 /// A checked trait, ready to expand.
-pub struct Service<'a> {
+pub(crate) struct Service<'a> {
     pub item: &'a ItemTrait,
     pub rpcs: Vec<Rpc<'a>>,
 }
 
 /// A checked method.
-pub struct Rpc<'a> {
+pub(crate) struct Rpc<'a> {
     pub name: &'a Ident,
     /// The name on the wire and in the path constant.
     pub wire_name: String,
@@ -71,7 +71,7 @@ pub struct Rpc<'a> {
     pub kind: Kind<'a>,
 }
 
-pub enum Kind<'a> {
+pub(crate) enum Kind<'a> {
     /// `Result<Response, Status>`.
     Unary { response: &'a Type },
     /// `Result<Streaming<Item>, Status>`.
@@ -84,7 +84,7 @@ const PY_OPTIONS: &str = "expected one of: `package`, `crate`, `module`";
 /// Checks the attribute options (`python`: for `#[pyservice]`, which also
 /// takes `module`). Errors go to `errors`; what is valid is kept, so trait
 /// errors are still found.
-pub fn config(
+pub(crate) fn config(
     raw: syn::Result<RawOptions>,
     default_krate: Path,
     python: bool,
@@ -187,7 +187,7 @@ fn dotted(lit: &LitStr, what: &str, example: &str) -> syn::Result<String> {
 }
 
 /// Checks the trait and its methods.
-pub fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Service<'a> {
+pub(crate) fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Service<'a> {
     let item = model.item;
     let generics = &item.generics;
     if !generics.params.is_empty() {
@@ -411,13 +411,13 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
 }
 
 /// What the `Ok` type of a method says about streaming.
-pub enum Streaming<'a> {
+pub(crate) enum Streaming<'a> {
     No,
     Item(&'a Type),
     Malformed,
 }
 
-pub fn streaming(ty: &Type) -> Streaming<'_> {
+pub(crate) fn streaming(ty: &Type) -> Streaming<'_> {
     match last_segment(ty) {
         Some(seg) if seg.ident == "Streaming" => match type_args(seg).as_deref() {
             Some([item]) => Streaming::Item(item),

@@ -9,7 +9,6 @@
 //! Conversion between Python objects and the Rust request/response types
 //! happens in Rust, through serde (`frompy` and `topy`); Python never sees
 //! bincode.
-#![warn(missing_docs, unreachable_pub)]
 
 use std::future::Future;
 use std::time::Duration;

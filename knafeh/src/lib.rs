@@ -5,7 +5,6 @@
 //! `{Trait}Client`. The wire format is gRPC's HTTP mapping carried on
 //! HTTP/3 (see `PROTOCOL.md`), with serde types encoded by bincode or
 //! JSON.
-#![warn(missing_docs, unreachable_pub)]
 
 pub mod as_bytes;
 mod client;

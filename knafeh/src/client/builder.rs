@@ -139,7 +139,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Timeout for calls that set none in their [`CallOptions`].
+    /// Timeout for calls that set none in their [`CallOptions`](crate::CallOptions).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
         self
