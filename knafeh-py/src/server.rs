@@ -38,20 +38,9 @@ fn py_status(err: PyErr, path: &str) -> Status {
     gil::attach(|py| pyerr_to_status(py, err, path)).unwrap_or_else(exiting)
 }
 
-fn codec_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Bincode => "bincode",
-        Codec::Json => "json",
-    }
-}
-
 /// The codec a generated class was asked to use.
 pub(crate) fn codec_from_name(name: &str) -> PyResult<Codec> {
-    match name {
-        "bincode" => Ok(Codec::Bincode),
-        "json" => Ok(Codec::Json),
-        other => Err(PyRuntimeError::new_err(format!("unknown codec {other:?}"))),
-    }
+    crate::codec::from_name(name).map_err(PyRuntimeError::new_err)
 }
 
 /// Turns an exception raised by a Python handler into a status: a
@@ -432,7 +421,7 @@ impl Service for PyService {
             .unwrap_or_else(|| Arc::new(OnceLock::new()));
         let handler = Arc::new(Handler {
             method: method.to_owned(),
-            codec: codec_name(call.codec),
+            codec: crate::codec::name(call.codec),
             service: self.service.clone(),
             implementation: self.implementation.clone(),
             locals: self.locals.clone(),
@@ -730,7 +719,7 @@ where
             )),
         )
     })?;
-    crate::response_to_py(py, path, &value)
+    crate::client::response_to_py(py, path, &value)
 }
 
 /// `_knafeh_encode` of generated service classes: Python object → framed
