@@ -2,6 +2,7 @@
 //! the runtime crate: `#[knafeh::service]`.
 
 mod expand;
+mod names;
 mod parse;
 mod valid;
 

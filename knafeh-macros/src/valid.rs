@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use quote::ToTokens;
 use syn::{Attribute, Error, Expr, ExprLit, Ident, ItemTrait, Lit, LitStr, Pat, Path, Type};
 
+use crate::names::{
+    PYTHON_MEMBERS, PYTHON_PRIVATE_PREFIX, RUST_MEMBERS, SERVICE_NAME_CONST, WITH_SUFFIX,
+};
 use crate::parse::{self, is_named, last_segment, result_parts, type_args, Method, RawOptions};
 
 /// Collects independent errors and combines them into one.
@@ -219,7 +222,37 @@ pub(crate) fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Serv
 }
 
 /// Checks one method; `None` if any rule failed.
+/// One trait method as an RPC, or `None` after reporting every problem
+/// with it (all of them: signature, receiver, arguments, output).
 fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
+    let signature_ok = signature(m, errors);
+    let receiver_ok = receiver(m, errors);
+    let args = arguments(m, errors);
+    let kind = output(m, errors);
+    let body_ok = no_default_body(m, errors);
+    let ((request, context), kind, output) = (args?, kind?, m.output?);
+    if !(signature_ok && receiver_ok && body_ok) {
+        return None;
+    }
+    Some(Rpc {
+        name: m.name,
+        wire_name: m.wire_name(),
+        docs: m
+            .item
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .collect(),
+        request,
+        context,
+        output,
+        kind,
+    })
+}
+
+/// The signature's qualifiers and shape: `async fn`, no generics, no
+/// `const`/`unsafe`/`extern`, not variadic.
+fn signature(m: &Method<'_>, errors: &mut Errors) -> bool {
     let mut ok = true;
     let mut fail = |errors: &mut Errors, e: Error| {
         ok = false;
@@ -270,6 +303,28 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
             Error::new_spanned(v, "service methods cannot be variadic"),
         );
     }
+    ok
+}
+
+/// No default body: handlers are implemented in an `impl` block.
+fn no_default_body(m: &Method<'_>, errors: &mut Errors) -> bool {
+    if let Some(body) = &m.item.default {
+        errors.push(Error::new_spanned(
+            body,
+            "service methods cannot have a default body; implement them in an `impl` block",
+        ));
+        return false;
+    }
+    true
+}
+
+/// The receiver: `&self`.
+fn receiver(m: &Method<'_>, errors: &mut Errors) -> bool {
+    let mut ok = true;
+    let mut fail = |errors: &mut Errors, e: Error| {
+        ok = false;
+        errors.push(e);
+    };
     match m.receiver {
         None => fail(
             errors,
@@ -291,6 +346,17 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
             }
         }
     }
+    ok
+}
+
+/// The arguments: one request, then optionally a `knafeh::Context`, each
+/// bound to a plain identifier.
+fn arguments<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<(&'a Type, Option<&'a Type>)> {
+    let mut ok = true;
+    let mut fail = |errors: &mut Errors, e: Error| {
+        ok = false;
+        errors.push(e);
+    };
     for arg in &m.args {
         let plain = match &*arg.pat {
             Pat::Ident(p) => p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none(),
@@ -333,6 +399,17 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
             }
         }
     }
+    let request = request?;
+    ok.then_some((request, context))
+}
+
+/// The output: `Result<Response, Status>` or `Result<Streaming<Item>, Status>`.
+fn output<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Kind<'a>> {
+    let mut ok = true;
+    let mut fail = |errors: &mut Errors, e: Error| {
+        ok = false;
+        errors.push(e);
+    };
     let kind = match m.output {
         None => {
             fail(
@@ -381,33 +458,8 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
             }
         },
     };
-    if let Some(body) = &m.item.default {
-        fail(
-            errors,
-            Error::new_spanned(
-                body,
-                "service methods cannot have a default body; implement them in an `impl` block",
-            ),
-        );
-    }
-    let (request, kind, output) = (request?, kind?, m.output?);
-    if !ok {
-        return None;
-    }
-    Some(Rpc {
-        name: m.name,
-        wire_name: m.wire_name(),
-        docs: m
-            .item
-            .attrs
-            .iter()
-            .filter(|a| a.path().is_ident("doc"))
-            .collect(),
-        request,
-        context,
-        output,
-        kind,
-    })
+    let kind = kind?;
+    ok.then_some(kind)
 }
 
 /// What the `Ok` type of a method says about streaming.
@@ -427,6 +479,21 @@ pub(crate) fn streaming(ty: &Type) -> Streaming<'_> {
     }
 }
 
+/// Method names that would clash with the Python classes' own members.
+pub(crate) fn python_names(svc: &Service<'_>, errors: &mut Errors) {
+    for rpc in &svc.rpcs {
+        let name = rpc.name.to_string();
+        if PYTHON_MEMBERS.contains(&name.as_str()) || name.starts_with(PYTHON_PRIVATE_PREFIX) {
+            errors.push(Error::new(
+                rpc.name.span(),
+                format!(
+                    "`{name}` clashes with a member of the Python classes #[pyservice] generates; rename the method"
+                ),
+            ));
+        }
+    }
+}
+
 /// Method names that would clash with each other or with generated items.
 fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
     let server = format!("{}Server", item.ident);
@@ -436,14 +503,13 @@ fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
     for m in methods {
         let name = m.wire_name();
         let upper = name.to_uppercase();
-        let clash = match name.as_str() {
-            "new" => Some(format!("constructors `{server}::new` and `{client}::new`")),
-            "client" => Some(format!("method `{client}::client`")),
-            "from_arc" => Some(format!("constructor `{server}::from_arc`")),
-            _ if upper == "SERVICE_NAME" => Some(format!(
-                "constant `{client}::SERVICE_NAME` (each method gets a path constant named after it)"
+        let member = RUST_MEMBERS.iter().find(|m| m.name == name);
+        let clash = match member {
+            Some(member) => Some(member.describe(&server, &client)),
+            None if upper == SERVICE_NAME_CONST => Some(format!(
+                "constant `{client}::{SERVICE_NAME_CONST}` (each method gets a path constant named after it)"
             )),
-            _ => None,
+            None => None,
         };
         if let Some(what) = clash {
             errors.spanned(
@@ -474,7 +540,7 @@ fn names(item: &ItemTrait, methods: &[Method<'_>], errors: &mut Errors) {
     }
     for m in methods {
         let name = m.wire_name();
-        if let Some(base) = name.strip_suffix("_with") {
+        if let Some(base) = name.strip_suffix(WITH_SUFFIX) {
             if by_name.contains_key(base) {
                 errors.spanned(
                     m.name,

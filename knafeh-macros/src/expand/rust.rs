@@ -1,0 +1,324 @@
+//! The Rust items of `#[service]`: the trait, the server wrapper routing
+//! every method, and the typed client.
+
+use crate::valid::{Kind, Rpc};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ItemTrait, ReturnType, TraitItem, Type};
+
+use super::*;
+
+impl Gen<'_> {
+    /// The user's trait, made object-friendly for a multi-threaded server:
+    /// `Send + Sync + 'static`, and every `async fn` turned into a `fn`
+    /// returning a `Send` future (implementors still write `async fn`).
+    pub(super) fn trait_item(&self) -> TokenStream {
+        let mut item: ItemTrait = self.svc.item.clone();
+        item.colon_token.get_or_insert_with(Default::default);
+        item.supertraits
+            .push(syn::parse_quote!(::core::marker::Send));
+        item.supertraits
+            .push(syn::parse_quote!(::core::marker::Sync));
+        item.supertraits.push(syn::parse_quote!('static));
+        for it in &mut item.items {
+            let TraitItem::Fn(f) = it else { continue };
+            f.sig.asyncness = None;
+            if let ReturnType::Type(arrow, ty) = &f.sig.output {
+                let span = ty.span();
+                let future: Type = syn::parse_quote_spanned! {span=>
+                    impl ::core::future::Future<Output = #ty> + ::core::marker::Send
+                };
+                f.sig.output = ReturnType::Type(*arrow, Box::new(future));
+            }
+        }
+        item.into_token_stream()
+    }
+
+    pub(super) fn server_struct(&self) -> TokenStream {
+        let Gen {
+            krate,
+            server,
+            trait_ident,
+            ..
+        } = self;
+        let vis = &self.svc.item.vis;
+        let doc = format!(
+            "Serves a [`{trait_ident}`] implementation: routes each call of the `{}` \
+             service to the matching method. Register it with the knafeh `Server`.",
+            self.full_name
+        );
+        quote! {
+            #[doc = #doc]
+            #vis struct #server<T> {
+                inner: #krate::__private::Arc<T>,
+            }
+        }
+    }
+
+    pub(super) fn server_constructors(&self) -> TokenStream {
+        let Gen {
+            krate,
+            server,
+            trait_ident,
+            ..
+        } = self;
+        quote! {
+            impl<T: #trait_ident> #server<T> {
+                /// Serves `inner`.
+                pub fn new(inner: T) -> Self {
+                    Self::from_arc(#krate::__private::Arc::new(inner))
+                }
+
+                /// Serves an `inner` that is shared with other code.
+                pub fn from_arc(inner: #krate::__private::Arc<T>) -> Self {
+                    Self { inner }
+                }
+            }
+        }
+    }
+
+    /// `Clone` without a `T: Clone` bound: only the `Arc` is cloned.
+    pub(super) fn server_clone(&self) -> TokenStream {
+        let server = &self.server;
+        quote! {
+            impl<T> ::core::clone::Clone for #server<T> {
+                fn clone(&self) -> Self {
+                    Self {
+                        inner: ::core::clone::Clone::clone(&self.inner),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn service_impl(&self) -> TokenStream {
+        let Gen {
+            krate,
+            server,
+            client,
+            trait_ident,
+            ..
+        } = self;
+        let names = self.svc.rpcs.iter().map(|r| &r.wire_name);
+        let has_method = if self.svc.rpcs.is_empty() {
+            quote!({
+                let _ = method;
+                false
+            })
+        } else {
+            quote!(match method {
+                #(#names)|* => true,
+                _ => false,
+            })
+        };
+        let arms = self.svc.rpcs.iter().map(|r| self.call_arm(r));
+        let bounds = self.message_bounds(&self.svc.rpcs);
+        quote! {
+            impl<T: #trait_ident> #krate::__private::Service for #server<T>
+            where
+                #bounds
+            {
+                fn name(&self) -> &'static str {
+                    #client::SERVICE_NAME
+                }
+
+                fn has_method(&self, method: &str) -> bool {
+                    #has_method
+                }
+
+                fn call(
+                    &self,
+                    method: &str,
+                    call: #krate::__private::Call,
+                ) -> #krate::__private::BoxFuture<
+                    ::core::result::Result<#krate::__private::Reply, #krate::Status>,
+                > {
+                    match method {
+                        #(#arms)*
+                        _ => #krate::__private::unknown_method(method),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `match` arm of `Service::call`. The handler closure is spanned
+    /// at the user's return type and the arguments at the user's argument
+    /// types, so a wrong `Status`, `Streaming` or `Context` type is reported
+    /// there.
+    pub(super) fn call_arm(&self, rpc: &Rpc<'_>) -> TokenStream {
+        let Gen {
+            krate,
+            client,
+            trait_ident,
+            ..
+        } = self;
+        let wire = &rpc.wire_name;
+        let name = rpc.name;
+        let path = self.path_const(rpc);
+        let req_ty = rpc.request;
+        let runner = match rpc.kind {
+            Kind::Unary { .. } => quote!(unary),
+            Kind::ServerStreaming { .. } => quote!(server_streaming),
+        };
+        let (ctx_param, ctx_arg) = match rpc.context {
+            Some(ty) => (quote!(ctx), quote_spanned!(ty.span()=> , ctx)),
+            None => (quote!(_ctx), quote!()),
+        };
+        let handler = quote_spanned! {rpc.output.span()=>
+            move |req: #req_ty, #ctx_param: #krate::Context| async move {
+                <T as #trait_ident>::#name(&*inner, req #ctx_arg).await
+            }
+        };
+        quote! {
+            #wire => {
+                let inner = ::core::clone::Clone::clone(&self.inner);
+                #krate::__private::#runner(#client::#path, call, #handler)
+            }
+        }
+    }
+
+    pub(super) fn client_struct(&self) -> TokenStream {
+        let Gen {
+            krate,
+            client,
+            trait_ident,
+            ..
+        } = self;
+        let vis = &self.svc.item.vis;
+        let doc = format!(
+            "Calls the `{}` service: one method per method of [`{trait_ident}`]. \
+             Cheap to clone; clones share the connection.",
+            self.full_name
+        );
+        quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #client {
+                client: #krate::Client,
+            }
+        }
+    }
+
+    pub(super) fn client_impl(&self) -> TokenStream {
+        let Gen { krate, client, .. } = self;
+        let full_name = &self.full_name;
+        let name_doc = format!("The service name, `{full_name}`.");
+        let consts = self.svc.rpcs.iter().map(|r| self.path_const_item(r));
+        let methods = self.svc.rpcs.iter().map(|r| self.client_methods(r));
+        quote! {
+            impl #client {
+                #[doc = #name_doc]
+                pub const SERVICE_NAME: &'static str = #full_name;
+                #(#consts)*
+
+                /// Calls the service over `client`'s connection.
+                pub fn new(client: #krate::Client) -> Self {
+                    Self { client }
+                }
+
+                /// The underlying client.
+                pub fn client(&self) -> &#krate::Client {
+                    &self.client
+                }
+
+                #(#methods)*
+            }
+        }
+    }
+
+    pub(super) fn path_const_item(&self, rpc: &Rpc<'_>) -> TokenStream {
+        let ident = self.path_const(rpc);
+        let path = self.path(rpc);
+        let doc = format!(
+            "The path of [`{}::{}`]: `{path}`.",
+            self.trait_ident, rpc.name
+        );
+        quote! {
+            #[doc = #doc]
+            pub const #ident: &'static str = #path;
+        }
+    }
+
+    /// `m` and `m_with`, with the user's docs.
+    pub(super) fn client_methods(&self, rpc: &Rpc<'_>) -> TokenStream {
+        let krate = self.krate;
+        let name = rpc.name;
+        let with = format_ident!(
+            "{}_with",
+            syn::ext::IdentExt::unraw(name),
+            span = name.span()
+        );
+        let path = self.path_const(rpc);
+        let req = rpc.request;
+        let bounds = self.message_bounds([rpc]);
+        let docs: TokenStream = if rpc.docs.is_empty() {
+            let doc = format!("Calls `{}`.", self.path(rpc));
+            quote!(#[doc = #doc])
+        } else {
+            rpc.docs.iter().map(|a| a.to_token_stream()).collect()
+        };
+        let with_doc = format!(
+            "[`Self::{}`] with per-call options (timeout, metadata).",
+            rpc.name
+        );
+        match rpc.kind {
+            Kind::Unary { response } => {
+                let with_doc2 = "The response keeps the metadata the server sent along.";
+                quote! {
+                    #docs
+                    pub async fn #name(
+                        &self,
+                        req: #req,
+                    ) -> ::core::result::Result<#response, #krate::Status>
+                    where
+                        #bounds
+                    {
+                        self.#with(req, #krate::CallOptions::new())
+                            .await
+                            .map(#krate::Response::into_inner)
+                    }
+
+                    #[doc = #with_doc]
+                    #[doc = ""]
+                    #[doc = #with_doc2]
+                    pub async fn #with(
+                        &self,
+                        req: #req,
+                        options: #krate::CallOptions,
+                    ) -> ::core::result::Result<#krate::Response<#response>, #krate::Status>
+                    where
+                        #bounds
+                    {
+                        self.client.unary::<#req, #response>(Self::#path, &req, options).await
+                    }
+                }
+            }
+            Kind::ServerStreaming { item } => quote! {
+                #docs
+                pub async fn #name(
+                    &self,
+                    req: #req,
+                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
+                where
+                    #bounds
+                {
+                    self.#with(req, #krate::CallOptions::new()).await
+                }
+
+                #[doc = #with_doc]
+                pub async fn #with(
+                    &self,
+                    req: #req,
+                    options: #krate::CallOptions,
+                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
+                where
+                    #bounds
+                {
+                    self.client.server_streaming::<#req, #item>(Self::#path, &req, options).await
+                }
+            },
+        }
+    }
+}
