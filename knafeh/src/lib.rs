@@ -5,6 +5,104 @@
 //! `{Trait}Client`. The wire format is gRPC's HTTP mapping carried on
 //! HTTP/3 (see `PROTOCOL.md`), with serde types encoded by bincode or
 //! JSON.
+//!
+//! # Guide
+//!
+//! A service is a trait of `async fn`s taking `&self` and one request,
+//! returning `Result<Reply, Status>` (unary) or
+//! `Result<Streaming<Item>, Status>` (server streaming). The macro
+//! generates `{Trait}Server<T>`, which routes every method to your
+//! implementation, and `{Trait}Client`, with one method per trait method
+//! plus a `*_with` variant taking [`CallOptions`] (deadline, metadata) and
+//! returning a [`Response`] with the server's metadata. From trait to
+//! call:
+//!
+//! ```
+//! use knafeh::{Status, Streaming};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct HelloRequest { pub name: String }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct HelloReply { pub message: String }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct CountRequest { pub n: u32 }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Count { pub value: u32 }
+//!
+//! #[knafeh::service(package = "helloworld")]
+//! pub trait Greeter {
+//!     /// Unary.
+//!     async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
+//!     /// Server streaming: 1..=n.
+//!     async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status>;
+//! }
+//!
+//! struct MyGreeter;
+//!
+//! impl Greeter for MyGreeter {
+//!     async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status> {
+//!         if req.name.is_empty() {
+//!             return Err(Status::invalid_argument("name must not be empty"));
+//!         }
+//!         Ok(HelloReply { message: format!("Hello, {}!", req.name) })
+//!     }
+//!     async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status> {
+//!         Ok(Streaming::iter((1..=req.n).map(|value| Count { value })))
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // TLS is mandatory; DevCert makes a development CA and certificate.
+//!     let dir = std::env::temp_dir().join(format!("knafeh-guide-{}", std::process::id()));
+//!     std::fs::create_dir_all(&dir)?;
+//!     let paths = knafeh::DevCert::generate(&["localhost", "127.0.0.1"])?.write_to(&dir)?;
+//!
+//!     // Serve (port 0: any free port).
+//!     let server = knafeh::Server::builder()
+//!         .bind("127.0.0.1:0".parse()?)
+//!         .tls(&paths.cert, &paths.key)
+//!         .add_service(GreeterServer::new(MyGreeter))
+//!         .start()
+//!         .await?;
+//!
+//!     // Call: the client checks the certificate against the CA.
+//!     let client = knafeh::Client::builder(server.local_addr().to_string())
+//!         .ca_file(&paths.ca)
+//!         .connect()
+//!         .await?;
+//!     let greeter = GreeterClient::new(client);
+//!     let reply = greeter.say_hello(HelloRequest { name: "Ada".into() }).await?;
+//!     assert_eq!(reply.message, "Hello, Ada!");
+//!     let mut counts = greeter.count_to(CountRequest { n: 3 }).await?;
+//!     let mut values = Vec::new();
+//!     while let Some(count) = counts.message().await {
+//!         values.push(count?.value);
+//!     }
+//!     assert_eq!(values, [1, 2, 3]);
+//!
+//!     // Errors are statuses with a gRPC code.
+//!     let refused = greeter.say_hello(HelloRequest { name: String::new() }).await;
+//!     assert_eq!(refused.err().map(|e| e.code()), Some(knafeh::Code::InvalidArgument));
+//!
+//!     // Graceful shutdown: in-flight calls finish, the port is released.
+//!     server.shutdown().await;
+//!     std::fs::remove_dir_all(&dir)?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Further:
+//! - a handler that needs the caller's metadata, deadline or address
+//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]);
+//! - streams are [`Streaming`]: from an iterator, any `Stream`, or a task
+//!   feeding [`Streaming::channel`];
+//! - [`Interceptor`]s see every call before it runs, on either side;
+//! - [`ServerBuilder`] sets limits, keepalive, mutual TLS and several
+//!   sockets; [`ClientBuilder`] sets the CA, server name, timeouts, codec
+//!   and several endpoints;
+//! - [`as_bytes`] carries byte fields as one block.
 
 pub mod as_bytes;
 mod client;

@@ -12,6 +12,9 @@ use crate::transport::conn::H3App;
 use crate::transport::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
 use crate::Status;
 
+/// Dials `addr`: resolves it, opens a UDP socket, and completes the QUIC
+/// and TLS handshakes; fails at once when the server's certificate is
+/// refused.
 pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
     let (host, _port) = host_port(addr)?;
     if let Some(ca) = &cfg.ca_file {
@@ -20,6 +23,51 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
                 .map_err(|e| Status::invalid_argument(format!("CA file {}: {e}", ca.display())))?;
         }
     }
+    let (socket, peer) = open_socket(addr).await?;
+    let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let ip = server_name.parse::<std::net::IpAddr>().ok();
+    let refusal = Arc::new(Refusal::default());
+    let params = connection_params(cfg, &server_name, ip, refusal.clone())?;
+    let h3_config =
+        h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
+    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive);
+    // quiche checks the name it is given as a DNS name; an IP address is
+    // checked by the verify callback instead (and is not sent as SNI).
+    let host = if ip.is_some() {
+        None
+    } else {
+        Some(server_name.as_str())
+    };
+    let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
+    let failed = |why: String| Status::unavailable(format!("connecting to {addr} ({peer}){why}"));
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
+        reason = refusal.wait() => return Err(failed(format!(" as {server_name:?}: {reason}"))),
+    };
+    match outcome {
+        Ok(Ok(_conn)) => {}
+        Ok(Err(e)) => return Err(failed(format!(" as {server_name:?}: {e}"))),
+        Err(_) => {
+            return Err(failed(format!(
+                ": no handshake within {:?}",
+                cfg.connect_timeout
+            )))
+        }
+    }
+    tracing::debug!(addr = %addr, %peer, "connected");
+    Ok(ConnHandle {
+        cmd,
+        shared,
+        authority: Arc::from(addr),
+    })
+}
+
+type ClientSocket =
+    tokio_quiche::socket::Socket<Arc<tokio::net::UdpSocket>, Arc<tokio::net::UdpSocket>>;
+
+/// A UDP socket connected to `addr`'s first address, with the socket
+/// options the server side gets from `tokio_quiche::listen`.
+async fn open_socket(addr: &str) -> Result<(ClientSocket, SocketAddr), Status> {
     let peer: SocketAddr = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| Status::unavailable(format!("resolving {}: {e}", addr)))?
@@ -39,33 +87,39 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
         .await
         .map_err(|e| io_err("connecting to", e))?;
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-    let mut socket: tokio_quiche::socket::Socket<_, _> = socket
+    let mut socket: ClientSocket = socket
         .try_into()
         .map_err(|e| io_err("preparing socket for", e))?;
-    // Segmentation offload and the other socket options the server side
-    // gets from `tokio_quiche::listen`.
+    // Segmentation offload and the other socket options.
     #[cfg(target_os = "linux")]
     socket.apply_max_capabilities();
+    Ok((socket, peer))
+}
 
-    let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
+/// QUIC settings and the TLS hook that decides whether to trust the
+/// server (recording why it refused one in `refusal`).
+fn connection_params(
+    cfg: &ClientBuilder,
+    server_name: &str,
+    ip: Option<std::net::IpAddr>,
+    refusal: Arc<Refusal>,
+) -> Result<ConnectionParams<'static>, Status> {
     let mut settings = crate::transport::conn::quic_settings();
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
-    let ip = server_name.parse::<std::net::IpAddr>().ok();
-    let refusal = Arc::new(Refusal::default());
     let tls = ClientTlsConfig {
         ca_file: cfg.ca_file.clone(),
         insecure: cfg.insecure,
         ip,
-        server_name: server_name.clone(),
+        server_name: server_name.to_owned(),
         identity: cfg.identity.clone(),
-        refusal: refusal.clone(),
+        refusal,
     };
     let hook = TlsHook::new(move || client_context(&tls))
         .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
     // tokio-quiche only consults the TLS hook when certificate paths are
     // set; the hook ignores them.
-    let params = ConnectionParams::new_client(
+    Ok(ConnectionParams::new_client(
         settings,
         Some(TlsCertificatePaths {
             cert: "",
@@ -75,48 +129,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
         Hooks {
             connection_hook: Some(Arc::new(hook)),
         },
-    );
-    let h3_config =
-        h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
-    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive);
-    // quiche checks the name it is given as a DNS name; an IP address is
-    // checked by the verify callback instead (and is not sent as SNI).
-    let host = if ip.is_some() {
-        None
-    } else {
-        Some(server_name.as_str())
-    };
-    let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
-        reason = refusal.wait() => {
-            return Err(Status::unavailable(format!(
-                "connecting to {} ({peer}) as {server_name:?}: {reason}",
-                addr
-            )))
-        }
-    };
-    match outcome {
-        Ok(Ok(_conn)) => {}
-        Ok(Err(e)) => {
-            return Err(Status::unavailable(format!(
-                "connecting to {} ({peer}) as {server_name:?}: {e}",
-                addr
-            )))
-        }
-        Err(_) => {
-            return Err(Status::unavailable(format!(
-                "connecting to {} ({peer}): no handshake within {:?}",
-                addr, cfg.connect_timeout
-            )))
-        }
-    }
-    tracing::debug!(addr = %addr, %peer, "connected");
-    Ok(ConnHandle {
-        cmd,
-        shared,
-        authority: Arc::from(addr),
-    })
+    ))
 }
 
 /// Splits `host:port`, `[v6]:port`.

@@ -56,10 +56,11 @@ pub(super) fn start_connection(
 }
 
 pub(super) type Accept = tokio_quiche::QuicConnectionStream<DefaultMetrics>;
+/// A connection that has arrived, before its handshake.
+pub(super) type Initial =
+    tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>;
 
-pub(super) async fn next_connection(
-    accept: &mut Accept,
-) -> Option<tokio_quiche::InitialQuicConnection<tokio::net::UdpSocket, DefaultMetrics>> {
+pub(super) async fn next_connection(accept: &mut Accept) -> Option<Initial> {
     loop {
         let next = std::future::poll_fn(|cx| {
             futures_core::Stream::poll_next(std::pin::Pin::new(&mut *accept), cx)
@@ -85,6 +86,9 @@ pub(super) async fn wait_closed(shared: &ConnShared) {
     }
 }
 
+/// Serves until told to stop, then drains: GOAWAY, wait for the calls in
+/// flight (at most `drain_timeout`), close the connections, release the
+/// port.
 pub(super) async fn accept_loop(
     listeners: Vec<Accept>,
     state: Arc<ServerState>,
@@ -95,7 +99,39 @@ pub(super) async fn accept_loop(
     // One forwarding task per socket; connections meet in one channel.
     let (conn_tx, mut accept) = mpsc::channel(64);
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
-    let forwarders: Vec<_> = listeners
+    let forwarders = forward_connections(listeners, conn_tx, close_rx);
+    let mut conns = ConnList::new();
+    // Serve until told to stop (or until the handle is dropped).
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            next = accept.recv() => match next {
+                Some(initial) => start_connection(initial, &state, &mut conns, false),
+                None => break,
+            },
+        }
+    }
+    drain(&state, &mut conns, &mut accept, drain_timeout).await;
+    // Closing the listeners lets tokio-quiche release the sockets once
+    // their connections are gone.
+    let _ = close_tx.send(true);
+    drop(accept);
+    for f in forwarders {
+        let _ = f.await;
+    }
+    close_connections(&conns).await;
+    release_port(local_addr).await;
+    tracing::info!("knafeh server stopped");
+}
+
+/// One task per listening socket, forwarding its new connections to
+/// `conn_tx` until `close_rx` says stop.
+fn forward_connections(
+    listeners: Vec<Accept>,
+    conn_tx: mpsc::Sender<Initial>,
+    close_rx: tokio::sync::watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    listeners
         .into_iter()
         .map(|mut listener| {
             let conn_tx = conn_tx.clone();
@@ -116,25 +152,22 @@ pub(super) async fn accept_loop(
                 }
             })
         })
-        .collect();
-    drop(conn_tx);
-    let mut conns = ConnList::new();
-    // Serve until told to stop (or until the handle is dropped).
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            next = accept.recv() => match next {
-                Some(initial) => start_connection(initial, &state, &mut conns, false),
-                None => break,
-            },
-        }
-    }
+        .collect()
+}
 
+/// Drain: GOAWAY everywhere, then wait for the calls in flight until
+/// `drain_timeout`.
+async fn drain(
+    state: &Arc<ServerState>,
+    conns: &mut ConnList,
+    accept: &mut mpsc::Receiver<Initial>,
+    drain_timeout: Duration,
+) {
     // Drain: GOAWAY everywhere; from the moment each connection has
     // processed it, no new call is accepted there, so the in-flight count
     // can only fall.
     let mut acks = Vec::new();
-    for (cmd, _) in &conns {
+    for (cmd, _) in conns.iter() {
         let (tx, rx) = oneshot::channel();
         if cmd.send(Command::GoAway(tx)).is_ok() {
             acks.push(rx);
@@ -160,7 +193,7 @@ pub(super) async fn accept_loop(
         tokio::select! {
             _ = idle => {}
             _ = tokio::time::sleep_until(drain_deadline) => break false,
-            Some(initial) = accept.recv() => start_connection(initial, &state, &mut conns, true),
+            Some(initial) = accept.recv() => start_connection(initial, state, conns, true),
         }
     };
     if !drained {
@@ -169,16 +202,11 @@ pub(super) async fn accept_loop(
             "drain timeout passed; closing connections with calls in flight"
         );
     }
-    // Closing the listeners lets tokio-quiche release the sockets once
-    // their connections are gone.
-    let _ = close_tx.send(true);
-    drop(accept);
-    for f in forwarders {
-        let _ = f.await;
-    }
+}
 
-    // Close politely (after the last responses are acknowledged), then
-    // force the connections that have not closed within a second.
+/// Closes politely (after the last responses are acknowledged), then
+/// forces the connections that have not closed within a second.
+async fn close_connections(conns: &ConnList) {
     for force in [false, true] {
         let live: Vec<_> = conns
             .iter()
@@ -194,7 +222,10 @@ pub(super) async fn accept_loop(
         })
         .await;
     }
+}
 
+/// Waits (bounded) until the port is free again.
+async fn release_port(local_addr: SocketAddr) {
     // tokio-quiche's listener task owns the socket and ends on its own once
     // its connections are gone; wait (bounded) until the port is free so
     // that `shutdown` returning means the address can be bound again.
@@ -236,5 +267,4 @@ pub(super) async fn accept_loop(
             "the UDP socket was still open after shutdown"
         );
     }
-    tracing::info!("knafeh server stopped");
 }

@@ -19,7 +19,7 @@ use crate::intercept::{self, CallInfo};
 use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::status::shown;
 use crate::proto::wire;
-use crate::service::{Call, CatchUnwind, Reply};
+use crate::service::{BoxFuture, Call, CatchUnwind, FrameStream, Reply, Service};
 use crate::transport::conn::{field_section_size, IncomingStream, Out, RecvWindow, StreamEvent};
 use crate::{Codec, Context, Metadata, Status};
 
@@ -102,6 +102,8 @@ pub(super) async fn handle_call(
     fut.instrument(span).await
 }
 
+/// Serves one call: interceptors, routing, the request, the handler,
+/// then the response (one message, or a stream) and its status.
 pub(super) async fn serve(
     state: &ServerState,
     head: wire::RequestHead,
@@ -122,47 +124,20 @@ pub(super) async fn serve(
     };
     // Interceptors first: a refused call learns nothing about the services.
     let mut head = head;
-    let mut response_md = Metadata::new();
-    if !state.interceptors.is_empty() {
-        let mut info = CallInfo::new(
-            head.path.clone(),
-            std::mem::take(&mut head.metadata),
-            deadline,
-            Some(peer),
-        );
-        let verdict = intercept::run(&state.interceptors, &mut info);
-        let (md, resp_md) = info.into_parts();
-        head.metadata = md;
-        response_md = resp_md;
-        if let Err(status) = verdict {
-            let mut md = response_md;
-            md.extend(status.metadata().clone());
-            return refuse(status.with_metadata(md)).await;
-        }
-    }
-    let Some(service) = state.services.get(head.service.as_str()) else {
-        return refuse(Status::unimplemented(format!(
-            "unknown service {}",
-            shown(head.service.as_bytes())
-        )))
-        .await;
+    let response_md = match intercept_call(state, &mut head, deadline, peer) {
+        Ok(md) => md,
+        Err(status) => return refuse(status).await,
     };
-    if !service.has_method(&head.method) {
-        return refuse(Status::unimplemented(format!(
-            "unknown method {} of service {}",
-            shown(head.method.as_bytes()),
-            head.service
-        )))
-        .await;
-    }
-
+    let service = match route(state, &head) {
+        Ok(service) => service,
+        Err(status) => return refuse(status).await,
+    };
     // Read the one request message.
     let payload = match read_request(state, &head, events, deadline, tx, window).await {
         Ok(p) => p,
         Err(Some(status)) => return refuse(status).await,
         Err(None) => return Outcome::Cancelled,
     };
-
     let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
     if !response_md.is_empty() {
         ctx.with_response_metadata(|md| *md = response_md);
@@ -175,31 +150,11 @@ pub(super) async fn serve(
     let handler = CatchUnwind(service.call(&head.method, call));
     // One timer for the whole call: the handler, then any stream.
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
-    let reply = match guarded_with(handler, events, &mut sleep).await {
-        Guarded::Cancelled => return Outcome::Cancelled,
-        Guarded::Deadline => {
-            return refuse(Status::deadline_exceeded(
-                "deadline passed before the handler finished",
-            ))
-            .await
-        }
-        Guarded::Done(Err(panic)) => {
-            tracing::error!(path = %head.path, panic = %panic, "handler panicked");
-            return refuse(Status::internal(format!(
-                "handler for {} panicked",
-                head.path
-            )))
-            .await;
-        }
-        Guarded::Done(Ok(Err(status))) => {
-            // Metadata the handler attached goes out with its error.
-            let mut md = ctx.take_response_metadata();
-            md.extend(status.metadata().clone());
-            return refuse(status.with_metadata(md)).await;
-        }
-        Guarded::Done(Ok(Ok(reply))) => reply,
+    let reply = match run_handler(handler, &head.path, &ctx, events, &mut sleep).await {
+        Ok(reply) => reply,
+        Err(None) => return Outcome::Cancelled,
+        Err(Some(status)) => return refuse(status).await,
     };
-
     let md = ctx.take_response_metadata();
     let headers = wire::response_headers(codec, &md);
     let size = field_section_size(&headers);
@@ -207,7 +162,7 @@ pub(super) async fn serve(
     if size > limit {
         return refuse(header_limit_status("response metadata", size, limit)).await;
     }
-    let mut stream = match reply {
+    let stream = match reply {
         Reply::Unary(frame) => {
             let ok = Status::new(crate::Code::Ok, "");
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
@@ -220,35 +175,114 @@ pub(super) async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
+    send_stream(stream, &head.path, events, &mut sleep, tx).await
+}
+
+/// Runs the interceptors on the call's metadata; the response metadata
+/// they set, or the status a refusing interceptor gave (with that
+/// metadata).
+fn intercept_call(
+    state: &ServerState,
+    head: &mut wire::RequestHead,
+    deadline: Option<Instant>,
+    peer: SocketAddr,
+) -> Result<Metadata, Status> {
+    if state.interceptors.is_empty() {
+        return Ok(Metadata::new());
+    }
+    let mut info = CallInfo::new(
+        head.path.clone(),
+        std::mem::take(&mut head.metadata),
+        deadline,
+        Some(peer),
+    );
+    let verdict = intercept::run(&state.interceptors, &mut info);
+    let (md, response_md) = info.into_parts();
+    head.metadata = md;
+    match verdict {
+        Ok(()) => Ok(response_md),
+        Err(status) => {
+            let mut md = response_md;
+            md.extend(status.metadata().clone());
+            Err(status.with_metadata(md))
+        }
+    }
+}
+
+/// The service the call names, or `UNIMPLEMENTED`.
+fn route<'s>(
+    state: &'s ServerState,
+    head: &wire::RequestHead,
+) -> Result<&'s Arc<dyn Service>, Status> {
+    let Some(service) = state.services.get(head.service.as_str()) else {
+        return Err(Status::unimplemented(format!(
+            "unknown service {}",
+            shown(head.service.as_bytes())
+        )));
+    };
+    if !service.has_method(&head.method) {
+        return Err(Status::unimplemented(format!(
+            "unknown method {} of service {}",
+            shown(head.method.as_bytes()),
+            head.service
+        )));
+    }
+    Ok(service)
+}
+
+/// Runs the handler until it answers, the deadline passes or the client
+/// goes away: the reply; `Err(Some(status))` to answer with;
+/// `Err(None)` when the client went away.
+async fn run_handler(
+    handler: CatchUnwind<BoxFuture<Result<Reply, Status>>>,
+    path: &str,
+    ctx: &Context,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Result<Reply, Option<Status>> {
+    match guarded_with(handler, events, sleep).await {
+        Guarded::Cancelled => Err(None),
+        Guarded::Deadline => Err(Some(Status::deadline_exceeded(
+            "deadline passed before the handler finished",
+        ))),
+        Guarded::Done(Err(panic)) => {
+            tracing::error!(path = %path, panic = %panic, "handler panicked");
+            Err(Some(Status::internal(format!(
+                "handler for {path} panicked"
+            ))))
+        }
+        Guarded::Done(Ok(Err(status))) => {
+            // Metadata the handler attached goes out with its error.
+            let mut md = ctx.take_response_metadata();
+            md.extend(status.metadata().clone());
+            Err(Some(status.with_metadata(md)))
+        }
+        Guarded::Done(Ok(Ok(reply))) => Ok(reply),
+    }
+}
+
+/// Sends a response stream after its headers, then the status trailers.
+async fn send_stream(
+    mut stream: FrameStream,
+    path: &str,
+    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    tx: &crate::transport::conn::StreamTx,
+) -> Outcome {
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
         // never holds back the ones before it.
-        let batch = match next_batch(&mut stream, events, &mut sleep).await {
+        let (frames, end) = match next_batch(&mut stream, events, sleep).await {
             Batch::Cancelled => return Outcome::Cancelled,
             Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
-            Batch::Frames(frames, end) => {
-                let end = match end {
-                    None => None,
-                    Some(End::Done) => Some(Status::new(crate::Code::Ok, "")),
-                    Some(End::Failed(status)) => Some(status),
-                    Some(End::Panicked(panic)) => {
-                        tracing::error!(path = %head.path, panic = %panic, "stream producer panicked");
-                        Some(Status::internal(format!(
-                            "stream producer for {} panicked",
-                            head.path
-                        )))
-                    }
-                };
-                (frames, end)
-            }
+            Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path))),
         };
-        let (frames, end) = batch;
         if !frames.is_empty() {
             // Waiting for send credit (a client that reads slowly) still
             // ends at the deadline or on cancellation.
             let send = tx.send(Out::Data(frames.freeze(), false, 0));
-            match guarded_with(Box::pin(send), events, &mut sleep).await {
+            match guarded_with(Box::pin(send), events, sleep).await {
                 Guarded::Done(true) => {}
                 Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
                 Guarded::Deadline => {
@@ -265,6 +299,18 @@ pub(super) async fn serve(
         return Outcome::Cancelled;
     }
     Outcome::Done(status)
+}
+
+/// The status a response stream ended with.
+fn end_status(end: End, path: &str) -> Status {
+    match end {
+        End::Done => Status::new(crate::Code::Ok, ""),
+        End::Failed(status) => status,
+        End::Panicked(panic) => {
+            tracing::error!(path = %path, panic = %panic, "stream producer panicked");
+            Status::internal(format!("stream producer for {path} panicked"))
+        }
+    }
 }
 
 /// The `INTERNAL` status replacing a header block the client would refuse
