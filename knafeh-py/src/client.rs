@@ -273,7 +273,7 @@ fn item_to_py(
     }
 }
 
-/// The items of one server-streaming call (see [`stream`]).
+/// The items of one server-streaming call (see [`server_streaming`]).
 pub struct StreamItems {
     items: std::sync::Arc<tokio::sync::Mutex<PyItems>>,
     completers: aio::LoopCompleter,
@@ -384,7 +384,7 @@ impl BlockingStream {
 
 /// A server-streaming call, started lazily on the first item; wrap it in
 /// [`AsyncStream`] or [`BlockingStream`] (both `From<StreamItems>`).
-pub fn stream<'py, Req, Resp>(
+pub fn server_streaming<'py, Req, Resp>(
     py: Python<'py>,
     client: &PyClient,
     path: &'static str,

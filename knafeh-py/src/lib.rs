@@ -20,8 +20,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 pub use client::{
-    block_on, connect_async, connect_blocking, stream, unary_async, unary_blocking, AsyncStream,
-    BlockingStream, ConnectOptions, PyClient, StreamItems,
+    block_on, connect_async, connect_blocking, server_streaming, unary_async, unary_blocking,
+    AsyncStream, BlockingStream, ConnectOptions, PyClient, StreamItems,
 };
 pub(crate) use errors::*;
 pub use knafeh;
@@ -90,7 +90,7 @@ fn dev_cert(
 #[doc(hidden)]
 pub mod __private {
     pub use super::{
-        block_on, connect_async, connect_blocking, stream, unary_async, unary_blocking,
+        block_on, connect_async, connect_blocking, server_streaming, unary_async, unary_blocking,
         AsyncStream, BlockingStream, ConnectOptions, PyClient, StreamItems,
     };
     pub use crate::server::{decode_to_py, encode_from_py};

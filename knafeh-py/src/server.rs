@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use knafeh::__private::{BoxFuture, Call, Reply, Service};
-use knafeh::{Code, Codec, Status, Streaming};
+use knafeh::{Code, Codec, Status, StreamSender, Streaming};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -401,6 +401,50 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Feeds a Python (async) iterator's items to the response stream
+    /// until it ends, fails or the client goes away.
+    async fn pump(self: Arc<Self>, iter: Py<PyAny>, is_async: bool, tx: StreamSender<Bytes>) {
+        loop {
+            let item = match self.next_item(&iter, is_async).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return,
+                Err(status) => {
+                    let _ = tx.send_error(status).await;
+                    return;
+                }
+            };
+            let frame = match self.encode(&item) {
+                Ok(f) => f,
+                Err(status) => {
+                    let _ = tx.send_error(status).await;
+                    return;
+                }
+            };
+            if tx.send(frame).await.is_err() {
+                self.close_iterator(&iter, is_async);
+                return;
+            }
+        }
+    }
+
+    /// The client went away: closes the generator so that its `finally`
+    /// blocks run (`aclose()` runs to completion on the loop).
+    fn close_iterator(&self, iter: &Py<PyAny>, is_async: bool) {
+        gil::attach(|py| {
+            let closer = if is_async { "aclose" } else { "close" };
+            let Ok(c) = iter.bind(py).call_method0(closer) else {
+                return;
+            };
+            if is_async {
+                if let Ok(f) = self.locals(py).and_then(|l| run_on_loop(py, &l, &c)) {
+                    tokio::spawn(f);
+                }
+            }
+        });
+    }
+}
+
 impl Service for PyService {
     fn name(&self) -> &'static str {
         self.name
@@ -450,44 +494,7 @@ impl Service for PyService {
                 iterate().map_err(|e| pyerr_to_status(py, e, handler.path()))
             })?;
             let (tx, stream) = Streaming::<Bytes>::channel(2);
-            tokio::spawn(async move {
-                loop {
-                    let item = match handler.next_item(&iter, is_async).await {
-                        Ok(Some(item)) => item,
-                        Ok(None) => return,
-                        Err(status) => {
-                            let _ = tx.send_error(status).await;
-                            return;
-                        }
-                    };
-                    let frame = match handler.encode(&item) {
-                        Ok(f) => f,
-                        Err(status) => {
-                            let _ = tx.send_error(status).await;
-                            return;
-                        }
-                    };
-                    if tx.send(frame).await.is_err() {
-                        // The client went away: close the generator so its
-                        // `finally` blocks run.
-                        gil::attach(|py| {
-                            let it = iter.bind(py);
-                            let closer = if is_async { "aclose" } else { "close" };
-                            if let Ok(c) = it.call_method0(closer) {
-                                if is_async {
-                                    // Let `aclose()` run to completion on the loop.
-                                    if let Ok(locals) = handler.locals(py) {
-                                        if let Ok(f) = run_on_loop(py, &locals, &c) {
-                                            tokio::spawn(f);
-                                        }
-                                    }
-                                }
-                            }
-                        });
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(handler.pump(iter, is_async, tx));
             Ok(Reply::Stream(Box::pin(stream)))
         })
     }
@@ -637,10 +644,13 @@ fn takes_context(py: Python<'_>, method: &Bound<'_, PyAny>) -> bool {
 pub struct PyCallContext {
     /// The method's path, `/package.Service/method`.
     #[pyo3(get)]
+    path: String,
+    /// The method name, as written in the trait.
+    #[pyo3(get)]
     method: String,
     /// The caller's address, `host:port`.
     #[pyo3(get)]
-    peer: String,
+    peer_addr: String,
     metadata: knafeh::Metadata,
     deadline: Option<std::time::Instant>,
 }
@@ -648,8 +658,9 @@ pub struct PyCallContext {
 impl PyCallContext {
     fn new(ctx: &knafeh::Context) -> Self {
         PyCallContext {
-            method: ctx.path().to_owned(),
-            peer: ctx.peer_addr().to_string(),
+            path: ctx.path().to_owned(),
+            method: ctx.method().to_owned(),
+            peer_addr: ctx.peer_addr().to_string(),
             metadata: ctx.metadata().clone(),
             deadline: ctx.deadline(),
         }
@@ -675,8 +686,8 @@ impl PyCallContext {
 
     fn __repr__(&self) -> String {
         format!(
-            "CallContext(method={:?}, peer={:?})",
-            self.method, self.peer
+            "CallContext(path={:?}, peer_addr={:?})",
+            self.path, self.peer_addr
         )
     }
 }

@@ -53,6 +53,16 @@ impl Context {
         &self.inner.path
     }
 
+    /// The fully qualified service name (`package.Service`).
+    pub fn service(&self) -> &str {
+        crate::proto::wire::split_path(self.path()).map_or("", |(s, _)| s)
+    }
+
+    /// The method name, as written in the trait.
+    pub fn method(&self) -> &str {
+        crate::proto::wire::split_path(self.path()).map_or("", |(_, m)| m)
+    }
+
     /// The custom metadata the client sent.
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
@@ -173,5 +183,40 @@ impl<T> Response<T> {
     /// Custom metadata from the trailers.
     pub fn trailers(&self) -> &Metadata {
         &self.trailers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_names_the_path_service_and_method_as_call_info_does() {
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let ctx = Context::new(
+            "/helloworld.Greeter/say_hello".into(),
+            Metadata::new(),
+            None,
+            peer,
+        );
+        let info = crate::CallInfo::new(ctx.path().to_owned(), Metadata::new(), None, Some(peer));
+        assert_eq!(
+            (ctx.path(), ctx.service(), ctx.method()),
+            (
+                "/helloworld.Greeter/say_hello",
+                "helloworld.Greeter",
+                "say_hello"
+            )
+        );
+        assert_eq!(
+            (ctx.service(), ctx.method()),
+            (info.service(), info.method())
+        );
+    }
+
+    #[test]
+    fn ok_is_the_ok_code_without_a_message() {
+        let ok = crate::Status::ok();
+        assert_eq!((ok.code(), ok.message()), (crate::Code::Ok, ""));
     }
 }

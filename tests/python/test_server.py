@@ -229,13 +229,14 @@ class ContextGreeter:
     def say_hello(self, req, ctx):
         assert isinstance(ctx, knafeh.CallContext)
         left = ctx.time_remaining()
+        assert ctx.method == "say_hello"
         return {
             "message": "|".join(
                 [
-                    ctx.method,
+                    ctx.path,
                     ctx.metadata.get("x-user", "-"),
                     "bin" if ctx.metadata.get("x-key-bin") == b"\x00\x01" else "-",
-                    ctx.peer.split(":")[0],
+                    ctx.peer_addr.split(":")[0],
                     "none" if left is None else ("ok" if 0 < left <= 30 else f"bad {left}"),
                 ]
             )

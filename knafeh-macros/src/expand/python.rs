@@ -87,7 +87,7 @@ impl Gen<'_> {
         let path = self.path_const(rpc);
         let docs: TokenStream = rpc.docs.iter().map(|a| a.to_token_stream()).collect();
         // Unary: `unary_async`/`unary_blocking`; streams: one
-        // `stream` helper, wrapped in the iterator type.
+        // `server_streaming` helper, wrapped in the iterator type.
         let (call, ret, wrap) = match (&rpc.kind, blocking) {
             (Kind::Unary { response }, false) => (
                 quote!(#p::unary_async::<#req, #response>),
@@ -100,12 +100,12 @@ impl Gen<'_> {
                 None,
             ),
             (Kind::ServerStreaming { item }, false) => (
-                quote!(#p::stream::<#req, #item>),
+                quote!(#p::server_streaming::<#req, #item>),
                 quote!(#p::AsyncStream),
                 Some(quote!(#p::AsyncStream)),
             ),
             (Kind::ServerStreaming { item }, true) => (
-                quote!(#p::stream::<#req, #item>),
+                quote!(#p::server_streaming::<#req, #item>),
                 quote!(#p::BlockingStream),
                 Some(quote!(#p::BlockingStream)),
             ),

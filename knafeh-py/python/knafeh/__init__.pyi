@@ -36,9 +36,11 @@ class RpcError(Exception):
 class CallContext:
     """What a Python handler learns about its call; passed to handlers that
     declare a second parameter: `def say_hello(self, req, ctx)`."""
-    method: str
+    path: str
     """The method's path, `/package.Service/method`."""
-    peer: str
+    method: str
+    """The method name, as written in the trait."""
+    peer_addr: str
     """The caller's address, `host:port`."""
     @property
     def metadata(self) -> dict[str, Union[str, bytes]]:

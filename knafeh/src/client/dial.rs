@@ -9,7 +9,7 @@ use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
 use crate::transport::conn::H3App;
-use crate::transport::tls::{client_context, ClientTlsConfig, Refusal, TlsHook};
+use crate::transport::tls::{client_context, CertRefusal, ClientTlsConfig, TlsHook};
 use crate::Status;
 
 /// Dials `addr`: resolves it, opens a UDP socket, and completes the QUIC
@@ -26,7 +26,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
     let (socket, peer) = open_socket(addr).await?;
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let ip = server_name.parse::<std::net::IpAddr>().ok();
-    let refusal = Arc::new(Refusal::default());
+    let refusal = Arc::new(CertRefusal::default());
     let params = connection_params(cfg, &server_name, ip, refusal.clone())?;
     let h3_config =
         h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
@@ -102,7 +102,7 @@ fn connection_params(
     cfg: &ClientBuilder,
     server_name: &str,
     ip: Option<std::net::IpAddr>,
-    refusal: Arc<Refusal>,
+    refusal: Arc<CertRefusal>,
 ) -> Result<ConnectionParams<'static>, Status> {
     let mut settings = crate::transport::conn::quic_settings();
     settings.max_idle_timeout = Some(cfg.idle_timeout);

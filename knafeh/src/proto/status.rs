@@ -151,6 +151,11 @@ macro_rules! status_constructors {
 }
 
 impl Status {
+    /// The OK status, with no message: how a successful call ends.
+    pub fn ok() -> Status {
+        Status::new(Code::Ok, "")
+    }
+
     /// Creates a status with the given code and message and no metadata.
     pub fn new(code: Code, message: impl Into<String>) -> Status {
         Status {

@@ -84,19 +84,43 @@ pub(crate) fn parse_request<'a>(
             _ => {}
         }
     }
+    check_method(method)?;
+    let (path, service, method) = request_path(path)?;
+    let codec = request_codec(content_type)?;
+    let timeout = match timeout.map(parse_timeout) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Err(refuse(200, Status::invalid_argument(e.to_string()))),
+    };
+    let metadata = Metadata::decode_headers(headers)
+        .map_err(|e| refuse(200, Status::invalid_argument(format!("bad metadata: {e}"))))?;
+    Ok(RequestHead {
+        service,
+        method,
+        path,
+        codec,
+        timeout,
+        metadata,
+    })
+}
+
+/// Only `POST` carries a call.
+fn check_method(method: Option<&[u8]>) -> Result<(), Refusal> {
     match method {
-        Some(b"POST") => {}
-        Some(other) => {
-            return Err(refuse(
-                405,
-                Status::unimplemented(format!(
-                    "method {} not allowed: gRPC calls use POST",
-                    shown(other)
-                )),
-            ))
-        }
-        None => return Err(refuse(400, Status::invalid_argument("missing :method"))),
+        Some(b"POST") => Ok(()),
+        Some(other) => Err(refuse(
+            405,
+            Status::unimplemented(format!(
+                "method {} not allowed: gRPC calls use POST",
+                shown(other)
+            )),
+        )),
+        None => Err(refuse(400, Status::invalid_argument("missing :method"))),
     }
+}
+
+/// `:path` as `(path, service, method)`.
+fn request_path(path: Option<&[u8]>) -> Result<(String, String, String), Refusal> {
     let path = match path.map(std::str::from_utf8) {
         Some(Ok(p)) => p.to_owned(),
         Some(Err(_)) => return Err(refuse(400, Status::invalid_argument(":path is not UTF-8"))),
@@ -114,46 +138,24 @@ pub(crate) fn parse_request<'a>(
             ))
         }
     };
-    let codec = match content_type {
-        None => {
-            return Err(refuse(
-                415,
-                Status::invalid_argument(format!(
-                    "missing content-type: expected {} or {}",
-                    Codec::Bincode.content_type(),
-                    Codec::Json.content_type()
-                )),
-            ))
-        }
-        Some(ct) => match Codec::from_content_type(ct) {
-            Some(c) => c,
-            None => {
-                return Err(refuse(
-                    415,
-                    Status::invalid_argument(format!(
-                        "unsupported content-type {}: expected {} or {}",
-                        quoted(ct),
-                        Codec::Bincode.content_type(),
-                        Codec::Json.content_type()
-                    )),
-                ))
-            }
-        },
+    let (service, method) = (service.to_owned(), method.to_owned());
+    Ok((path, service, method))
+}
+
+/// The codec `content-type` names.
+fn request_codec(content_type: Option<&[u8]>) -> Result<Codec, Refusal> {
+    let expected = format!(
+        "expected {} or {}",
+        Codec::Bincode.content_type(),
+        Codec::Json.content_type()
+    );
+    let Some(ct) = content_type else {
+        let msg = format!("missing content-type: {expected}");
+        return Err(refuse(415, Status::invalid_argument(msg)));
     };
-    let timeout = match timeout.map(parse_timeout) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => return Err(refuse(200, Status::invalid_argument(e.to_string()))),
-    };
-    let metadata = Metadata::decode_headers(headers)
-        .map_err(|e| refuse(200, Status::invalid_argument(format!("bad metadata: {e}"))))?;
-    Ok(RequestHead {
-        service: service.to_owned(),
-        method: method.to_owned(),
-        path,
-        codec,
-        timeout,
-        metadata,
+    Codec::from_content_type(ct).ok_or_else(|| {
+        let msg = format!("unsupported content-type {}: {expected}", quoted(ct));
+        refuse(415, Status::invalid_argument(msg))
     })
 }
 

@@ -28,8 +28,8 @@ pub(super) fn start_connection(
     let st = state.clone();
     let on_request: crate::transport::conn::OnRequest =
         Arc::new(move |incoming: IncomingStream, peer: SocketAddr| {
-            st.inflight.fetch_add(1, Ordering::AcqRel);
-            let guard = InflightGuard(st.clone());
+            st.active_calls.fetch_add(1, Ordering::AcqRel);
+            let guard = ActiveCallGuard(st.clone());
             Box::pin(handle_call(st.clone(), incoming, peer, guard))
         });
     let h3_config = match h3::Config::new() {
@@ -187,7 +187,7 @@ async fn drain(
         let idle = state.idle.notified();
         tokio::pin!(idle);
         idle.as_mut().enable();
-        if state.inflight.load(Ordering::Acquire) == 0 {
+        if state.active_calls.load(Ordering::Acquire) == 0 {
             break true;
         }
         tokio::select! {
@@ -198,7 +198,7 @@ async fn drain(
     };
     if !drained {
         tracing::warn!(
-            inflight = state.inflight.load(Ordering::Acquire),
+            active_calls = state.active_calls.load(Ordering::Acquire),
             "drain timeout passed; closing connections with calls in flight"
         );
     }

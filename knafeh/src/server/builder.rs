@@ -256,7 +256,7 @@ impl ServerBuilder {
             services: self.services,
             interceptors: self.interceptors,
             max_message_size: self.max_message_size,
-            inflight: AtomicUsize::new(0),
+            active_calls: AtomicUsize::new(0),
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
         });

@@ -37,7 +37,7 @@ pub(super) async fn handle_call(
     state: Arc<ServerState>,
     incoming: IncomingStream,
     peer: SocketAddr,
-    _guard: InflightGuard,
+    _guard: ActiveCallGuard,
 ) {
     let IncomingStream {
         headers,
@@ -164,7 +164,7 @@ pub(super) async fn serve(
     }
     let stream = match reply {
         Reply::Unary(frame) => {
-            let ok = Status::new(crate::Code::Ok, "");
+            let ok = Status::ok();
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
             }
@@ -304,7 +304,7 @@ async fn send_stream(
 /// The status a response stream ended with.
 fn end_status(end: End, path: &str) -> Status {
     match end {
-        End::Done => Status::new(crate::Code::Ok, ""),
+        End::Done => Status::ok(),
         End::Failed(status) => status,
         End::Panicked(panic) => {
             tracing::error!(path = %path, panic = %panic, "stream producer panicked");

@@ -70,7 +70,7 @@ impl ServerHandle {
     pub fn stats(&self) -> ServerStats {
         ServerStats {
             connections: self.state.connections.load(Ordering::Acquire),
-            active_calls: self.state.inflight.load(Ordering::Acquire),
+            active_calls: self.state.active_calls.load(Ordering::Acquire),
         }
     }
 
@@ -103,7 +103,7 @@ pub(super) struct ServerState {
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
     pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
     pub(super) max_message_size: usize,
-    pub(super) inflight: AtomicUsize,
+    pub(super) active_calls: AtomicUsize,
     pub(super) idle: Notify,
     pub(super) connections: AtomicUsize,
 }
@@ -127,11 +127,11 @@ impl Drop for ConnGuard {
     }
 }
 
-pub(super) struct InflightGuard(Arc<ServerState>);
+pub(super) struct ActiveCallGuard(Arc<ServerState>);
 
-impl Drop for InflightGuard {
+impl Drop for ActiveCallGuard {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.active_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
         }
     }

@@ -315,6 +315,73 @@ struct PendingOpen {
     slot: Arc<AtomicU64>,
 }
 
+/// The outcome of one HTTP/3 write: done (with its value), blocked
+/// until the peer grants credit (`None`), or failed (the stream is dead).
+/// Only a body write may also end with `Done` (nothing written).
+fn sent<T>(r: Result<T, h3::Error>, what: &str, id: u64) -> Result<Option<T>, ()> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(h3::Error::StreamBlocked) => Ok(None),
+        Err(h3::Error::Done) if what == "body" => Ok(None),
+        Err(e) => {
+            tracing::debug!(stream_id = id, error = %e, "sending {what} failed");
+            Err(())
+        }
+    }
+}
+
+/// Hands a stream's queued output to HTTP/3 in order until it is all
+/// written or the stream is blocked; `Err` when the stream cannot be
+/// written any more.
+fn write_out(
+    h3: &mut h3::Connection,
+    qconn: &mut QuicheConnection,
+    id: u64,
+    s: &mut Stream,
+) -> Result<(), ()> {
+    while let Some(front) = s.out.front_mut() {
+        match front {
+            Out::Headers(h, fin) => {
+                let fin = *fin;
+                if sent(h3.send_response(qconn, id, h, fin), "headers", id)?.is_none() {
+                    return Ok(());
+                }
+                s.local_done |= fin;
+                s.out.pop_front();
+            }
+            Out::Data(buf, fin, credit) => {
+                let (fin, credit) = (*fin, *credit);
+                let written = if buf.is_empty() && !fin {
+                    0
+                } else {
+                    match sent(h3.send_body(qconn, id, buf, fin), "body", id)? {
+                        Some(n) => n,
+                        None => return Ok(()),
+                    }
+                };
+                if written < buf.len() {
+                    let _ = buf.split_to(written);
+                    return Ok(());
+                }
+                s.local_done |= fin;
+                s.out.pop_front();
+                if let Some(c) = &s.credit {
+                    c.add_permits(credit as usize);
+                }
+            }
+            Out::Trailers(h) => {
+                let r = h3.send_additional_headers(qconn, id, h, true, true);
+                if sent(r, "trailers", id)?.is_none() {
+                    return Ok(());
+                }
+                s.local_done = true;
+                s.out.pop_front();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which side of the connection an [`H3App`] plays.
 enum Role {
     Client,
@@ -575,66 +642,7 @@ impl H3App {
         let Some(s) = self.streams.get_mut(&id) else {
             return false;
         };
-        let mut failed = false;
-        while let Some(front) = s.out.front_mut() {
-            match front {
-                Out::Headers(h, fin) => match h3.send_response(qconn, id, h, *fin) {
-                    Ok(()) => {
-                        if *fin {
-                            s.local_done = true;
-                        }
-                        s.out.pop_front();
-                    }
-                    Err(h3::Error::StreamBlocked) => break,
-                    Err(e) => {
-                        tracing::debug!(stream_id = id, error = %e, "sending headers failed");
-                        failed = true;
-                        break;
-                    }
-                },
-                Out::Data(buf, fin, credit) => {
-                    let r = if buf.is_empty() && !*fin {
-                        Ok(0)
-                    } else {
-                        h3.send_body(qconn, id, buf, *fin)
-                    };
-                    match r {
-                        Ok(n) if n == buf.len() => {
-                            if *fin {
-                                s.local_done = true;
-                            }
-                            let credit = *credit;
-                            s.out.pop_front();
-                            if let Some(c) = &s.credit {
-                                c.add_permits(credit as usize);
-                            }
-                        }
-                        Ok(n) => {
-                            let _ = buf.split_to(n);
-                            break;
-                        }
-                        Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
-                        Err(e) => {
-                            tracing::debug!(stream_id = id, error = %e, "sending body failed");
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-                Out::Trailers(h) => match h3.send_additional_headers(qconn, id, h, true, true) {
-                    Ok(()) => {
-                        s.local_done = true;
-                        s.out.pop_front();
-                    }
-                    Err(h3::Error::StreamBlocked) => break,
-                    Err(e) => {
-                        tracing::debug!(stream_id = id, error = %e, "sending trailers failed");
-                        failed = true;
-                        break;
-                    }
-                },
-            }
-        }
+        let mut failed = write_out(h3, qconn, id, s).is_err();
         if failed && !self.role.is_server() && !s.remote_done {
             // A client whose request the server stopped reading (it refused
             // the call early): stop writing but keep reading, the answer

@@ -69,22 +69,22 @@ pub(crate) struct ClientTlsConfig {
     /// A client certificate chain and key (mutual TLS).
     pub(crate) identity: Option<(PathBuf, PathBuf)>,
     /// Where the verify callback says why it refused the server.
-    pub(crate) refusal: std::sync::Arc<Refusal>,
+    pub(crate) refusal: std::sync::Arc<CertRefusal>,
 }
 
 /// Why the client refused the server's certificate: written by the verify
 /// callback, so that a dial fails at once with the reason instead of
 /// waiting for its handshake timeout. The first reason is kept.
 #[derive(Debug)]
-pub(crate) struct Refusal(tokio::sync::watch::Sender<Option<String>>);
+pub(crate) struct CertRefusal(tokio::sync::watch::Sender<Option<String>>);
 
-impl Default for Refusal {
+impl Default for CertRefusal {
     fn default() -> Self {
-        Refusal(tokio::sync::watch::Sender::new(None))
+        CertRefusal(tokio::sync::watch::Sender::new(None))
     }
 }
 
-impl Refusal {
+impl CertRefusal {
     fn set(&self, reason: String) {
         self.0.send_if_modified(|slot| {
             let first = slot.is_none();

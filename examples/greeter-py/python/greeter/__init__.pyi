@@ -2,7 +2,7 @@
 the module; see the README's "Type stubs" section)."""
 from typing import Any, AsyncIterator, Awaitable, Coroutine, Iterator, Optional, Protocol, TypedDict, Union
 
-from knafeh import Metadata
+from knafeh import CallContext, Metadata
 
 class HelloRequest(TypedDict):
     name: str
@@ -60,9 +60,10 @@ class GreeterBlockingClient:
 
 class GreeterImpl(Protocol):
     """What GreeterService expects: `def` or `async def` methods; a
-    generator or async generator for count_to."""
-    def say_hello(self, req: HelloRequest) -> Union[HelloReply, Awaitable[HelloReply]]: ...
-    def count_to(self, req: CountRequest) -> Union[Iterator[Count], AsyncIterator[Count]]: ...
+    generator or async generator for count_to. A method may take a second
+    parameter, the `knafeh.CallContext` (`def say_hello(self, req, ctx)`)."""
+    def say_hello(self, req: HelloRequest, ctx: CallContext = ..., /) -> Union[HelloReply, Awaitable[HelloReply]]: ...
+    def count_to(self, req: CountRequest, ctx: CallContext = ..., /) -> Union[Iterator[Count], AsyncIterator[Count]]: ...
 
 class GreeterService:
     def __init__(self, implementation: GreeterImpl) -> None: ...
