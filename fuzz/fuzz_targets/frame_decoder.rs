@@ -1,4 +1,4 @@
-//! The length-prefixed message decoder (knafeh/src/frame.rs).
+//! The length-prefixed message decoder (knafeh/src/proto/frame.rs).
 //!
 //! Input: byte 0 picks the size limit, bytes 1-2 seed a chunking, the rest
 //! is the received stream. Checked against a whole-stream reference model:

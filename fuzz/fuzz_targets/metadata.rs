@@ -1,6 +1,6 @@
 //! Custom metadata (knafeh/src/metadata.rs), `-bin` values (base64), and
 //! the status trailers with their percent-encoded `grpc-message`
-//! (knafeh/src/status.rs, wire.rs).
+//! (knafeh/src/proto/status.rs, proto/wire.rs).
 //!
 //! Input: a header block as text (see `knafeh_fuzz::parse_headers`).
 //! - Decoded metadata is valid (keys lower-case, allowed bytes, not

@@ -1,7 +1,7 @@
 //! The server's path from a request's header block and body bytes to a
-//! typed request: `parse_request` (knafeh/src/wire.rs), the frame decoder
+//! typed request: `parse_request` (knafeh/src/proto/wire.rs), the frame decoder
 //! fed the body in pseudo-random chunks with the server's rules (exactly
-//! one message, `finish` at the end of the stream; knafeh/src/frame.rs) and
+//! one message, `finish` at the end of the stream; knafeh/src/proto/frame.rs) and
 //! `Message::decode_message` with the request's codec (knafeh/src/codec.rs),
 //! as the generated server code calls it.
 //!
@@ -52,7 +52,7 @@ macro_rules! say {
     };
 }
 
-/// What `read_request` in knafeh/src/server.rs does with the body.
+/// What the server's request reader (knafeh/src/proto/request.rs) does with the body.
 fn read_body(body: &[u8], max: usize, seed: u64) -> Result<Bytes, String> {
     let mut decoder = Decoder::new(max);
     let mut message = None;

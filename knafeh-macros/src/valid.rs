@@ -1,7 +1,7 @@
 //! Validation: one rule per check, each failing with one error spanned at
 //! the offending token. Independent errors are all collected, so one
 //! compile shows every mistake. What passes comes out as the typed model
-//! that `expand.rs` generates from.
+//! that `expand/` generates from.
 
 use std::collections::HashMap;
 

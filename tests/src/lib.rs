@@ -88,6 +88,16 @@ impl Certs {
         let paths = dev.write_to(&dir.0).unwrap();
         Certs { dev, paths, dir }
     }
+
+    /// The one way tests build a server: TLS with these certificates.
+    pub fn server_builder(&self) -> ServerBuilder {
+        knafeh::Server::builder().tls(&self.paths.cert, &self.paths.key)
+    }
+
+    /// The one way tests build a client: trusting these certificates.
+    pub fn client_builder(&self, addr: impl Into<String>) -> knafeh::ClientBuilder {
+        Client::builder(addr).ca_file(&self.paths.ca)
+    }
 }
 
 impl Default for Certs {
@@ -102,8 +112,7 @@ pub async fn start(
     certs: &Certs,
     configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
 ) -> (ServerHandle, Client) {
-    let builder = knafeh::Server::builder().tls(&certs.paths.cert, &certs.paths.key);
-    let server = configure(builder).start().await.unwrap();
+    let server = configure(certs.server_builder()).start().await.unwrap();
     let client = client_for(certs, server.local_addr()).await;
     (server, client)
 }
@@ -146,9 +155,7 @@ pub async fn start_probe_server(
 ) -> (ServerHandle, Arc<ProbeState>) {
     let probe = ProbeImpl::default();
     let state = probe.state.clone();
-    let builder = knafeh::Server::builder()
-        .tls(&certs.paths.cert, &certs.paths.key)
-        .add_service(ProbeServer::new(probe));
+    let builder = certs.server_builder().add_service(ProbeServer::new(probe));
     (configure(builder).start().await.unwrap(), state)
 }
 
@@ -266,8 +273,8 @@ impl Canary {
 
 /// A client for `addr` that trusts `certs`.
 pub async fn client_for(certs: &Certs, addr: SocketAddr) -> Client {
-    Client::builder(addr.to_string())
-        .ca_file(&certs.paths.ca)
+    certs
+        .client_builder(addr.to_string())
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await

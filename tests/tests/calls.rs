@@ -42,8 +42,8 @@ async fn json_codec_works_end_to_end() {
     bounded(async {
         let certs = Certs::new();
         let (server, _) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
-        let client = knafeh::Client::builder(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
+        let client = certs
+            .client_builder(server.local_addr().to_string())
             .codec(knafeh::Codec::Json)
             .connect()
             .await
@@ -66,8 +66,8 @@ async fn the_codec_option_decides_the_wire_format() {
     bounded(async {
         let ProbeFixture { server, certs, .. } = ProbeFixture::start(|b| b).await;
         let client = |codec| {
-            knafeh::Client::builder(server.local_addr().to_string())
-                .ca_file(&certs.paths.ca)
+            certs
+                .client_builder(server.local_addr().to_string())
                 .codec(codec)
                 .connect()
         };
@@ -219,8 +219,8 @@ async fn oversized_messages_are_resource_exhausted_both_ways() {
         assert_eq!(ok.data.len(), 1000);
 
         // The client's own limit applies to responses.
-        let small = knafeh::Client::builder(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
+        let small = certs
+            .client_builder(server.local_addr().to_string())
             .max_message_size(512)
             .connect()
             .await

@@ -95,9 +95,9 @@ async fn next_call_redials_after_the_connection_dies() {
         // The server goes away (closing the connection) and comes back on
         // the same address.
         server.shutdown().await;
-        let server = knafeh::Server::builder()
+        let server = certs
+            .server_builder()
             .bind(addr)
-            .tls(&certs.paths.cert, &certs.paths.key)
             .add_service(ProbeServer::new(ProbeImpl::default()))
             .start()
             .await
@@ -207,16 +207,16 @@ async fn server_certificate_is_verified_by_default() {
         .await;
         let addr = server.local_addr();
         // A CA that did not sign the server's certificate.
-        let err = Client::builder(addr.to_string())
-            .ca_file(&other.paths.ca)
+        let err = other
+            .client_builder(addr.to_string())
             .connect_timeout(Duration::from_secs(3))
             .connect()
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err}");
         // The right CA, the wrong name.
-        let err = Client::builder(addr.to_string())
-            .ca_file(&certs.paths.ca)
+        let err = certs
+            .client_builder(addr.to_string())
             .server_name("example.com")
             .connect_timeout(Duration::from_secs(3))
             .connect()
@@ -225,8 +225,8 @@ async fn server_certificate_is_verified_by_default() {
         assert_eq!(err.code(), Code::Unavailable, "{err}");
         // The right CA, checked against the DNS name (the address's IP is
         // checked against the IP SAN elsewhere in these tests).
-        let c = Client::builder(addr.to_string())
-            .ca_file(&certs.paths.ca)
+        let c = certs
+            .client_builder(addr.to_string())
             .server_name("localhost")
             .connect()
             .await
@@ -255,8 +255,8 @@ async fn the_keepalive_does_not_close_a_connection_that_was_merely_idle() {
     bounded(async {
         let certs = Certs::new();
         let (server, _state) = start_probe_server(&certs, |b| b).await;
-        let client = Client::builder(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
+        let client = certs
+            .client_builder(server.local_addr().to_string())
             // A timeout long enough that a paused process does not trip it
             // during a call.
             .keepalive(Duration::from_millis(200), Duration::from_secs(2))

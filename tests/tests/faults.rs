@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use knafeh::{CallOptions, Client, Code, ServerBuilder, Status};
+use knafeh::{CallOptions, Code, ServerBuilder, Status};
 use knafeh_tests::relay::{Direction, Faults, Planner, Relay, RelayConfig, SplitMix64};
 use knafeh_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -263,8 +263,7 @@ async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
         .unwrap();
         // The first call dials through the relay (the handshake suffers
         // the same losses); its deadline covers that.
-        let client = Client::builder(relay.addr().to_string())
-            .ca_file(&certs.paths.ca)
+        let client = certs.client_builder(relay.addr().to_string())
             .connect_timeout(Duration::from_secs(30))
             .max_message_size(8 << 20)
             .connect_lazy();
@@ -601,8 +600,8 @@ async fn kill_and_restart_the_server(
         // does not know the old connection (no stateless reset): the
         // client finds out through silence (idle timeout or keepalive).
         let client = configure(
-            Client::builder(addr.to_string())
-                .ca_file(&certs.paths.ca)
+            certs
+                .client_builder(addr.to_string())
                 .connect_timeout(Duration::from_secs(2)),
         )
         .connect_lazy();
@@ -672,8 +671,8 @@ async fn a_busy_client_moves_to_a_restarted_server() {
         let certs = Certs::new();
         let (server, _) = start_probe_server(&certs, |b| b).await;
         let addr = server.local_addr();
-        let client = Client::builder(addr.to_string())
-            .ca_file(&certs.paths.ca)
+        let client = certs
+            .client_builder(addr.to_string())
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
         let stop = Arc::new(AtomicBool::new(false));

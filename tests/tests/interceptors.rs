@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use greeter::auth::{bearer_token, BearerAuth, CALLER_KEY};
 use greeter::{CountRequest, GreeterClient, GreeterServer, HelloRequest};
-use knafeh::{CallInfo, CallOptions, Client, Code, Context, Status};
+use knafeh::{CallInfo, CallOptions, Code, Context, Status};
 use knafeh_tests::{bounded, Certs};
 
 async fn greeter_client(certs: &Certs, addr: &str, token: Option<&str>) -> GreeterClient {
-    let mut b = Client::builder(addr).ca_file(&certs.paths.ca);
+    let mut b = certs.client_builder(addr);
     if let Some(t) = token {
         b = b.interceptor(bearer_token(t).unwrap());
     }
@@ -25,8 +25,8 @@ async fn bearer_tokens_authenticate_and_authorise() {
             "reader-token",
             &["count_to"],
         );
-        let server = knafeh::Server::builder()
-            .tls(&certs.paths.cert, &certs.paths.key)
+        let server = certs
+            .server_builder()
             .interceptor(auth)
             .add_service(GreeterServer::new(greeter::MyGreeter))
             .start()
@@ -67,9 +67,7 @@ async fn bearer_tokens_authenticate_and_authorise() {
         assert_eq!(got, [1, 2]);
 
         // Unknown methods are not revealed to callers without a token.
-        let raw = Client::builder(&addr)
-            .ca_file(&certs.paths.ca)
-            .connect_lazy();
+        let raw = certs.client_builder(&addr).connect_lazy();
         let err = raw
             .unary::<HelloRequest, greeter::HelloReply>(
                 "/helloworld.Greeter/nope",
@@ -114,8 +112,8 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
         // and peer of each call.
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let server_log = log.clone();
-        let server = knafeh::Server::builder()
-            .tls(&certs.paths.cert, &certs.paths.key)
+        let server = certs
+            .server_builder()
             .interceptor(move |call: &mut CallInfo| {
                 server_log.lock().unwrap().push(format!(
                     "{} {} {} deadline={} peer={}",
@@ -154,8 +152,8 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
             .await
             .unwrap();
 
-        let client = Client::builder(server.local_addr().to_string())
-            .ca_file(&certs.paths.ca)
+        let client = certs
+            .client_builder(server.local_addr().to_string())
             .interceptor(|call: &mut CallInfo| {
                 if call.metadata().get("x-local-refuse").is_some() {
                     return Err(Status::failed_precondition("refused locally"));

@@ -45,8 +45,8 @@ async fn a_certificate_without_the_servers_ip_is_refused() {
         // A CA the server's certificate does not come from.
         let other = Certs::new();
         let err = call(
-            Client::builder(format!("127.0.0.1:{port}"))
-                .ca_file(&other.paths.ca)
+            other
+                .client_builder(format!("127.0.0.1:{port}"))
                 .server_name("localhost")
                 .connect_timeout(std::time::Duration::from_secs(120)),
         )
@@ -105,7 +105,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         let (good_cert, good_key) = write("alice", client_ca.issue_client("alice").unwrap());
         let stranger_ca = DevCert::generate(&["strangers"]).unwrap();
         let (bad_cert, bad_key) = write("mallory", stranger_ca.issue_client("mallory").unwrap());
-        let base = || Client::builder(addr.clone()).ca_file(&certs.paths.ca);
+        let base = || certs.client_builder(addr.clone());
 
         // No certificate.
         // The server's TLS alert reaches the caller.
@@ -163,8 +163,8 @@ async fn bad_tls_files_are_reported_before_serving_or_dialling() {
         // A client identity whose files are missing.
         let (server, _state) = start_probe_server(&certs, |b| b).await;
         let err = call(
-            Client::builder(server.local_addr().to_string())
-                .ca_file(&certs.paths.ca)
+            certs
+                .client_builder(server.local_addr().to_string())
                 .identity(&missing, &missing),
         )
         .await
