@@ -4,4 +4,5 @@
 pub(crate) mod close;
 pub(crate) mod conn;
 pub(crate) mod devcert;
+pub(crate) mod stream;
 pub(crate) mod tls;

@@ -1,0 +1,232 @@
+//! What a call task and its connection exchange: the events of a stream,
+//! the output a call queues, commands, the receive window, and the state
+//! the connection shares with its owners.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_quiche::quiche::h3;
+
+use super::conn::{RECV_WINDOW, SEND_WINDOW};
+
+/// Received bytes handed to a call task and not yet consumed by it.
+#[derive(Default)]
+pub(crate) struct RecvWindow {
+    pub(super) queued: AtomicUsize,
+    pub(super) paused: AtomicBool,
+}
+
+impl RecvWindow {
+    /// The call task consumed `n` bytes. Returns `true` when the
+    /// connection had stopped reading and must be told to resume
+    /// ([`Command::Resume`]).
+    pub(crate) fn release(&self, n: usize) -> bool {
+        let before = self.queued.fetch_sub(n, Ordering::SeqCst);
+        before.saturating_sub(n) < RECV_WINDOW / 2 && self.paused.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether the connection should stop reading for now. Pausing first
+    /// and re-checking after means a concurrent `release` either sees the
+    /// pause or is seen here.
+    pub(super) fn should_pause(&self) -> bool {
+        if self.queued.load(Ordering::SeqCst) < RECV_WINDOW {
+            return false;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) < RECV_WINDOW {
+            return !self.paused.swap(false, Ordering::SeqCst);
+        }
+        true
+    }
+}
+
+/// A received header list.
+pub(crate) type Headers = Vec<h3::Header>;
+/// A header list to send (quiche takes the byte pairs as they are).
+pub(crate) type OutHeaders = crate::proto::wire::Block;
+
+/// What the connection tells a call task about its stream.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    /// The first header block (request headers on a server, response headers
+    /// on a client).
+    Headers(Headers),
+    /// A chunk of body bytes.
+    Data(Bytes),
+    /// A second header block: trailers.
+    Trailers(Headers),
+    /// The peer finished its side of the stream.
+    Finished,
+    /// The peer reset the stream (or stopped reading it) with this code.
+    Reset(u64),
+}
+
+/// Something a call task wants written on its stream.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Headers(OutHeaders, bool),
+    /// Body bytes, whether they end the stream, and the send-window credit
+    /// they hold.
+    Data(Bytes, bool, u32),
+    Trailers(OutHeaders),
+}
+
+/// Commands from call tasks to the connection.
+pub(crate) enum Command {
+    /// Client: open a request stream and send `body` on it.
+    Open {
+        headers: OutHeaders,
+        body: Bytes,
+        events: mpsc::UnboundedSender<StreamEvent>,
+        window: Arc<RecvWindow>,
+        slot: Arc<AtomicU64>,
+    },
+    /// A call task consumed enough received data: read the stream again.
+    Resume(u64),
+    /// Queue a frame on a stream.
+    Send(u64, Out),
+    /// Queue several frames at once (a whole unary response goes out in
+    /// one wake-up of the connection, usually one packet).
+    SendAll(u64, Vec<Out>),
+    /// Abort a stream in both directions. `slot` holds the stream id (or
+    /// `u64::MAX` when the stream was never opened).
+    Cancel(Arc<AtomicU64>),
+    /// Stop reading a stream (STOP_SENDING) but keep writing it.
+    StopReading(u64),
+    /// Server: send GOAWAY; new requests are refused from now on. The
+    /// sender is dropped once that holds.
+    GoAway(tokio::sync::oneshot::Sender<()>),
+    /// Close the connection once every stream is finished and its last
+    /// data acknowledged; with `force`, at once.
+    Close { force: bool },
+}
+
+/// A new request the server side hands to its call handler.
+pub(crate) struct IncomingStream {
+    pub(crate) headers: Headers,
+    pub(crate) window: Arc<RecvWindow>,
+    pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
+    pub(crate) tx: StreamTx,
+}
+
+/// Handle a call task uses to write to its stream.
+#[derive(Clone)]
+pub(crate) struct StreamTx {
+    pub(crate) stream_id: u64,
+    pub(super) cmd: mpsc::UnboundedSender<Command>,
+    pub(super) credit: Arc<Semaphore>,
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+impl StreamTx {
+    /// Queues `out`; data waits for send-window credit first, so a slow
+    /// peer slows the producer down instead of growing memory.
+    ///
+    /// Returns `false` when the stream or connection is gone.
+    pub(crate) async fn send(&self, out: Out) -> bool {
+        let out = match out {
+            Out::Data(bytes, fin, _) => {
+                let want = bytes.len().clamp(1, SEND_WINDOW) as u32;
+                match self.credit.acquire_many(want).await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return false,
+                }
+                Out::Data(bytes, fin, want)
+            }
+            other => other,
+        };
+        self.cmd.send(Command::Send(self.stream_id, out)).is_ok()
+    }
+
+    /// Queues a complete response (headers, one message, trailers) in one
+    /// command. Returns `false` when the stream or connection is gone.
+    pub(crate) async fn send_response(
+        &self,
+        headers: OutHeaders,
+        frame: Bytes,
+        trailers: OutHeaders,
+    ) -> bool {
+        let want = frame.len().clamp(1, SEND_WINDOW) as u32;
+        match self.credit.acquire_many(want).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        let outs = vec![
+            Out::Headers(headers, false),
+            Out::Data(frame, false, want),
+            Out::Trailers(trailers),
+        ];
+        self.cmd
+            .send(Command::SendAll(self.stream_id, outs))
+            .is_ok()
+    }
+
+    /// The call task consumed `n` received bytes.
+    pub(crate) fn consumed(&self, window: &RecvWindow, n: usize) {
+        if window.release(n) {
+            let _ = self.cmd.send(Command::Resume(self.stream_id));
+        }
+    }
+
+    /// Tells the peer to stop sending (STOP_SENDING); writing goes on.
+    pub(crate) fn stop_reading(&self) {
+        let _ = self.cmd.send(Command::StopReading(self.stream_id));
+    }
+}
+
+/// The future serving one call.
+pub(crate) type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Called (inside the connection's worker task) for every new request;
+/// returns the future that serves it.
+pub(crate) type OnRequest = Arc<dyn Fn(IncomingStream, SocketAddr) -> CallFuture + Send + Sync>;
+
+/// State shared between a connection's worker and its owners.
+#[derive(Default)]
+pub(crate) struct ConnShared {
+    /// Set once the connection has closed.
+    pub(crate) closed: AtomicBool,
+    /// Woken when the connection closes.
+    pub(crate) closed_notify: tokio::sync::Notify,
+    /// The largest header block the peer accepts (its
+    /// SETTINGS_MAX_FIELD_SECTION_SIZE, as RFC 9114 §4.2.2 counts it); 0
+    /// until its settings arrive.
+    pub(super) peer_field_limit: AtomicU64,
+    /// Why the connection closed, when it was closed with an error.
+    pub(super) close_reason: std::sync::Mutex<Option<String>>,
+}
+
+/// quiche's default SETTINGS_MAX_FIELD_SECTION_SIZE, assumed for a peer
+/// whose settings have not arrived yet (knafeh peers advertise it).
+pub(crate) const DEFAULT_FIELD_LIMIT: u64 = 32 * 1024;
+
+impl ConnShared {
+    /// Why the connection closed, if it closed with an error (e.g. the
+    /// peer's TLS alert).
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The largest header block the peer accepts.
+    pub(crate) fn peer_field_limit(&self) -> u64 {
+        match self.peer_field_limit.load(Ordering::Acquire) {
+            0 => DEFAULT_FIELD_LIMIT,
+            n => n,
+        }
+    }
+}
+
+/// The size of a header block as SETTINGS_MAX_FIELD_SECTION_SIZE counts it:
+/// names and values plus 32 bytes per field.
+pub(crate) fn field_section_size(block: &OutHeaders) -> u64 {
+    block
+        .iter()
+        .map(|(n, v)| (n.len() + v.len() + 32) as u64)
+        .sum()
+}
