@@ -22,6 +22,9 @@ fn timeout(d: Duration) -> CallOptions {
 
 /// Sends 400 numbered datagrams through the relay in direction `dir` and
 /// checks that exactly the copies the seed plans arrive, none early.
+/// Datagrams through a relay that applies `faults` in direction `dir`
+/// arrive exactly as the relay's seeded decisions plan, and its counters
+/// agree.
 async fn check_relay_direction(dir: Direction) {
     let seed = 0xC0FFEE;
     let faults = Faults {
@@ -32,66 +35,119 @@ async fn check_relay_direction(dir: Direction) {
         reorder: 0.2,
         reorder_hold: Duration::from_millis(60),
     };
-    let (to_server, to_client) = match dir {
-        Direction::ToServer => (faults.clone(), Faults::none()),
-        Direction::ToClient => (Faults::none(), faults.clone()),
-    };
-    let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let relay = Relay::start(
-        server.local_addr().unwrap(),
-        RelayConfig {
-            seed,
-            to_server,
-            to_client,
-            log: true,
-        },
-    )
-    .await
-    .unwrap();
-    let client = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    client.connect(relay.addr()).await.unwrap();
-
-    // Who sends and who receives.
-    let (sender, receiver, dest) = match dir {
-        Direction::ToServer => (client.clone(), server.clone(), None),
-        Direction::ToClient => {
-            // The server learns the relay's upstream address from a first
-            // datagram (which passes untouched in this direction).
-            client.send(b"hello").await.unwrap();
-            let mut buf = [0u8; 16];
-            let (_, from) = server.recv_from(&mut buf).await.unwrap();
-            (server.clone(), client.clone(), Some(from))
-        }
-    };
     let n = 400usize;
-    // Read while sending (so the receiving socket's buffer never fills),
-    // until the test has seen every planned copy.
+    let link = RelayedLink::start(seed, dir, &faults).await;
     let got: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
-    let reader = {
-        let got = got.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 128];
-            loop {
-                let len = receiver.recv(&mut buf).await.unwrap();
-                assert_eq!(len, 64);
-                let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                got.lock().unwrap().push((i, Instant::now()));
-            }
-        })
-    };
-    // Paced (one datagram a millisecond or so), so that neither the
-    // relay's socket nor the receiver's overflows.
-    let mut sent_at = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut d = (i as u32).to_be_bytes().to_vec();
-        d.resize(64, 0xEE);
-        sent_at.push(Instant::now());
-        match dest {
-            Some(to) => sender.send_to(&d, to).await.unwrap(),
-            None => sender.send(&d).await.unwrap(),
-        };
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    let reader = read_datagrams(link.receiver.clone(), got.clone());
+    let sent_at = link.send_paced(n).await;
+    wait_for_planned_copies(&link.relay, seed, dir, &faults, &got).await;
+    // A little longer, for copies that should not exist.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reader.abort();
+    if let Err(e) = reader.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
+    let got = got.lock().unwrap().clone();
+    verify_arrivals(&link.relay, seed, dir, &faults, n, &sent_at, &got);
+}
+
+/// Two UDP sockets joined through a relay, and which sends in `dir`.
+struct RelayedLink {
+    relay: Relay,
+    sender: Arc<UdpSocket>,
+    receiver: Arc<UdpSocket>,
+    /// Where the sender sends (`None`: its connected peer).
+    dest: Option<std::net::SocketAddr>,
+}
+
+impl RelayedLink {
+    async fn start(seed: u64, dir: Direction, faults: &Faults) -> Self {
+        let (to_server, to_client) = match dir {
+            Direction::ToServer => (faults.clone(), Faults::none()),
+            Direction::ToClient => (Faults::none(), faults.clone()),
+        };
+        let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let relay = Relay::start(
+            server.local_addr().unwrap(),
+            RelayConfig {
+                seed,
+                to_server,
+                to_client,
+                log: true,
+            },
+        )
+        .await
+        .unwrap();
+        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        client.connect(relay.addr()).await.unwrap();
+
+        // Who sends and who receives.
+        let (sender, receiver, dest) = match dir {
+            Direction::ToServer => (client.clone(), server.clone(), None),
+            Direction::ToClient => {
+                // The server learns the relay's upstream address from a first
+                // datagram (which passes untouched in this direction).
+                client.send(b"hello").await.unwrap();
+                let mut buf = [0u8; 16];
+                let (_, from) = server.recv_from(&mut buf).await.unwrap();
+                (server.clone(), client.clone(), Some(from))
+            }
+        };
+        RelayedLink {
+            relay,
+            sender,
+            receiver,
+            dest,
+        }
+    }
+
+    /// Sends `n` numbered 64-byte datagrams; when each left.
+    async fn send_paced(&self, n: usize) -> Vec<Instant> {
+        // Paced (one datagram a millisecond or so), so that neither the
+        // relay's socket nor the receiver's overflows.
+        let mut sent_at = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut d = (i as u32).to_be_bytes().to_vec();
+            d.resize(64, 0xEE);
+            sent_at.push(Instant::now());
+            match self.dest {
+                Some(to) => self.sender.send_to(&d, to).await.unwrap(),
+                None => self.sender.send(&d).await.unwrap(),
+            };
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sent_at
+    }
+}
+
+/// Collects the numbered datagrams `receiver` gets, with when; started
+/// before sending, so the receiving socket's buffer never fills.
+fn read_datagrams(
+    receiver: Arc<UdpSocket>,
+    got: Arc<Mutex<Vec<(usize, Instant)>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 128];
+        loop {
+            let len = receiver.recv(&mut buf).await.unwrap();
+            assert_eq!(len, 64);
+            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            got.lock().unwrap().push((i, Instant::now()));
+        }
+    })
+}
+
+/// Waits (at most 10 s) until the relay has taken in everything sent and
+/// every copy its decisions plan has arrived.
+async fn wait_for_planned_copies(
+    relay: &Relay,
+    seed: u64,
+    dir: Direction,
+    faults: &Faults,
+    got: &Mutex<Vec<(usize, Instant)>>,
+) {
     // The copies the relay's decisions plan, for what it has received.
     let planned_copies = || {
         let mut planner = Planner::new(seed, dir, faults.clone());
@@ -130,16 +186,18 @@ async fn check_relay_direction(dir: Direction) {
             planned_copies()
         )
     });
-    // A little longer, for copies that should not exist.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    reader.abort();
-    if let Err(e) = reader.await {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-    let got = got.lock().unwrap().clone();
+}
 
+/// Checks every arrival against the relay's seeded plan and its counters.
+fn verify_arrivals(
+    relay: &Relay,
+    seed: u64,
+    dir: Direction,
+    faults: &Faults,
+    n: usize,
+    sent_at: &[Instant],
+    got: &[(usize, Instant)],
+) {
     // The k-th datagram the relay received gets the seed's k-th decision.
     // (The kernel may drop a datagram before the relay reads it on a
     // loaded machine; such a datagram takes no decision and never
@@ -167,7 +225,7 @@ async fn check_relay_direction(dir: Direction) {
     assert!(duplicated > 0);
 
     let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); n];
-    for &(i, at) in &got {
+    for &(i, at) in got {
         arrivals[i].push(at);
     }
     assert_eq!(got.len(), expected, "copies received vs planned");
