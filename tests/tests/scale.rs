@@ -79,6 +79,101 @@ impl Drop for Isolated {
     }
 }
 
+/// What the workers saw: (after the kill?, server name or
+/// "UNAVAILABLE: …") → count.
+type Tally = HashMap<(bool, String), usize>;
+
+/// 16 workers calling in a loop until `stop`, tallying each outcome by
+/// phase (`killed`).
+fn spawn_workers(
+    client: &WhereClient,
+    stop: &Arc<AtomicBool>,
+    killed: &Arc<AtomicBool>,
+    tally: &Arc<Mutex<Tally>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut workers = Vec::new();
+    for w in 0..16u32 {
+        let (client, stop, killed, tally) =
+            (client.clone(), stop.clone(), killed.clone(), tally.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = w * 1_000_000;
+            while !stop.load(Ordering::SeqCst) {
+                let after_kill = killed.load(Ordering::SeqCst);
+                let outcome = match client.which(n).await {
+                    Ok((m, name)) => {
+                        assert_eq!(m, n + 1, "wrong answer from {name}");
+                        name
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), Code::Unavailable, "unexpected error: {e:?}");
+                        format!("UNAVAILABLE: {}", e.message())
+                    }
+                };
+                *tally
+                    .lock()
+                    .unwrap()
+                    .entry((after_kill, outcome))
+                    .or_default() += 1;
+                n += 1;
+            }
+        }));
+    }
+    workers
+}
+
+/// Waits (at most 20 s) until every server has answered a few calls.
+async fn wait_until_every_server_answered(tally: &Mutex<Tally>) {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        eventually(|| {
+            let t = tally.lock().unwrap();
+            ["a", "b", "c"]
+                .iter()
+                .all(|name| t.get(&(false, (*name).to_owned())).copied().unwrap_or(0) >= 5)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not every server took calls: {:?}", tally.lock().unwrap()));
+}
+
+/// Before the kill every server took calls; after it the survivors kept
+/// answering, and once settled every call succeeded on them.
+fn verify_failover(all: &Tally, settled: &Tally) {
+    let count = |phase: bool, name: &str| all.get(&(phase, name.to_owned())).copied().unwrap_or(0);
+    // Before the kill, every server took calls.
+    for name in ["a", "b", "c"] {
+        assert!(count(false, name) > 0, "{name} got no calls: {all:?}");
+    }
+    // After it, the survivors kept answering...
+    for name in ["a", "c"] {
+        assert!(
+            count(true, name) > 0,
+            "{name} got no calls after the kill: {all:?}"
+        );
+    }
+    // ...and once settled, every call succeeded on them.
+    let late = |name: &str| {
+        count(true, name) - settled.get(&(true, name.to_owned())).copied().unwrap_or(0)
+    };
+    assert!(
+        late("a") + late("c") > 0,
+        "no calls after settling: {all:?}"
+    );
+    assert_eq!(late("b"), 0, "a dead server answered: {all:?}");
+    // Failures are recorded as "UNAVAILABLE: <message>".
+    let failed = |t: &Tally| -> usize {
+        t.iter()
+            .filter(|((after, o), _)| *after && o.starts_with("UNAVAILABLE"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(
+        failed(all) - failed(settled),
+        0,
+        "calls failed after settling: {all:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_spread_over_endpoints_and_survive_one_dying() {
     let dir = TempDir::new();
@@ -111,48 +206,11 @@ async fn calls_spread_over_endpoints_and_survive_one_dying() {
         // recorded as (server name or error code) per phase.
         let stop = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
-        type Tally = HashMap<(bool, String), usize>;
         let tally: Arc<Mutex<Tally>> = Arc::default();
-        let mut workers = Vec::new();
-        for w in 0..16u32 {
-            let (client, stop, killed, tally) =
-                (client.clone(), stop.clone(), killed.clone(), tally.clone());
-            workers.push(tokio::spawn(async move {
-                let mut n = w * 1_000_000;
-                while !stop.load(Ordering::SeqCst) {
-                    let after_kill = killed.load(Ordering::SeqCst);
-                    let outcome = match client.which(n).await {
-                        Ok((m, name)) => {
-                            assert_eq!(m, n + 1, "wrong answer from {name}");
-                            name
-                        }
-                        Err(e) => {
-                            assert_eq!(e.code(), Code::Unavailable, "unexpected error: {e:?}");
-                            format!("UNAVAILABLE: {}", e.message())
-                        }
-                    };
-                    *tally
-                        .lock()
-                        .unwrap()
-                        .entry((after_kill, outcome))
-                        .or_default() += 1;
-                    n += 1;
-                }
-            }));
-        }
+        let workers = spawn_workers(&client, &stop, &killed, &tally);
 
         // Every server has answered some calls before the kill.
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            eventually(|| {
-                let t = tally.lock().unwrap();
-                ["a", "b", "c"]
-                    .iter()
-                    .all(|name| t.get(&(false, (*name).to_owned())).copied().unwrap_or(0) >= 5)
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("not every server took calls: {:?}", tally.lock().unwrap()));
+        wait_until_every_server_answered(&tally).await;
         // Kill "b" with calls in flight.
         killed.store(true, Ordering::SeqCst);
         let mut b = std::mem::replace(
@@ -176,40 +234,7 @@ async fn calls_spread_over_endpoints_and_survive_one_dying() {
         }
         let all = tally.lock().unwrap().clone();
 
-        let count =
-            |phase: bool, name: &str| all.get(&(phase, name.to_owned())).copied().unwrap_or(0);
-        // Before the kill, every server took calls.
-        for name in ["a", "b", "c"] {
-            assert!(count(false, name) > 0, "{name} got no calls: {all:?}");
-        }
-        // After it, the survivors kept answering...
-        for name in ["a", "c"] {
-            assert!(
-                count(true, name) > 0,
-                "{name} got no calls after the kill: {all:?}"
-            );
-        }
-        // ...and once settled, every call succeeded on them.
-        let late = |name: &str| {
-            count(true, name) - settled.get(&(true, name.to_owned())).copied().unwrap_or(0)
-        };
-        assert!(
-            late("a") + late("c") > 0,
-            "no calls after settling: {all:?}"
-        );
-        assert_eq!(late("b"), 0, "a dead server answered: {all:?}");
-        // Failures are recorded as "UNAVAILABLE: <message>".
-        let failed = |t: &Tally| -> usize {
-            t.iter()
-                .filter(|((after, o), _)| *after && o.starts_with("UNAVAILABLE"))
-                .map(|(_, n)| n)
-                .sum()
-        };
-        assert_eq!(
-            failed(&all) - failed(&settled),
-            0,
-            "calls failed after settling: {all:?}"
-        );
+        verify_failover(&all, &settled);
     })
     .await;
 
