@@ -295,6 +295,48 @@ fn planners_with_the_same_seed_agree_and_other_seeds_differ() {
 // ---------------------------------------------------------------------
 // A lossy, slow link.
 
+/// One echo over the lossy link: `Ok(true)` right, `Ok(false)` past its
+/// deadline, `Err` anything else.
+async fn lossy_echo(p: ProbeClient, i: usize, deadline: Duration) -> Result<bool, String> {
+    let text = format!("lossy-{i}");
+    match p
+        .echo_with(Echo { text: text.clone() }, timeout(deadline))
+        .await
+    {
+        Ok(r) if r.get_ref().text == text => Ok(true),
+        Ok(r) => Err(format!("echo {i}: wrong answer {:?}", r.get_ref())),
+        Err(e) if e.code() == Code::DeadlineExceeded => Ok(false),
+        Err(e) => Err(format!("echo {i}: {e}")),
+    }
+}
+
+/// One 30-item stream over the lossy link: every item in order, or
+/// DEADLINE_EXCEEDED.
+async fn lossy_stream(p: ProbeClient, i: usize, deadline: Duration) -> Result<bool, String> {
+    let mut s = match p
+        .stream_with(StreamMode::Count(30), timeout(deadline))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
+        Err(e) => return Err(format!("stream {i}: {e}")),
+    };
+    let mut next = 1;
+    while let Some(item) = s.message().await {
+        match item {
+            Ok(item) if item.index == next => next += 1,
+            Ok(item) => return Err(format!("stream {i}: item {} instead of {next}", item.index)),
+            Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
+            Err(e) => return Err(format!("stream {i}: {e}")),
+        }
+    }
+    if next == 31 {
+        Ok(true)
+    } else {
+        Err(format!("stream {i}: ended OK after {} items", next - 1))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
     bounded(async {
@@ -346,57 +388,15 @@ async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
         // Unary and streaming calls at once; each must be right or end
         // with DEADLINE_EXCEEDED.
         let deadline = Duration::from_secs(15);
-        let mut unary = Vec::new();
+        let mut calls = Vec::new();
         for i in 0..40 {
-            let p = p.clone();
-            unary.push(tokio::spawn(async move {
-                let text = format!("lossy-{i}");
-                match p
-                    .echo_with(Echo { text: text.clone() }, timeout(deadline))
-                    .await
-                {
-                    Ok(r) if r.get_ref().text == text => Ok(true),
-                    Ok(r) => Err(format!("echo {i}: wrong answer {:?}", r.get_ref())),
-                    Err(e) if e.code() == Code::DeadlineExceeded => Ok(false),
-                    Err(e) => Err(format!("echo {i}: {e}")),
-                }
-            }));
+            calls.push(tokio::spawn(lossy_echo(p.clone(), i, deadline)));
         }
-        let mut streams = Vec::new();
         for i in 0..8 {
-            let p = p.clone();
-            streams.push(tokio::spawn(async move {
-                let mut s = match p
-                    .stream_with(StreamMode::Count(30), timeout(deadline))
-                    .await
-                {
-                    Ok(s) => s,
-                    Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
-                    Err(e) => return Err(format!("stream {i}: {e}")),
-                };
-                let mut next = 1;
-                while let Some(item) = s.message().await {
-                    match item {
-                        Ok(item) if item.index == next => next += 1,
-                        Ok(item) => {
-                            return Err(format!(
-                                "stream {i}: item {} instead of {next}",
-                                item.index
-                            ))
-                        }
-                        Err(e) if e.code() == Code::DeadlineExceeded => return Ok(false),
-                        Err(e) => return Err(format!("stream {i}: {e}")),
-                    }
-                }
-                if next == 31 {
-                    Ok(true)
-                } else {
-                    Err(format!("stream {i}: ended OK after {} items", next - 1))
-                }
-            }));
+            calls.push(tokio::spawn(lossy_stream(p.clone(), i, deadline)));
         }
         let (mut ok, mut late, mut wrong) = (0, 0, Vec::new());
-        for t in unary.into_iter().chain(streams) {
+        for t in calls {
             match t.await.unwrap() {
                 Ok(true) => ok += 1,
                 Ok(false) => late += 1,
