@@ -104,6 +104,63 @@ impl Seen for SeenImpl {
     }
 }
 
+/// The server interceptor of the test below: logs what it sees, adds
+/// oversized response metadata on request, refuses `x-deny`, and sets
+/// metadata a client cannot forge.
+fn server_interceptor(log: &Mutex<Vec<String>>, call: &mut CallInfo) -> Result<(), Status> {
+    log.lock().unwrap().push(format!(
+        "{} {} {} deadline={} peer={}",
+        call.path(),
+        call.service(),
+        call.method(),
+        call.deadline().is_some(),
+        call.peer_addr().is_some_and(|p| p.ip().is_loopback()),
+    ));
+    if call.metadata().get("x-big-response").is_some() {
+        // 5 x 8,000 bytes: over the client's 32 KiB header limit.
+        for i in 0..5 {
+            let v = "v".repeat(8000);
+            call.response_metadata_mut()
+                .insert(&format!("x-big{i}"), &v)
+                .unwrap();
+        }
+    }
+    if call.metadata().get("x-deny").is_some() {
+        call.response_metadata_mut()
+            .insert("x-why", "denied")
+            .unwrap();
+        return Err(Status::permission_denied("x-deny was set"));
+    }
+    // A client cannot forge what the server adds.
+    call.metadata_mut()
+        .insert(CALLER_KEY, "server-set")
+        .unwrap();
+    call.response_metadata_mut()
+        .insert("x-seen-by", "interceptor")
+        .unwrap();
+    Ok(())
+}
+
+/// Header blocks over the peer's limit: refused before sending on the
+/// client, replaced by INTERNAL on the server; the connection lives.
+async fn header_blocks_over_the_limit_are_refused(seen: &SeenClient) {
+    let mut opts = CallOptions::new();
+    for i in 0..5 {
+        opts.metadata_mut()
+            .insert(&format!("x-big{i}"), &"v".repeat(8000))
+            .unwrap();
+    }
+    let err = seen.seen_with("d".into(), opts).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("at most"), "{err:?}");
+    let mut opts = CallOptions::new();
+    opts.metadata_mut().insert("x-big-response", "1").unwrap();
+    let err = seen.seen_with("e".into(), opts).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(err.message().contains("header limit"), "{err:?}");
+    assert!(seen.seen("f".into()).await.is_ok());
+}
+
 #[tokio::test]
 async fn interceptors_see_the_call_edit_metadata_and_refuse() {
     bounded(async {
@@ -114,39 +171,7 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
         let server_log = log.clone();
         let server = certs
             .server_builder()
-            .interceptor(move |call: &mut CallInfo| {
-                server_log.lock().unwrap().push(format!(
-                    "{} {} {} deadline={} peer={}",
-                    call.path(),
-                    call.service(),
-                    call.method(),
-                    call.deadline().is_some(),
-                    call.peer_addr().is_some_and(|p| p.ip().is_loopback()),
-                ));
-                if call.metadata().get("x-big-response").is_some() {
-                    // 5 x 8,000 bytes: over the client's 32 KiB header limit.
-                    for i in 0..5 {
-                        let v = "v".repeat(8000);
-                        call.response_metadata_mut()
-                            .insert(&format!("x-big{i}"), &v)
-                            .unwrap();
-                    }
-                }
-                if call.metadata().get("x-deny").is_some() {
-                    call.response_metadata_mut()
-                        .insert("x-why", "denied")
-                        .unwrap();
-                    return Err(Status::permission_denied("x-deny was set"));
-                }
-                // A client cannot forge what the server adds.
-                call.metadata_mut()
-                    .insert(CALLER_KEY, "server-set")
-                    .unwrap();
-                call.response_metadata_mut()
-                    .insert("x-seen-by", "interceptor")
-                    .unwrap();
-                Ok(())
-            })
+            .interceptor(move |call: &mut CallInfo| server_interceptor(&server_log, call))
             .add_service(SeenServer::new(SeenImpl))
             .start()
             .await
@@ -189,23 +214,7 @@ async fn interceptors_see_the_call_edit_metadata_and_refuse() {
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert_eq!(err.message(), "refused locally");
 
-        // Header blocks over the peer's limit: refused before sending on the
-        // client, replaced by INTERNAL on the server; the connection lives.
-        let mut opts = CallOptions::new();
-        for i in 0..5 {
-            opts.metadata_mut()
-                .insert(&format!("x-big{i}"), &"v".repeat(8000))
-                .unwrap();
-        }
-        let err = seen.seen_with("d".into(), opts).await.unwrap_err();
-        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-        assert!(err.message().contains("at most"), "{err:?}");
-        let mut opts = CallOptions::new();
-        opts.metadata_mut().insert("x-big-response", "1").unwrap();
-        let err = seen.seen_with("e".into(), opts).await.unwrap_err();
-        assert_eq!(err.code(), Code::Internal, "{err:?}");
-        assert!(err.message().contains("header limit"), "{err:?}");
-        assert!(seen.seen("f".into()).await.is_ok());
+        header_blocks_over_the_limit_are_refused(&seen).await;
 
         let log = log.lock().unwrap().clone();
         assert_eq!(
