@@ -143,7 +143,7 @@ pub mod __private {
 pub mod __fuzz {
     pub use crate::proto::frame::fuzz as frame;
     pub use crate::proto::metadata::fuzz as metadata;
-    pub use crate::proto::status::fuzz as status;
+    pub use crate::proto::text::fuzz as status;
     pub use crate::proto::timeout::fuzz as timeout;
     pub use crate::proto::wire::fuzz as wire;
 }

@@ -212,7 +212,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {
 pub fn unknown_method(method: &str) -> BoxFuture<Result<Reply, Status>> {
     let status = Status::unimplemented(format!(
         "unknown method {}",
-        crate::proto::status::shown(method.as_bytes())
+        crate::proto::text::shown(method.as_bytes())
     ));
     Box::pin(async move { Err(status) })
 }

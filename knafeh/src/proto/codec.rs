@@ -53,8 +53,7 @@ impl Codec {
         value: &T,
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        let start = out.len();
-        out.put_bytes(0, crate::proto::frame::PREFIX_LEN);
+        let start = crate::proto::frame::begin_message(out);
         let mut writer = out.writer();
         let result = match self {
             Codec::Bincode => bincode::serde::encode_into_std_write(
@@ -71,16 +70,7 @@ impl Codec {
             out.truncate(start);
             return Err(e);
         }
-        let payload_len = out.len() - start - crate::proto::frame::PREFIX_LEN;
-        let Ok(len) = u32::try_from(payload_len) else {
-            out.truncate(start);
-            return Err(format!(
-                "message of {payload_len} bytes exceeds the maximum of {} bytes",
-                u32::MAX
-            ));
-        };
-        out[start + 1..start + crate::proto::frame::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
-        Ok(())
+        crate::proto::frame::finish_message(out, start)
     }
 
     /// Deserializes one message payload (without its prefix). Trailing

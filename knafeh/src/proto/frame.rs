@@ -7,10 +7,35 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::proto::status::{shown, Status};
+use crate::proto::status::Status;
+use crate::proto::text::shown;
 
 /// Size of the flag byte plus the 4-byte length that precede every message.
 pub(crate) const PREFIX_LEN: usize = 5;
+
+/// Starts a length-prefixed message in `out`: a zero flag byte and room
+/// for the length, filled in by [`finish_message`] once the payload has
+/// been written after it. Returns where the message starts.
+pub(crate) fn begin_message(out: &mut BytesMut) -> usize {
+    let start = out.len();
+    out.resize(start + PREFIX_LEN, 0);
+    start
+}
+
+/// Writes the payload length of the message begun at `start` into its
+/// prefix; a payload over `u32::MAX` bytes is removed again and refused.
+pub(crate) fn finish_message(out: &mut BytesMut, start: usize) -> Result<(), String> {
+    let payload_len = out.len() - start - PREFIX_LEN;
+    let Ok(len) = u32::try_from(payload_len) else {
+        out.truncate(start);
+        return Err(format!(
+            "message of {payload_len} bytes exceeds the maximum of {} bytes",
+            u32::MAX
+        ));
+    };
+    out[start + 1..start + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
 
 /// Why a stream of length-prefixed messages could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +357,20 @@ pub mod fuzz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_writer_and_the_decoder_agree() {
+        let mut out = BytesMut::from(&b"before"[..]);
+        let start = begin_message(&mut out);
+        assert_eq!(start, 6);
+        out.extend_from_slice(b"payload");
+        finish_message(&mut out, start).unwrap();
+        assert_eq!(&out[6..], b"\x00\x00\x00\x00\x07payload");
+        let mut d = Decoder::new(64);
+        d.push(&out[6..]).unwrap();
+        assert_eq!(&d.next_message().unwrap().unwrap()[..], b"payload");
+        d.finish().unwrap();
+    }
 
     #[test]
     fn frame_errors_map_to_one_status_per_direction() {

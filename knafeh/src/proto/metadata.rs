@@ -298,7 +298,7 @@ impl MetadataError {
 impl fmt::Display for MetadataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // At most 64 bytes of the key: the text may go back to the peer.
-        let key = crate::proto::status::quoted(self.key.as_bytes());
+        let key = crate::proto::text::quoted(self.key.as_bytes());
         match &self.kind {
             ErrorKind::EmptyKey => f.write_str("invalid metadata key \"\": keys must not be empty"),
             ErrorKind::KeyTooLong(len) => write!(

@@ -12,6 +12,7 @@ pub(crate) mod metadata;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod status;
+pub(crate) mod text;
 pub(crate) mod timeout;
 pub(crate) mod wire;
 

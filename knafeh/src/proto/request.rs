@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::proto::frame::{Decoder, Direction};
-use crate::proto::status::shown;
+use crate::proto::text::shown;
 use crate::Status;
 
 /// Reads the single request message of one call.

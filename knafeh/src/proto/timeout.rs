@@ -44,7 +44,7 @@ impl fmt::Display for TimeoutError {
             f,
             "invalid grpc-timeout value {}: expected 1 to 8 ASCII digits followed by one \
              unit of H, M, S, m, u or n (e.g. \"100m\")",
-            crate::proto::status::quoted(self.value.as_bytes())
+            crate::proto::text::quoted(self.value.as_bytes())
         )
     }
 }

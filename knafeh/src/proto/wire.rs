@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::proto::codec::Codec;
 use crate::proto::metadata::Metadata;
-use crate::proto::status::{percent_decode, percent_encode, quoted, shown, Code, Status};
+use crate::proto::status::{Code, Status};
+use crate::proto::text::{percent_decode, percent_encode, quoted, shown};
 use crate::proto::timeout::{encode_timeout, parse_timeout};
 
 /// A header block as (name, value) byte pairs.

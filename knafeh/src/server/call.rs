@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
 use crate::proto::request::{read_timeout_status, RequestReader};
-use crate::proto::status::shown;
+use crate::proto::text::shown;
 use crate::proto::wire;
 use crate::service::{BoxFuture, Call, CatchUnwind, FrameStream, Reply, Service};
 use crate::transport::conn::{field_section_size, IncomingStream, Out, RecvWindow, StreamEvent};

@@ -38,7 +38,7 @@ fn describe_code(who: &str, is_app: bool, code: u64, reason: &[u8]) -> Option<St
     let detail = if reason.is_empty() {
         String::new()
     } else {
-        format!(": {}", crate::proto::status::shown(reason))
+        format!(": {}", crate::proto::text::shown(reason))
     };
     Some(format!("{who} {what}{detail}"))
 }
