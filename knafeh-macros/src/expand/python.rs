@@ -137,6 +137,17 @@ impl Gen<'_> {
     /// `{Trait}Service(implementation)`: wraps a Python implementation so
     /// `knafeh.Server` (or a Rust server, through `knafeh_py::PyService`)
     /// can serve it; converts payloads with the Rust types.
+    /// Each method's name and whether it streams, for `_knafeh_methods`.
+    fn python_method_table(&self) -> (Vec<String>, Vec<bool>) {
+        let rpcs = &self.svc.rpcs;
+        let names = rpcs.iter().map(|r| r.name.to_string()).collect();
+        let streaming = rpcs
+            .iter()
+            .map(|r| matches!(r.kind, Kind::ServerStreaming { .. }))
+            .collect();
+        (names, streaming)
+    }
+
     /// The `match` arms of `_knafeh_decode` (request payload → Python)
     /// and `_knafeh_encode` (Python → response payload), one per method.
     fn python_codec_arms(&self, py: &Path) -> (Vec<TokenStream>, Vec<TokenStream>) {
@@ -176,13 +187,7 @@ impl Gen<'_> {
             "Serves a Python implementation of `{}`: `{py_name}(impl)`, where `impl` has one method per service method (`def` or `async def`; generators or async generators for streams). Add it to a `knafeh.Server`.",
             self.full_name
         );
-        let names: Vec<String> = self.svc.rpcs.iter().map(|r| r.name.to_string()).collect();
-        let streaming: Vec<bool> = self
-            .svc
-            .rpcs
-            .iter()
-            .map(|r| matches!(r.kind, Kind::ServerStreaming { .. }))
-            .collect();
+        let (names, streaming) = self.python_method_table();
         let (decode_arms, encode_arms) = self.python_codec_arms(py);
         quote! {
             #[doc = #class_doc]
