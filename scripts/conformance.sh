@@ -4,7 +4,10 @@
 # JSON codec. Creates a virtualenv under target/ for aioquic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup.sh
 source scripts/lib.sh
+# The example is built as python-tests.sh builds it (see there).
+reuse_boringssl
 
 venv=target/conformance-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -4,6 +4,12 @@
 # the pytest suite against the Rust example server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup.sh
+# Every build below (maturin's, the example's) points boring-sys at the
+# BoringSSL the workspace's test build compiled, if there is one, instead
+# of compiling BoringSSL again: their feature sets differ from the
+# workspace build's, so cargo would otherwise build boring-sys anew.
+reuse_boringssl
 
 venv=target/py-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

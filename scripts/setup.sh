@@ -18,3 +18,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+# Exports BORING_BSSL_PATH/BORING_BSSL_INCLUDE_PATH for the first (by name,
+# so the choice is stable) BoringSSL build under target/debug that has
+# both libraries and the headers; does nothing when there is none.
+reuse_boringssl() {
+  local out
+  for out in $(ls -d target/debug/build/boring-sys-*/out 2>/dev/null | sort); do
+    if [ -f "$out/build/libssl.a" ] && [ -f "$out/build/libcrypto.a" ] \
+      && [ -f "$out/boringssl/include/openssl/ssl.h" ]; then
+      export BORING_BSSL_PATH="$PWD/$out/build"
+      export BORING_BSSL_INCLUDE_PATH="$PWD/$out/boringssl/include"
+      return 0
+    fi
+  done
+  return 0
+}
+

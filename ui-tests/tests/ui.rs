@@ -28,8 +28,9 @@ fn reuse_boringssl() {
     std::env::set_var("BORING_BSSL_INCLUDE_PATH", out.join("boringssl/include"));
 }
 
-/// The newest `boring-sys` build output of this profile that holds both
-/// libraries and the headers.
+/// The first (by name, so the choice is stable from run to run)
+/// `boring-sys` build output of this profile that holds both libraries
+/// and the headers.
 fn built_boringssl() -> Option<PathBuf> {
     // target/<profile>/deps/ui-<hash>
     let exe = std::env::current_exe().ok()?;
@@ -43,15 +44,13 @@ fn built_boringssl() -> Option<PathBuf> {
         .iter()
         .all(|f| out.join(f).is_file())
     };
-    std::fs::read_dir(build)
+    let mut outs: Vec<PathBuf> = std::fs::read_dir(build)
         .ok()?
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("boring-sys-"))
         .map(|e| e.path().join("out"))
         .filter(|out| complete(out))
-        .max_by_key(|out| {
-            std::fs::metadata(out.join("build/libssl.a"))
-                .and_then(|m| m.modified())
-                .ok()
-        })
+        .collect();
+    outs.sort();
+    outs.into_iter().next()
 }
