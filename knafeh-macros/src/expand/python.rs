@@ -251,51 +251,44 @@ impl Gen<'_> {
     }
 }
 
-/// The `connect` static method of a client class.
+/// The `connect` static method of a client class: the same arguments for
+/// both; the blocking one returns the client, the async one a coroutine.
 fn python_connect(py: &Path, blocking: bool) -> TokenStream {
     let p = quote!(#py::__private);
     let o = quote!(#py::__private::pyo3);
-    if blocking {
-        quote! {
-            /// Connects (blocking). The server certificate is verified against `ca`
-            /// (a PEM file) unless `insecure=True`.
-            #[staticmethod]
-            #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
-            #[allow(clippy::too_many_arguments)]
-            fn connect(
-                py: #o::Python<'_>,
-                addr: ::std::string::String,
-                ca: ::core::option::Option<::std::string::String>,
-                server_name: ::core::option::Option<::std::string::String>,
-                insecure: bool,
-                codec: ::core::option::Option<::std::string::String>,
-                timeout: ::core::option::Option<f64>,
-                connect_timeout: ::core::option::Option<f64>,
-            ) -> #o::PyResult<Self> {
-                let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
-                #p::connect_blocking(py, opts).map(|inner| Self { inner })
-            }
-        }
+    let (doc, lifetime, ret, finish) = if blocking {
+        (
+            "Connects (blocking). The server certificate is verified against `ca` (a PEM file) unless `insecure=True`.",
+            quote!(<'_>),
+            quote!(Self),
+            quote!(#p::connect_blocking(py, opts).map(|inner| Self { inner })),
+        )
     } else {
-        quote! {
-            /// `await Client.connect(addr, ca=...)`. The server certificate is
-            /// verified against `ca` (a PEM file) unless `insecure=True`.
-            #[staticmethod]
-            #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
-            #[allow(clippy::too_many_arguments)]
-            fn connect<'py>(
-                py: #o::Python<'py>,
-                addr: ::std::string::String,
-                ca: ::core::option::Option<::std::string::String>,
-                server_name: ::core::option::Option<::std::string::String>,
-                insecure: bool,
-                codec: ::core::option::Option<::std::string::String>,
-                timeout: ::core::option::Option<f64>,
-                connect_timeout: ::core::option::Option<f64>,
-            ) -> #o::PyResult<#o::Bound<'py, #o::PyAny>> {
-                let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
-                #p::connect_async(py, opts, |inner| Self { inner })
-            }
+        (
+            "`await Client.connect(addr, ca=...)`. The server certificate is verified against `ca` (a PEM file) unless `insecure=True`.",
+            quote!(<'py>),
+            quote!(#o::Bound<'py, #o::PyAny>),
+            quote!(#p::connect_async(py, opts, |inner| Self { inner })),
+        )
+    };
+    let generics = if blocking { quote!() } else { quote!(<'py>) };
+    quote! {
+        #[doc = #doc]
+        #[staticmethod]
+        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
+        #[allow(clippy::too_many_arguments)]
+        fn connect #generics(
+            py: #o::Python #lifetime,
+            addr: ::std::string::String,
+            ca: ::core::option::Option<::std::string::String>,
+            server_name: ::core::option::Option<::std::string::String>,
+            insecure: bool,
+            codec: ::core::option::Option<::std::string::String>,
+            timeout: ::core::option::Option<f64>,
+            connect_timeout: ::core::option::Option<f64>,
+        ) -> #o::PyResult<#ret> {
+            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
+            #finish
         }
     }
 }

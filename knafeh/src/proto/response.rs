@@ -176,9 +176,12 @@ impl ResponseReader {
                 return Err(self.fail(status));
             }
         }
-        let State::Ending(status) = std::mem::replace(&mut self.state, State::Done) else {
-            self.state = State::Messages;
-            return Ok(Next::NeedEvent);
+        let status = match std::mem::replace(&mut self.state, State::Done) {
+            State::Ending(status) => status,
+            other => {
+                self.state = other;
+                return Ok(Next::NeedEvent);
+            }
         };
         if let Err(e) = self.decoder.finish() {
             return Err(e.to_status(self.path, Direction::Response));

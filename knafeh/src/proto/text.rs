@@ -91,3 +91,62 @@ pub mod fuzz {
         super::percent_decode(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encode_bytes() {
+        assert_eq!(percent_encode(""), "");
+        assert_eq!(percent_encode("hello world"), "hello world");
+        assert_eq!(percent_encode("100%"), "100%25");
+        assert_eq!(percent_encode(" ~"), " ~");
+        assert_eq!(percent_encode("a\nb\tc\x7f"), "a%0Ab%09c%7F");
+        // U+00E9 is C3 A9, U+1F600 is F0 9F 98 80.
+        assert_eq!(percent_encode("\u{e9}"), "%C3%A9");
+        assert_eq!(percent_encode("\u{1f600}"), "%F0%9F%98%80");
+        assert_eq!(percent_encode("\0"), "%00");
+    }
+
+    #[test]
+    fn percent_decode_bytes() {
+        assert_eq!(percent_decode(b""), "");
+        assert_eq!(percent_decode(b"plain"), "plain");
+        assert_eq!(percent_decode(b"100%25"), "100%");
+        assert_eq!(percent_decode(b"%c3%a9"), "\u{e9}");
+        assert_eq!(percent_decode(b"%C3%A9"), "\u{e9}");
+        assert_eq!(percent_decode(b"%F0%9F%98%80"), "\u{1f600}");
+        // Malformed escapes are kept literally.
+        assert_eq!(percent_decode(b"%"), "%");
+        assert_eq!(percent_decode(b"%4"), "%4");
+        assert_eq!(percent_decode(b"%zz"), "%zz");
+        assert_eq!(percent_decode(b"%4g1"), "%4g1");
+        assert_eq!(percent_decode(b"a%%41"), "a%A");
+        // Invalid UTF-8 becomes U+FFFD.
+        assert_eq!(percent_decode(b"%FF"), "\u{fffd}");
+        assert_eq!(percent_decode(b"\xff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn received_values_in_messages_are_bounded() {
+        assert_eq!(shown(b"GET"), "GET");
+        assert_eq!(quoted(b"a\"b\n\xff"), "\"a\\\"b\\n\u{fffd}\"");
+        let long = [b'x'; 65];
+        assert_eq!(shown(&long[..64]), "x".repeat(64));
+        assert_eq!(shown(&long), format!("{}... (65 bytes)", "x".repeat(64)));
+        assert_eq!(quoted(&long), format!("{:?}... (65 bytes)", "x".repeat(64)));
+        // Found by the fuzz targets: a 32 KiB header value came back whole
+        // (and up to 9 times larger once escaped and percent-encoded).
+        let big = vec![0x01; 32 * 1024];
+        assert!(quoted(&big).len() < 400, "{}", quoted(&big).len());
+        assert!(percent_encode(&shown(&[0xFF; 32 * 1024])).len() < 600);
+    }
+
+    #[test]
+    fn percent_round_trip() {
+        for s in ["", "abc", "50% off\r\n", "\u{e9}t\u{e9}", "\u{1f600} %41"] {
+            assert_eq!(percent_decode(percent_encode(s).as_bytes()), s);
+        }
+    }
+}

@@ -102,12 +102,18 @@ struct PendingOpen {
 
 /// The outcome of one HTTP/3 write: done (with its value), blocked
 /// until the peer grants credit (`None`), or failed (the stream is dead).
-/// Only a body write may also end with `Done` (nothing written).
-fn sent<T>(r: Result<T, h3::Error>, what: &str, id: u64) -> Result<Option<T>, ()> {
+/// `done_blocks`: `Done` (nothing written, as a body write says when there
+/// is no capacity) also means blocked; for header blocks it is a failure.
+fn sent<T>(
+    r: Result<T, h3::Error>,
+    done_blocks: bool,
+    what: &str,
+    id: u64,
+) -> Result<Option<T>, ()> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(h3::Error::StreamBlocked) => Ok(None),
-        Err(h3::Error::Done) if what == "body" => Ok(None),
+        Err(h3::Error::Done) if done_blocks => Ok(None),
         Err(e) => {
             tracing::debug!(stream_id = id, error = %e, "sending {what} failed");
             Err(())
@@ -128,7 +134,7 @@ fn write_out(
         match front {
             Out::Headers(h, fin) => {
                 let fin = *fin;
-                if sent(h3.send_response(qconn, id, h, fin), "headers", id)?.is_none() {
+                if sent(h3.send_response(qconn, id, h, fin), false, "headers", id)?.is_none() {
                     return Ok(());
                 }
                 s.local_done |= fin;
@@ -139,7 +145,7 @@ fn write_out(
                 let written = if buf.is_empty() && !fin {
                     0
                 } else {
-                    match sent(h3.send_body(qconn, id, buf, fin), "body", id)? {
+                    match sent(h3.send_body(qconn, id, buf, fin), true, "body", id)? {
                         Some(n) => n,
                         None => return Ok(()),
                     }
@@ -156,7 +162,7 @@ fn write_out(
             }
             Out::Trailers(h) => {
                 let r = h3.send_additional_headers(qconn, id, h, true, true);
-                if sent(r, "trailers", id)?.is_none() {
+                if sent(r, false, "trailers", id)?.is_none() {
                     return Ok(());
                 }
                 s.local_done = true;
