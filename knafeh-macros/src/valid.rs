@@ -74,11 +74,52 @@ pub(crate) struct Rpc<'a> {
     pub kind: Kind<'a>,
 }
 
+/// The four call kinds: one request or a stream of them, one response or
+/// a stream of them.
 pub(crate) enum Kind<'a> {
-    /// `Result<Response, Status>`.
+    /// `req: Request` → `Result<Response, Status>`.
     Unary { response: &'a Type },
-    /// `Result<Streaming<Item>, Status>`.
+    /// `req: Request` → `Result<Streaming<Item>, Status>`.
     ServerStreaming { item: &'a Type },
+    /// `req: Streaming<Request>` → `Result<Response, Status>`.
+    ClientStreaming {
+        request: &'a Type,
+        response: &'a Type,
+    },
+    /// `req: Streaming<Request>` → `Result<Streaming<Item>, Status>`.
+    BidiStreaming { request: &'a Type, item: &'a Type },
+}
+
+impl<'a> Kind<'a> {
+    /// The type of one response message (a stream's item).
+    pub(crate) fn response_message(&self) -> &'a Type {
+        match *self {
+            Kind::Unary { response } | Kind::ClientStreaming { response, .. } => response,
+            Kind::ServerStreaming { item } | Kind::BidiStreaming { item, .. } => item,
+        }
+    }
+
+    /// Whether the request is a stream of messages.
+    pub(crate) fn streams_requests(&self) -> bool {
+        matches!(
+            self,
+            Kind::ClientStreaming { .. } | Kind::BidiStreaming { .. }
+        )
+    }
+
+    /// Whether the response is a stream of messages.
+    pub(crate) fn streams_responses(&self) -> bool {
+        matches!(
+            self,
+            Kind::ServerStreaming { .. } | Kind::BidiStreaming { .. }
+        )
+    }
+}
+
+/// What a method's output says: one response or a stream of them.
+enum Responses<'a> {
+    One(&'a Type),
+    Stream(&'a Type),
 }
 
 const OPTIONS: &str = "expected one of: `package`, `crate`";
@@ -228,12 +269,20 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
     let signature_ok = signature(m, errors);
     let receiver_ok = receiver(m, errors);
     let args = arguments(m, errors);
-    let kind = output(m, errors);
+    let requests = args.and_then(|(request, _)| requests(request, errors));
+    let responses = output(m, errors);
     let body_ok = no_default_body(m, errors);
-    let ((request, context), kind, output) = (args?, kind?, m.output?);
+    let ((request, context), requests, responses, output) =
+        (args?, requests?, responses?, m.output?);
     if !(signature_ok && receiver_ok && body_ok) {
         return None;
     }
+    let kind = match (requests, responses) {
+        (None, Responses::One(response)) => Kind::Unary { response },
+        (None, Responses::Stream(item)) => Kind::ServerStreaming { item },
+        (Some(request), Responses::One(response)) => Kind::ClientStreaming { request, response },
+        (Some(request), Responses::Stream(item)) => Kind::BidiStreaming { request, item },
+    };
     Some(Rpc {
         name: m.name,
         wire_name: m.wire_name(),
@@ -403,8 +452,91 @@ fn arguments<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<(&'a Type, Optio
     ok.then_some((request, context))
 }
 
+/// The request type: one message (`Some(None)`), or `Streaming<Request>`,
+/// a stream of them (`Some(Some(Request))`); `None` after reporting why
+/// neither.
+fn requests<'a>(ty: &'a Type, errors: &mut Errors) -> Option<Option<&'a Type>> {
+    if let Type::ImplTrait(_) = ty {
+        errors.spanned(
+            ty,
+            "a stream of requests is written `Streaming<Request>` (`knafeh::Streaming`); \
+             clients may still pass any `Stream<Item = Request>`",
+        );
+        return None;
+    }
+    match streaming(ty) {
+        Streaming::No => message_type(ty, errors).then_some(None),
+        Streaming::Item(item) => stream_item(item, errors).then_some(Some(item)),
+        Streaming::Malformed => {
+            errors.spanned(
+                ty,
+                "`Streaming` takes exactly one type argument, the request type: `Streaming<Request>`",
+            );
+            None
+        }
+    }
+}
+
+/// A message type (a request, a response, a stream item) contains no
+/// `Streaming`: streams are only the whole request or response.
+fn message_type(ty: &Type, errors: &mut Errors) -> bool {
+    match nested_streaming(ty) {
+        Some(inner) => {
+            errors.spanned(
+                inner,
+                "`Streaming` is only supported as the whole request type (`req: Streaming<Request>`) \
+                 or inside the whole `Ok` type (`Result<Streaming<Item>, Status>`)",
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+/// The item of a `Streaming<Item>`: a message type, not a `Result` (a
+/// stream carries its error itself: it yields `Result<Item, Status>`).
+fn stream_item(item: &Type, errors: &mut Errors) -> bool {
+    if result_parts(item).is_some() || is_named(item, "Result") {
+        errors.spanned(
+            item,
+            "the item type of `Streaming` is the message type: write `Streaming<Item>`; \
+             the stream yields `Result<Item, Status>` by itself",
+        );
+        return false;
+    }
+    message_type(item, errors)
+}
+
+/// The first `Streaming` anywhere inside `ty` (not `ty` itself).
+fn nested_streaming(ty: &Type) -> Option<&Type> {
+    let inner: Vec<&Type> = match ty {
+        Type::Path(p) => p
+            .path
+            .segments
+            .iter()
+            .filter_map(type_args)
+            .flatten()
+            .collect(),
+        Type::Reference(r) => vec![&*r.elem],
+        Type::Slice(s) => vec![&*s.elem],
+        Type::Array(a) => vec![&*a.elem],
+        Type::Ptr(p) => vec![&*p.elem],
+        Type::Paren(p) => vec![&*p.elem],
+        Type::Group(g) => vec![&*g.elem],
+        Type::Tuple(t) => t.elems.iter().collect(),
+        _ => Vec::new(),
+    };
+    inner.into_iter().find_map(|t| {
+        if is_named(t, "Streaming") {
+            Some(t)
+        } else {
+            nested_streaming(t)
+        }
+    })
+}
+
 /// The output: `Result<Response, Status>` or `Result<Streaming<Item>, Status>`.
-fn output<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Kind<'a>> {
+fn output<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Responses<'a>> {
     let mut ok = true;
     let mut fail = |errors: &mut Errors, e: Error| {
         ok = false;
@@ -423,8 +555,12 @@ fn output<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Kind<'a>> {
         }
         Some(ty) => match result_parts(ty) {
             Some((ok_ty, err_ty)) if is_named(err_ty, "Status") => match streaming(ok_ty) {
-                Streaming::No => Some(Kind::Unary { response: ok_ty }),
-                Streaming::Item(item) => Some(Kind::ServerStreaming { item }),
+                Streaming::No if message_type(ok_ty, errors) => Some(Responses::One(ok_ty)),
+                Streaming::Item(item) if stream_item(item, errors) => Some(Responses::Stream(item)),
+                Streaming::No | Streaming::Item(_) => {
+                    ok = false;
+                    None
+                }
                 Streaming::Malformed => {
                     fail(
                         errors,
@@ -490,6 +626,12 @@ pub(crate) fn python_names(svc: &Service<'_>, errors: &mut Errors) {
                     "`{name}` clashes with a member of the Python classes #[pyservice] generates; rename the method"
                 ),
             ));
+        }
+        if rpc.kind.streams_requests() {
+            errors.spanned(
+                rpc.request,
+                "#[pyservice] does not support request streams yet",
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use knafeh::__private::{BoxFuture, Call, Reply, Service};
+use knafeh::__private::{BoxFuture, Call, Reply, RequestShape, Service};
 use knafeh::{Code, Codec, Status, StreamSender, Streaming};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -450,8 +450,10 @@ impl Service for PyService {
         self.name
     }
 
-    fn has_method(&self, method: &str) -> bool {
-        self.methods.contains_key(method)
+    fn request_shape(&self, method: &str) -> Option<RequestShape> {
+        self.methods
+            .contains_key(method)
+            .then_some(RequestShape::One)
     }
 
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {
@@ -476,7 +478,8 @@ impl Service for PyService {
             // The first poll happens on the connection's task: hand the
             // call over to a task of its own before touching Python.
             tokio::task::yield_now().await;
-            let result = handler.invoke(call.payload).await?;
+            let payload = knafeh::__private::one(handler.path(), call.request)?;
+            let result = handler.invoke(payload).await?;
             if !streaming {
                 return Ok(Reply::Unary(handler.encode(&result)?));
             }
@@ -700,8 +703,8 @@ impl Service for ArcService {
         self.0.name()
     }
 
-    fn has_method(&self, method: &str) -> bool {
-        self.0.has_method(method)
+    fn request_shape(&self, method: &str) -> Option<RequestShape> {
+        self.0.request_shape(method)
     }
 
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {

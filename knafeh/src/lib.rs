@@ -122,7 +122,7 @@ pub use proto::codec::Codec;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
-pub use streaming::{SendError, StreamSender, Streaming};
+pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming};
 pub use transport::devcert::{DevCert, DevCertPaths, IssuedCert};
 pub use transport::tls::TlsError;
 
@@ -130,8 +130,9 @@ pub use transport::tls::TlsError;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::service::{
-        server_streaming, unary, unknown_method, BoxFuture, Call, FrameStream, Message, Reply,
-        Service,
+        bidi_streaming, client_streaming, decode_error, encode_stream, one, server_streaming,
+        stream, unary, unknown_method, BoxFuture, Call, FrameStream, Message, PayloadStream, Reply,
+        Request, RequestShape, Service,
     };
     pub use ::std::sync::Arc;
 }

@@ -18,6 +18,8 @@ use crate::{Codec, Context, Status, Streaming};
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// A boxed stream of framed messages.
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send + 'static>>;
+/// A boxed stream of request message payloads (without their prefix).
+pub type PayloadStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send + 'static>>;
 
 /// What a handler produced, already encoded as length-prefixed messages.
 pub enum Reply {
@@ -27,12 +29,30 @@ pub enum Reply {
     Stream(FrameStream),
 }
 
+/// How a method takes its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestShape {
+    /// Exactly one message (unary and server-streaming methods).
+    One,
+    /// Any number of messages, read by the handler as they arrive
+    /// (client-streaming and bidirectional methods).
+    Stream,
+}
+
+/// The request of a call, as its [`RequestShape`] says.
+pub enum Request {
+    /// The one request message's payload, without its prefix.
+    One(Bytes),
+    /// The request messages' payloads, as they arrive.
+    Stream(PayloadStream),
+}
+
 /// One decoded-enough request handed to a service.
 pub struct Call {
     /// The codec of the request (and of the response).
     pub codec: Codec,
-    /// The request message payload, without its prefix.
-    pub payload: Bytes,
+    /// The request.
+    pub request: Request,
     /// The call context.
     pub ctx: Context,
 }
@@ -41,20 +61,98 @@ pub struct Call {
 pub trait Service: Send + Sync + 'static {
     /// The fully qualified service name, `package.Trait`.
     fn name(&self) -> &'static str;
-    /// Whether `method` exists.
-    fn has_method(&self, method: &str) -> bool;
-    /// Runs `method`. Only called when [`Service::has_method`] is true.
+    /// How `method` takes its request; `None` when there is no such
+    /// method.
+    fn request_shape(&self, method: &str) -> Option<RequestShape>;
+    /// Runs `method`. Only called when [`Service::request_shape`] knows
+    /// it, with a [`Request`] of that shape.
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>>;
 }
 
-fn decode<T: Message>(path: &'static str, call: &Call) -> Result<T, Status> {
-    T::decode_message(call.codec, &call.payload).map_err(|e| {
-        Status::invalid_argument(format!(
-            "{path}: request does not decode as {} ({}): {e}",
-            std::any::type_name::<T>(),
-            call.codec.content_type()
-        ))
-    })
+/// The status for a request message that does not decode.
+pub fn decode_error<T>(path: &str, codec: Codec, e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!(
+        "{path}: request does not decode as {} ({}): {e}",
+        std::any::type_name::<T>(),
+        codec.content_type()
+    ))
+}
+
+/// The one request message of `request`.
+pub fn one(path: &str, request: Request) -> Result<Bytes, Status> {
+    match request {
+        Request::One(payload) => Ok(payload),
+        Request::Stream(_) => Err(Status::internal(format!(
+            "{path}: the server read a request stream for a one-message method"
+        ))),
+    }
+}
+
+/// The request stream of `request`.
+pub fn stream(path: &str, request: Request) -> Result<PayloadStream, Status> {
+    match request {
+        Request::Stream(s) => Ok(s),
+        Request::One(_) => Err(Status::internal(format!(
+            "{path}: the server read one request message for a streaming method"
+        ))),
+    }
+}
+
+fn decode<T: Message>(path: &'static str, call: Call) -> Result<(T, Context), Status> {
+    let payload = one(path, call.request)?;
+    let msg = T::decode_message(call.codec, &payload)
+        .map_err(|e| decode_error::<T>(path, call.codec, e))?;
+    Ok((msg, call.ctx))
+}
+
+/// The typed request stream of a client-streaming or bidirectional call:
+/// each payload decoded as it is read; a message that does not decode
+/// ends the stream with `INVALID_ARGUMENT`.
+fn decode_stream<T: Message>(
+    path: &'static str,
+    call: Call,
+) -> Result<(Streaming<T>, Context), Status> {
+    let payloads = stream(path, call.request)?;
+    let requests = Streaming::new(DecodeStream {
+        inner: payloads,
+        codec: call.codec,
+        path,
+        failed: false,
+        _t: std::marker::PhantomData,
+    });
+    Ok((requests, call.ctx))
+}
+
+struct DecodeStream<T> {
+    inner: PayloadStream,
+    codec: Codec,
+    path: &'static str,
+    failed: bool,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Message> Stream for DecodeStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(payload))) => {
+                let decoded = T::decode_message(this.codec, &payload)
+                    .map_err(|e| decode_error::<T>(this.path, this.codec, e));
+                this.failed = decoded.is_err();
+                Poll::Ready(Some(decoded))
+            }
+            Poll::Ready(Some(Err(status))) => {
+                this.failed = true;
+                Poll::Ready(Some(Err(status)))
+            }
+            other => other.map(|_| None),
+        }
+    }
 }
 
 fn encode<T: Message>(path: &str, codec: Codec, msg: &T) -> Result<Bytes, Status> {
@@ -91,10 +189,66 @@ where
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     Box::pin(async move {
-        let req = decode::<Req>(path, &call)?;
         let codec = call.codec;
-        let resp = handler(req, call.ctx).await?;
+        let (req, ctx) = decode::<Req>(path, call)?;
+        let resp = handler(req, ctx).await?;
         Ok(Reply::Unary(encode(path, codec, &resp)?))
+    })
+}
+
+/// Runs a client-streaming handler: the requests decoded as they arrive,
+/// one response encoded.
+pub fn client_streaming<Req, Resp, F, Fut>(
+    path: &'static str,
+    call: Call,
+    handler: F,
+) -> BoxFuture<Result<Reply, Status>>
+where
+    Req: Message,
+    Resp: Message,
+    F: FnOnce(Streaming<Req>, Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    Box::pin(async move {
+        let codec = call.codec;
+        let (requests, ctx) = decode_stream::<Req>(path, call)?;
+        let resp = handler(requests, ctx).await?;
+        Ok(Reply::Unary(encode(path, codec, &resp)?))
+    })
+}
+
+/// Runs a bidirectional handler: the requests decoded as they arrive, each
+/// response item encoded as it is produced.
+pub fn bidi_streaming<Req, Resp, F, Fut>(
+    path: &'static str,
+    call: Call,
+    handler: F,
+) -> BoxFuture<Result<Reply, Status>>
+where
+    Req: Message,
+    Resp: Message,
+    F: FnOnce(Streaming<Req>, Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static,
+{
+    Box::pin(async move {
+        let codec = call.codec;
+        let (requests, ctx) = decode_stream::<Req>(path, call)?;
+        let stream = handler(requests, ctx).await?;
+        Ok(Reply::Stream(encode_stream(stream, codec, path)))
+    })
+}
+
+/// A response stream encoded item by item.
+pub fn encode_stream<T: Message>(
+    stream: Streaming<T>,
+    codec: Codec,
+    path: &'static str,
+) -> FrameStream {
+    Box::pin(EncodeStream {
+        inner: stream,
+        codec,
+        path,
+        buf: BytesMut::new(),
     })
 }
 
@@ -111,15 +265,10 @@ where
     Fut: Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static,
 {
     Box::pin(async move {
-        let req = decode::<Req>(path, &call)?;
         let codec = call.codec;
-        let stream = handler(req, call.ctx).await?;
-        Ok(Reply::Stream(Box::pin(EncodeStream {
-            inner: stream,
-            codec,
-            path,
-            buf: BytesMut::new(),
-        })))
+        let (req, ctx) = decode::<Req>(path, call)?;
+        let stream = handler(req, ctx).await?;
+        Ok(Reply::Stream(encode_stream(stream, codec, path)))
     })
 }
 

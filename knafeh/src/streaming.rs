@@ -1,7 +1,11 @@
-//! [`Streaming`]: the type of a server-streaming response, on both sides.
+//! [`Streaming`]: a stream of messages, on both sides of a call: the
+//! requests of a client-streaming or bidirectional call, the responses of
+//! a server-streaming or bidirectional one. [`IntoStreaming`] is what a
+//! client accepts as a request stream.
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use futures_core::Stream;
@@ -13,13 +17,17 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 /// A stream of messages of type `T`, ended by an optional error [`Status`].
 ///
-/// A handler returns one; a client receives one. Any
-/// `Stream<Item = Result<T, Status>> + Send + 'static` converts with
-/// [`Streaming::new`]; [`Streaming::channel`] gives a sender to feed it
-/// from another task.
+/// A handler of a streaming method returns one (its responses) or receives
+/// one (its requests); a client receives one (the responses) and may pass
+/// one as its requests. Any `Stream<Item = Result<T, Status>> + Send +
+/// 'static` converts with [`Streaming::new`]; [`Streaming::channel`] gives
+/// a sender to feed it from another task.
 ///
-/// On the client, dropping a `Streaming` cancels the call: the server's
-/// producer is stopped.
+/// On the client, dropping a response `Streaming` cancels the call: the
+/// server's producer is stopped. A request `Streaming` that yields an
+/// error cancels its call with that status. A handler's request stream
+/// ends with `None` after the client's last message, or with
+/// `CANCELLED` when the client cancelled the call.
 ///
 /// ```
 /// # async fn demo() {
@@ -37,7 +45,14 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 pub struct Streaming<T> {
     inner: BoxStream<T>,
     metadata: Metadata,
+    /// Shared with the [`StreamSender`]s of [`Streaming::channel`]: how
+    /// the call that consumed this stream ended.
+    ended: Option<Arc<Ended>>,
 }
+
+/// How a call ended, for the senders feeding it.
+#[derive(Debug, Default)]
+struct Ended(Mutex<Option<Status>>);
 
 impl<T> fmt::Debug for Streaming<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,6 +71,7 @@ impl<T: Send + 'static> Streaming<T> {
         Streaming {
             inner: Box::pin(stream),
             metadata: Metadata::new(),
+            ended: None,
         }
     }
 
@@ -77,7 +93,10 @@ impl<T: Send + 'static> Streaming<T> {
     /// `Streaming`. `capacity` (at least 1) is how many items may wait.
     pub fn channel(capacity: usize) -> (StreamSender<T>, Self) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (StreamSender { tx }, Self::new(ReceiverStream(rx)))
+        let ended = Arc::new(Ended::default());
+        let mut stream = Self::new(ReceiverStream(rx));
+        stream.ended = Some(ended.clone());
+        (StreamSender { tx, ended }, stream)
     }
 }
 
@@ -100,6 +119,51 @@ impl<T> Streaming<T> {
         self.metadata = metadata;
         self
     }
+
+    /// Records how the call consuming this stream ended, so that the
+    /// senders feeding it report that status from now on.
+    pub(crate) fn set_ended(&self, status: &Status) {
+        if let Some(ended) = &self.ended {
+            let mut slot = ended.0.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert_with(|| status.clone());
+        }
+    }
+}
+
+/// What a client accepts as the requests of a client-streaming or
+/// bidirectional call: a [`Streaming<T>`] (e.g. from
+/// [`Streaming::channel`], to send one by one while reading replies), or
+/// any `Stream<Item = T> + Send + 'static`.
+pub trait IntoStreaming<T> {
+    /// The messages, as a [`Streaming`].
+    fn into_streaming(self) -> Streaming<T>;
+}
+
+impl<T> IntoStreaming<T> for Streaming<T> {
+    fn into_streaming(self) -> Streaming<T> {
+        self
+    }
+}
+
+impl<T, S> IntoStreaming<T> for S
+where
+    T: Send + 'static,
+    S: Stream<Item = T> + Send + 'static,
+{
+    fn into_streaming(self) -> Streaming<T> {
+        Streaming::new(OkStream(Box::pin(self)))
+    }
+}
+
+/// A stream of items as a stream of `Ok` results.
+struct OkStream<S>(Pin<Box<S>>);
+
+impl<S: Stream> Stream for OkStream<S> {
+    type Item = Result<S::Item, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx).map(|o| o.map(Ok))
+    }
 }
 
 impl<T> Stream for Streaming<T> {
@@ -114,24 +178,47 @@ impl<T> Stream for Streaming<T> {
 #[derive(Debug)]
 pub struct StreamSender<T> {
     tx: mpsc::Sender<Result<T, Status>>,
+    ended: Arc<Ended>,
 }
 
 impl<T> Clone for StreamSender<T> {
     fn clone(&self) -> Self {
         StreamSender {
             tx: self.tx.clone(),
+            ended: self.ended.clone(),
         }
     }
 }
 
-/// The receiving side of a stream is gone (the call ended or the client
-/// cancelled it); the item is handed back.
+/// The receiving side of a stream is gone: the call ended (with the status
+/// [`SendError::status`] gives, when known) or was cancelled. The item is
+/// handed back.
 #[derive(Debug)]
-pub struct SendError<T>(pub T);
+pub struct SendError<T> {
+    item: T,
+    status: Option<Status>,
+}
+
+impl<T> SendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// How the call ended, when the stream fed a client's request and the
+    /// call ended first: e.g. the error status the server answered with
+    /// before reading every request, or `CANCELLED`.
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+}
 
 impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the stream's receiver is gone (call ended or cancelled)")
+        match &self.status {
+            Some(s) => write!(f, "the call ended ({s}); the stream takes no more items"),
+            None => f.write_str("the stream's receiver is gone (call ended or cancelled)"),
+        }
     }
 }
 
@@ -149,8 +236,18 @@ impl<T> StreamSender<T> {
                 permit.send(Ok(item));
                 Ok(())
             }
-            Err(_) => Err(SendError(item)),
+            Err(_) => Err(self.error(item)),
         }
+    }
+
+    fn error<I>(&self, item: I) -> SendError<I> {
+        let status = self
+            .ended
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        SendError { item, status }
     }
 
     /// Ends the stream with an error status after the items sent so far.
@@ -163,7 +260,7 @@ impl<T> StreamSender<T> {
                 permit.send(Err(status));
                 Ok(())
             }
-            Err(_) => Err(SendError(status)),
+            Err(_) => Err(self.error(status)),
         }
     }
 
@@ -175,6 +272,16 @@ impl<T> StreamSender<T> {
     /// Whether the call has ended or been cancelled.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// How the call ended, once it has and the status is known (see
+    /// [`SendError::status`]).
+    pub fn status(&self) -> Option<Status> {
+        self.ended
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -187,13 +187,14 @@ impl<'a> Gen<'a> {
     }
 }
 
-/// The request type and the response (or item) type of `rpc`.
+/// The request message type (a request stream's item) and the response
+/// message type (a response stream's item) of `rpc`.
 fn message_types<'r>(rpc: &'r Rpc<'r>) -> [&'r Type; 2] {
-    let out = match rpc.kind {
-        Kind::Unary { response } => response,
-        Kind::ServerStreaming { item } => item,
+    let request = match rpc.kind {
+        Kind::ClientStreaming { request, .. } | Kind::BidiStreaming { request, .. } => request,
+        Kind::Unary { .. } | Kind::ServerStreaming { .. } => rpc.request,
     };
-    [rpc.request, out]
+    [request, rpc.kind.response_message()]
 }
 
 #[cfg(test)]

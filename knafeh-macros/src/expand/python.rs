@@ -109,6 +109,9 @@ impl Gen<'_> {
                 quote!(#p::BlockingStream),
                 Some(quote!(#p::BlockingStream)),
             ),
+            (Kind::ClientStreaming { .. } | Kind::BidiStreaming { .. }, _) => {
+                unreachable!("rejected by valid::python_names")
+            }
         };
         let body =
             quote!(#call(py, &self.inner, #client::#path, request, fields, timeout, metadata));
@@ -162,10 +165,7 @@ impl Gen<'_> {
         let encode = self.svc.rpcs.iter().map(|rpc| {
             let name = rpc.name.to_string();
             let path = self.path_const(rpc);
-            let resp = match &rpc.kind {
-                Kind::Unary { response } => *response,
-                Kind::ServerStreaming { item } => *item,
-            };
+            let resp = rpc.kind.response_message();
             quote!(#name => #p::encode_from_py::<#resp>(py, #client::#path, codec, value),)
         });
         (decode.collect(), encode.collect())

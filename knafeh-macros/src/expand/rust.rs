@@ -100,18 +100,19 @@ impl Gen<'_> {
             trait_ident,
             ..
         } = self;
-        let names = self.svc.rpcs.iter().map(|r| &r.wire_name);
-        let has_method = if self.svc.rpcs.is_empty() {
-            quote!({
-                let _ = method;
-                false
-            })
-        } else {
-            quote!(match method {
-                #(#names)|* => true,
-                _ => false,
-            })
-        };
+        let shapes = self.svc.rpcs.iter().map(|r| {
+            let name = &r.wire_name;
+            let shape = if r.kind.streams_requests() {
+                quote!(Stream)
+            } else {
+                quote!(One)
+            };
+            quote!(#name => ::core::option::Option::Some(#krate::__private::RequestShape::#shape),)
+        });
+        let request_shape = quote!(match method {
+            #(#shapes)*
+            _ => ::core::option::Option::None,
+        });
         let arms = self.svc.rpcs.iter().map(|r| self.call_arm(r));
         let bounds = self.message_bounds(&self.svc.rpcs);
         quote! {
@@ -123,8 +124,11 @@ impl Gen<'_> {
                     #client::SERVICE_NAME
                 }
 
-                fn has_method(&self, method: &str) -> bool {
-                    #has_method
+                fn request_shape(
+                    &self,
+                    method: &str,
+                ) -> ::core::option::Option<#krate::__private::RequestShape> {
+                    #request_shape
                 }
 
                 fn call(
@@ -161,6 +165,8 @@ impl Gen<'_> {
         let runner = match rpc.kind {
             Kind::Unary { .. } => quote!(unary),
             Kind::ServerStreaming { .. } => quote!(server_streaming),
+            Kind::ClientStreaming { .. } => quote!(client_streaming),
+            Kind::BidiStreaming { .. } => quote!(bidi_streaming),
         };
         let (ctx_param, ctx_arg) = match rpc.context {
             Some(ty) => (quote!(ctx), quote_spanned!(ty.span()=> , ctx)),
@@ -253,6 +259,24 @@ impl Gen<'_> {
         let path = self.path_const(rpc);
         let req = rpc.request;
         let bounds = self.message_bounds([rpc]);
+        let runner = match rpc.kind {
+            Kind::Unary { .. } | Kind::ServerStreaming { .. } => None,
+            Kind::ClientStreaming { request, response } => {
+                Some((request, quote!(client_streaming::<#request, #response>)))
+            }
+            Kind::BidiStreaming { request, item } => {
+                Some((request, quote!(bidi_streaming::<#request, #item>)))
+            }
+        };
+        // A request stream is anything `IntoStreaming`; the call takes the
+        // messages as a `Streaming`.
+        let (req, call_req) = match runner {
+            None => (quote!(#req), quote!(&req)),
+            Some((item, _)) => (
+                quote!(impl #krate::IntoStreaming<#item>),
+                quote!(#krate::IntoStreaming::into_streaming(req)),
+            ),
+        };
         let docs: TokenStream = if rpc.docs.is_empty() {
             let doc = format!("Calls `{}`.", self.path(rpc));
             quote!(#[doc = #doc])
@@ -263,62 +287,61 @@ impl Gen<'_> {
             "[`Self::{}`] with per-call options (timeout, metadata).",
             rpc.name
         );
-        match rpc.kind {
-            Kind::Unary { response } => {
-                let with_doc2 = "The response keeps the metadata the server sent along.";
-                quote! {
-                    #docs
-                    pub async fn #name(
-                        &self,
-                        req: #req,
-                    ) -> ::core::result::Result<#response, #krate::Status>
-                    where
-                        #bounds
-                    {
-                        self.#with(req, #krate::CallOptions::new())
-                            .await
-                            .map(#krate::Response::into_inner)
-                    }
-
-                    #[doc = #with_doc]
-                    #[doc = ""]
-                    #[doc = #with_doc2]
-                    pub async fn #with(
-                        &self,
-                        req: #req,
-                        options: #krate::CallOptions,
-                    ) -> ::core::result::Result<#krate::Response<#response>, #krate::Status>
-                    where
-                        #bounds
-                    {
-                        self.client.unary::<#req, #response>(Self::#path, &req, options).await
-                    }
-                }
+        let response = rpc.kind.response_message();
+        let (ret, plain_ret, plain) = if rpc.kind.streams_responses() {
+            (
+                quote!(#krate::Streaming<#response>),
+                quote!(#krate::Streaming<#response>),
+                quote!(self.#with(req, #krate::CallOptions::new()).await),
+            )
+        } else {
+            (
+                quote!(#krate::Response<#response>),
+                quote!(#response),
+                quote!(self.#with(req, #krate::CallOptions::new())
+                    .await
+                    .map(#krate::Response::into_inner)),
+            )
+        };
+        let call = match (&rpc.kind, runner) {
+            (_, Some((_, runner))) => quote!(self.client.#runner(Self::#path, #call_req, options)),
+            (Kind::Unary { .. }, None) => {
+                quote!(self.client.unary::<#req, #response>(Self::#path, #call_req, options))
             }
-            Kind::ServerStreaming { item } => quote! {
-                #docs
-                pub async fn #name(
-                    &self,
-                    req: #req,
-                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
-                where
-                    #bounds
-                {
-                    self.#with(req, #krate::CallOptions::new()).await
-                }
+            (_, None) => quote!(
+                self.client.server_streaming::<#req, #response>(Self::#path, #call_req, options)
+            ),
+        };
+        let with_doc2 = if rpc.kind.streams_responses() {
+            "The stream keeps the metadata the server sent along."
+        } else {
+            "The response keeps the metadata the server sent along."
+        };
+        quote! {
+            #docs
+            pub async fn #name(
+                &self,
+                req: #req,
+            ) -> ::core::result::Result<#plain_ret, #krate::Status>
+            where
+                #bounds
+            {
+                #plain
+            }
 
-                #[doc = #with_doc]
-                pub async fn #with(
-                    &self,
-                    req: #req,
-                    options: #krate::CallOptions,
-                ) -> ::core::result::Result<#krate::Streaming<#item>, #krate::Status>
-                where
-                    #bounds
-                {
-                    self.client.server_streaming::<#req, #item>(Self::#path, &req, options).await
-                }
-            },
+            #[doc = #with_doc]
+            #[doc = ""]
+            #[doc = #with_doc2]
+            pub async fn #with(
+                &self,
+                req: #req,
+                options: #krate::CallOptions,
+            ) -> ::core::result::Result<#ret, #krate::Status>
+            where
+                #bounds
+            {
+                #call.await
+            }
         }
     }
 }

@@ -21,8 +21,12 @@ use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
 use crate::proto::wire;
 use crate::service::Message;
-use crate::transport::conn::{field_section_size, Command, ConnShared, RecvWindow, StreamEvent};
+use crate::transport::conn::{
+    field_section_size, Command, ConnShared, OpenRequest, RecvWindow, RequestTx, StreamEvent,
+    SEND_WINDOW,
+};
 use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
+use tokio::sync::Semaphore;
 
 impl Client {
     /// Encodes the request and fixes the deadline, before anything is
@@ -31,6 +35,26 @@ impl Client {
         &self,
         path: &'static str,
         req: &Req,
+        options: CallOptions,
+    ) -> Result<Prepared, Status> {
+        let mut prepared = self.prepare_head(path, options)?;
+        let codec = self.inner.cfg.codec;
+        let mut body = BytesMut::with_capacity(128);
+        req.encode_message(codec, &mut body).map_err(|e| {
+            Status::invalid_argument(format!(
+                "{path}: request does not encode as {}: {e}",
+                codec.content_type()
+            ))
+        })?;
+        prepared.body = Some(body.freeze());
+        Ok(prepared)
+    }
+
+    /// Fixes the deadline and runs the interceptors: a call whose
+    /// request messages are sent later, as a stream.
+    pub(super) fn prepare_head(
+        &self,
+        path: &'static str,
         options: CallOptions,
     ) -> Result<Prepared, Status> {
         let cfg = &self.inner.cfg;
@@ -43,16 +67,9 @@ impl Client {
             intercept::run(&cfg.interceptors.0, &mut info)?;
             metadata = info.into_parts().0;
         }
-        let mut body = BytesMut::with_capacity(128);
-        req.encode_message(cfg.codec, &mut body).map_err(|e| {
-            Status::invalid_argument(format!(
-                "{path}: request does not encode as {}: {e}",
-                cfg.codec.content_type()
-            ))
-        })?;
         Ok(Prepared {
             path,
-            body: body.freeze(),
+            body: None,
             deadline,
             metadata,
         })
@@ -86,17 +103,29 @@ impl Client {
             let (ev_tx, ev_rx) = mpsc::unbounded_channel();
             let slot = Arc::new(AtomicU64::new(u64::MAX));
             let window = Arc::new(RecvWindow::default());
-            let open = Command::Open {
+            // A streaming request gets a writer with its own send window.
+            let credit = body
+                .is_none()
+                .then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
+            let request_tx = credit.as_ref().map(|credit| RequestTx {
+                slot: slot.clone(),
+                cmd: conn.cmd.clone(),
+                credit: credit.clone(),
+            });
+            let open = Command::Open(Box::new(OpenRequest {
                 headers,
                 body,
                 events: ev_tx,
                 window: window.clone(),
                 slot: slot.clone(),
-            };
+                credit,
+            }));
             if conn.cmd.send(open).is_err() {
                 return Err(Status::unavailable("connection closed"));
             }
             Ok(ActiveCall {
+                request_tx,
+                aborted: Arc::new(Aborted::default()),
                 path,
                 codec: cfg.codec,
                 events: ev_rx,
@@ -149,29 +178,7 @@ impl Client {
         let mut span = CallSpan::new(path);
         let result = async {
             let mut call = self.start(prepared?).await?;
-            let codec = call.codec;
-            let mut decode = |b: &[u8]| decode_response::<Resp>(path, codec, b);
-            let first = std::future::poll_fn(|cx| call.poll_message(cx, &mut decode)).await;
-            let msg = match first {
-                Some(Ok(decoded)) => decoded?,
-                Some(Err(status)) => return Err(status),
-                None => {
-                    return Err(Status::internal(format!(
-                        "{path}: server sent no response message"
-                    )))
-                }
-            };
-            match std::future::poll_fn(|cx| call.poll_message(cx, &mut |_| ())).await {
-                None => {}
-                Some(Ok(())) => {
-                    return Err(Status::internal(format!(
-                        "{path}: server sent more than one response message"
-                    )))
-                }
-                Some(Err(status)) => return Err(status),
-            }
-            let trailers = call.reader.take_trailers().unwrap_or_default();
-            Ok(Response::new(msg, call.reader.take_headers(), trailers))
+            read_unary::<Resp>(&mut call).await
         }
         .instrument(span.span.clone())
         .await;
@@ -228,6 +235,34 @@ impl Client {
             }
         }
     }
+}
+
+/// Reads the one response message and the status after it.
+pub(super) async fn read_unary<Resp: Message>(
+    call: &mut ActiveCall,
+) -> Result<Response<Resp>, Status> {
+    let (path, codec) = (call.path, call.codec);
+    let mut decode = |b: &[u8]| decode_response::<Resp>(path, codec, b);
+    let msg = match std::future::poll_fn(|cx| call.poll_message(cx, &mut decode)).await {
+        Some(Ok(decoded)) => decoded?,
+        Some(Err(status)) => return Err(status),
+        None => {
+            return Err(Status::internal(format!(
+                "{path}: server sent no response message"
+            )))
+        }
+    };
+    match std::future::poll_fn(|cx| call.poll_message(cx, &mut |_| ())).await {
+        None => {}
+        Some(Ok(())) => {
+            return Err(Status::internal(format!(
+                "{path}: server sent more than one response message"
+            )))
+        }
+        Some(Err(status)) => return Err(status),
+    }
+    let trailers = call.reader.take_trailers().unwrap_or_default();
+    Ok(Response::new(msg, call.reader.take_headers(), trailers))
 }
 
 /// The span of one client call; it covers the call from start to end.
@@ -346,12 +381,33 @@ impl Drop for CancelGuard {
 /// A request ready to be sent.
 pub(super) struct Prepared {
     pub(super) path: &'static str,
-    pub(super) body: Bytes,
+    /// The one request message, framed; `None` for a request stream.
+    pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
 }
 
+/// The status a call's own side ended it with (a request stream that
+/// failed), which its reader reports instead of the reset that follows.
+#[derive(Default)]
+pub(super) struct Aborted(std::sync::Mutex<Option<Status>>);
+
+impl Aborted {
+    pub(super) fn set(&self, status: Status) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(status);
+    }
+
+    fn get(&self) -> Option<Status> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 pub(super) struct ActiveCall {
+    /// The writer of a streaming request (taken by its pump).
+    pub(super) request_tx: Option<RequestTx>,
+    /// Set when the client's side ended the call itself.
+    pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
     pub(super) codec: Codec,
     pub(super) events: mpsc::UnboundedReceiver<StreamEvent>,
@@ -392,7 +448,13 @@ impl ActiveCall {
         if expired {
             return Poll::Ready(Err(self.fail(deadline_status(self.path))));
         }
-        match self.events.poll_recv(cx) {
+        let event = self.events.poll_recv(cx);
+        if let Poll::Ready(Some(StreamEvent::Reset(_)) | None) = event {
+            if let Some(status) = self.aborted.get() {
+                return Poll::Ready(Err(self.fail(status)));
+            }
+        }
+        match event {
             Poll::Ready(Some(StreamEvent::Reset(code))) => {
                 // The server ended the stream; nothing to cancel.
                 self.guard.armed = false;

@@ -11,6 +11,7 @@ mod builder;
 mod call;
 mod dial;
 mod endpoints;
+mod streams;
 
 pub use builder::ClientBuilder;
 use dial::*;

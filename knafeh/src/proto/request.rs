@@ -1,7 +1,10 @@
-//! The server's request reader for unary and server-streaming methods:
-//! exactly one length-prefixed message, then the end of the stream. The
-//! transport feeds it the body as it arrives; when the read is cut short
-//! by time, [`read_timeout_status`] says how the call ends.
+//! The server's request readers: [`RequestReader`] for unary and
+//! server-streaming methods (exactly one length-prefixed message, then the
+//! end of the stream), [`MessagesReader`] for client-streaming and
+//! bidirectional ones (any number of messages, each handed out as soon as
+//! it is complete). The transport feeds them the body as it arrives; when
+//! the read is cut short by time, [`read_timeout_status`] says how the
+//! call ends.
 
 use std::time::Duration;
 
@@ -55,6 +58,67 @@ impl<'a> RequestReader<'a> {
         self.message.ok_or_else(|| {
             Status::invalid_argument(format!("{}: request has no message", self.path))
         })
+    }
+}
+
+/// Reads the request messages of a client-streaming or bidirectional call,
+/// one at a time, as they complete.
+#[derive(Debug)]
+pub(crate) struct MessagesReader {
+    path: String,
+    decoder: Decoder,
+    /// The client ended its side of the stream.
+    finished: bool,
+}
+
+/// What [`MessagesReader::next`] has.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NextRequest {
+    /// A complete message (its payload).
+    Message(Bytes),
+    /// The client ended its side after its last message.
+    End,
+    /// Feed more of the body first.
+    NeedData,
+}
+
+impl MessagesReader {
+    /// A reader for a call to `path` accepting messages of up to
+    /// `max_message_size` bytes each.
+    pub(crate) fn new(path: &str, max_message_size: usize) -> Self {
+        MessagesReader {
+            path: path.to_owned(),
+            decoder: Decoder::new(max_message_size),
+            finished: false,
+        }
+    }
+
+    /// Body bytes arrived.
+    pub(crate) fn on_data(&mut self, bytes: &[u8]) -> Result<(), Status> {
+        self.decoder
+            .push(bytes)
+            .map_err(|e| e.to_status(&self.path, Direction::Request))
+    }
+
+    /// The client ended its side of the stream.
+    pub(crate) fn on_finished(&mut self) {
+        self.finished = true;
+    }
+
+    /// The next complete message, the end, or a need for more data. A body
+    /// that ends inside a message, or a message the decoder refuses, is the
+    /// client's error.
+    pub(crate) fn next(&mut self) -> Result<NextRequest, Status> {
+        let frame_err =
+            |e: crate::proto::frame::FrameError| e.to_status(&self.path, Direction::Request);
+        if let Some(m) = self.decoder.next_message().map_err(frame_err)? {
+            return Ok(NextRequest::Message(m));
+        }
+        if !self.finished {
+            return Ok(NextRequest::NeedData);
+        }
+        self.decoder.finish().map_err(frame_err)?;
+        Ok(NextRequest::End)
     }
 }
 
@@ -144,6 +208,67 @@ mod tests {
         let mut r = RequestReader::new(PATH, 64);
         r.on_data(&framed(b"abc")[..6]).unwrap();
         let err = r.on_finished().unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("stream ended inside a message"),
+            "{err}"
+        );
+    }
+
+    /// Drains `r`: the messages it has, then how it stands.
+    fn drain(r: &mut MessagesReader) -> (Vec<Vec<u8>>, Result<NextRequest, Status>) {
+        let mut got = Vec::new();
+        loop {
+            match r.next() {
+                Ok(NextRequest::Message(m)) => got.push(m.to_vec()),
+                other => return (got, other),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_come_out_as_each_completes_at_every_split_point() {
+        let mut body = framed(b"one");
+        body.extend(framed(b""));
+        body.extend(framed(b"three"));
+        for cut in 0..=body.len() {
+            let mut r = MessagesReader::new(PATH, 64);
+            r.on_data(&body[..cut]).unwrap();
+            let (first, state) = drain(&mut r);
+            assert_eq!(state.unwrap(), NextRequest::NeedData);
+            r.on_data(&body[cut..]).unwrap();
+            let (rest, state) = drain(&mut r);
+            assert_eq!(state.unwrap(), NextRequest::NeedData);
+            let all: Vec<Vec<u8>> = first.into_iter().chain(rest).collect();
+            assert_eq!(
+                all,
+                [b"one".to_vec(), vec![], b"three".to_vec()],
+                "cut {cut}"
+            );
+            r.on_finished();
+            assert_eq!(r.next().unwrap(), NextRequest::End);
+        }
+    }
+
+    #[test]
+    fn zero_messages_then_the_end() {
+        let mut r = MessagesReader::new(PATH, 64);
+        assert_eq!(r.next().unwrap(), NextRequest::NeedData);
+        r.on_finished();
+        assert_eq!(r.next().unwrap(), NextRequest::End);
+    }
+
+    #[test]
+    fn a_stream_is_refused_at_its_first_bad_message() {
+        let mut r = MessagesReader::new(PATH, 4);
+        let mut body = framed(b"ok");
+        body.extend(framed(b"too long"));
+        let err = r.on_data(&body).unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        let mut r = MessagesReader::new(PATH, 64);
+        r.on_data(&framed(b"abc")[..4]).unwrap();
+        r.on_finished();
+        let err = r.next().unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(
             err.message().contains("stream ended inside a message"),

@@ -198,6 +198,10 @@ pub(crate) fn trailers_only(http_status: u16, codec: Codec, status: &Status) -> 
         h(":status", http_status.to_string()),
         h("content-type", codec.content_type()),
     ];
+    if http_status == 405 {
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
+        b.push(h("allow", "POST"));
+    }
     push_status(&mut b, status);
     b
 }
@@ -477,5 +481,13 @@ mod tests {
             ResponseHead::Messages(md) => assert_eq!(md.get("x-a"), Some("b")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_405_says_which_method_is_allowed() {
+        let t = trailers_only(405, Codec::Bincode, &Status::unimplemented("x"));
+        assert!(view(&t).contains(&(&b"allow"[..], &b"POST"[..])));
+        let t = trailers_only(415, Codec::Bincode, &Status::unimplemented("x"));
+        assert!(!view(&t).iter().any(|(n, _)| *n == b"allow"));
     }
 }

@@ -16,11 +16,18 @@ use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
+use crate::proto::h3::H3_NO_ERROR;
 use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::text::shown;
 use crate::proto::wire;
-use crate::service::{BoxFuture, Call, CatchUnwind, FrameStream, Reply, Service};
-use crate::transport::conn::{field_section_size, IncomingStream, Out, RecvWindow, StreamEvent};
+use crate::service::{
+    BoxFuture, Call, CatchUnwind, FrameStream, Reply, Request, RequestShape, Service,
+};
+use crate::transport::conn::{
+    field_section_size, Gone, IncomingStream, Out, RecvWindow, StreamEvent, StreamTx,
+};
+
+use super::requests::{RequestFault, RequestStream};
 use crate::{Codec, Context, Metadata, Status};
 
 pub(super) fn view(headers: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -42,8 +49,9 @@ pub(super) async fn handle_call(
     let IncomingStream {
         headers,
         window,
-        mut events,
+        events,
         tx,
+        gone,
     } = incoming;
     let start = Instant::now();
     let head = wire::parse_request(view(&headers));
@@ -72,10 +80,18 @@ pub(super) async fn handle_call(
                     true,
                 ))
                 .await;
-                tx.stop_reading();
+                tx.stop_reading(H3_NO_ERROR);
                 Outcome::Done(refusal.status)
             }
-            Ok(head) => serve(&state, head, &mut events, &tx, &window, peer).await,
+            Ok(head) => {
+                let stream = CallStream {
+                    events,
+                    tx,
+                    window,
+                    gone,
+                };
+                serve(&state, head, stream, peer).await
+            }
         };
         let span = tracing::Span::current();
         match &outcome {
@@ -102,24 +118,41 @@ pub(super) async fn handle_call(
     fut.instrument(span).await
 }
 
+/// The stream of one call, as the connection handed it over.
+pub(super) struct CallStream {
+    pub(super) events: mpsc::UnboundedReceiver<StreamEvent>,
+    pub(super) tx: StreamTx,
+    pub(super) window: Arc<RecvWindow>,
+    pub(super) gone: Gone,
+}
+
 /// Serves one call: interceptors, routing, the request, the handler,
 /// then the response (one message, or a stream) and its status.
 pub(super) async fn serve(
     state: &ServerState,
     head: wire::RequestHead,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
-    tx: &crate::transport::conn::StreamTx,
-    window: &RecvWindow,
+    stream: CallStream,
     peer: SocketAddr,
 ) -> Outcome {
+    let CallStream {
+        mut events,
+        tx,
+        window,
+        mut gone,
+    } = stream;
+    let tx = &tx;
+    let gone = &mut gone;
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
+    // A response that ends the call while the client is still sending
+    // stops the rest with H3_NO_ERROR (RFC 9114 §4.1): the answer is
+    // complete, the request was not cancelled.
     let refuse = |status: Status| async move {
         let (block, status) = fit(tx, "status metadata", status, |s| {
             wire::trailers_only(200, codec, s)
         });
         tx.send(Out::Headers(block, true)).await;
-        tx.stop_reading();
+        tx.stop_reading(H3_NO_ERROR);
         Outcome::Done(status)
     };
     // Interceptors first: a refused call learns nothing about the services.
@@ -128,15 +161,28 @@ pub(super) async fn serve(
         Ok(md) => md,
         Err(status) => return refuse(status).await,
     };
-    let service = match route(state, &head) {
-        Ok(service) => service,
+    let (service, shape) = match route(state, &head) {
+        Ok(routed) => routed,
         Err(status) => return refuse(status).await,
     };
-    // Read the one request message.
-    let payload = match read_request(state, &head, events, deadline, tx, window).await {
-        Ok(p) => p,
-        Err(Some(status)) => return refuse(status).await,
-        Err(None) => return Outcome::Cancelled,
+    // Read the one request message, or hand the handler the stream.
+    let fault = RequestFault::default();
+    let request = match shape {
+        RequestShape::One => {
+            match read_request(state, &head, &mut events, deadline, tx, &window).await {
+                Ok(p) => Request::One(p),
+                Err(Some(status)) => return refuse(status).await,
+                Err(None) => return Outcome::Cancelled,
+            }
+        }
+        RequestShape::Stream => Request::Stream(Box::pin(RequestStream::new(
+            &head.path,
+            state.max_message_size,
+            events,
+            tx.clone(),
+            window,
+            fault.clone(),
+        ))),
     };
     let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
     if !response_md.is_empty() {
@@ -144,17 +190,22 @@ pub(super) async fn serve(
     }
     let call = Call {
         codec,
-        payload,
+        request,
         ctx: ctx.clone(),
     };
     let handler = CatchUnwind(service.call(&head.method, call));
     // One timer for the whole call: the handler, then any stream.
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
-    let reply = match run_handler(handler, &head.path, &ctx, events, &mut sleep).await {
+    let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
         Ok(reply) => reply,
         Err(None) => return Outcome::Cancelled,
         Err(Some(status)) => return refuse(status).await,
     };
+    // A request stream the client got wrong fails the call even when the
+    // handler carried on.
+    if let Some(status) = fault.get() {
+        return refuse(status).await;
+    }
     let md = ctx.take_response_metadata();
     let headers = wire::response_headers(codec, &md);
     let size = field_section_size(&headers);
@@ -168,6 +219,7 @@ pub(super) async fn serve(
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
             }
+            tx.stop_reading(H3_NO_ERROR);
             return Outcome::Done(ok);
         }
         Reply::Stream(stream) => stream,
@@ -175,7 +227,9 @@ pub(super) async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    send_stream(stream, &head.path, events, &mut sleep, tx).await
+    let outcome = send_stream(stream, &head.path, gone, &mut sleep, tx).await;
+    tx.stop_reading(H3_NO_ERROR);
+    outcome
 }
 
 /// Runs the interceptors on the call's metadata; the response metadata
@@ -209,25 +263,26 @@ fn intercept_call(
     }
 }
 
-/// The service the call names, or `UNIMPLEMENTED`.
+/// The service the call names and the shape of the method's request, or
+/// `UNIMPLEMENTED`.
 fn route<'s>(
     state: &'s ServerState,
     head: &wire::RequestHead,
-) -> Result<&'s Arc<dyn Service>, Status> {
+) -> Result<(&'s Arc<dyn Service>, RequestShape), Status> {
     let Some(service) = state.services.get(head.service.as_str()) else {
         return Err(Status::unimplemented(format!(
             "unknown service {}",
             shown(head.service.as_bytes())
         )));
     };
-    if !service.has_method(&head.method) {
-        return Err(Status::unimplemented(format!(
+    match service.request_shape(&head.method) {
+        Some(shape) => Ok((service, shape)),
+        None => Err(Status::unimplemented(format!(
             "unknown method {} of service {}",
             shown(head.method.as_bytes()),
             head.service
-        )));
+        ))),
     }
-    Ok(service)
 }
 
 /// Runs the handler until it answers, the deadline passes or the client
@@ -237,10 +292,10 @@ async fn run_handler(
     handler: CatchUnwind<BoxFuture<Result<Reply, Status>>>,
     path: &str,
     ctx: &Context,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
 ) -> Result<Reply, Option<Status>> {
-    match guarded_with(handler, events, sleep).await {
+    match guarded_with(handler, gone, sleep).await {
         Guarded::Cancelled => Err(None),
         Guarded::Deadline => Err(Some(Status::deadline_exceeded(
             "deadline passed before the handler finished",
@@ -265,15 +320,15 @@ async fn run_handler(
 async fn send_stream(
     mut stream: FrameStream,
     path: &str,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
-    tx: &crate::transport::conn::StreamTx,
+    tx: &StreamTx,
 ) -> Outcome {
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
         // never holds back the ones before it.
-        let (frames, end) = match next_batch(&mut stream, events, sleep).await {
+        let (frames, end) = match next_batch(&mut stream, gone, sleep).await {
             Batch::Cancelled => return Outcome::Cancelled,
             Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
             Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path))),
@@ -282,7 +337,7 @@ async fn send_stream(
             // Waiting for send credit (a client that reads slowly) still
             // ends at the deadline or on cancellation.
             let send = tx.send(Out::Data(frames.freeze(), false, 0));
-            match guarded_with(Box::pin(send), events, sleep).await {
+            match guarded_with(Box::pin(send), gone, sleep).await {
                 Guarded::Done(true) => {}
                 Guarded::Done(false) | Guarded::Cancelled => return Outcome::Cancelled,
                 Guarded::Deadline => {
@@ -329,7 +384,7 @@ pub(super) fn header_limit_status(what: &str, size: u64, limit: u64) -> Status {
 /// The block `build` makes for `status` if the client accepts its size;
 /// otherwise the block of an `INTERNAL` status saying so (and that status).
 pub(super) fn fit(
-    tx: &crate::transport::conn::StreamTx,
+    tx: &StreamTx,
     what: &str,
     status: Status,
     build: impl Fn(&Status) -> crate::transport::conn::OutHeaders,
@@ -351,7 +406,7 @@ pub(super) async fn read_request(
     head: &wire::RequestHead,
     events: &mut mpsc::UnboundedReceiver<StreamEvent>,
     deadline: Option<Instant>,
-    tx: &crate::transport::conn::StreamTx,
+    tx: &StreamTx,
     window: &RecvWindow,
 ) -> Result<Bytes, Option<Status>> {
     // A client may not hold a call open without sending its request: the
@@ -404,7 +459,7 @@ pub(super) enum Batch {
 /// the next item is not ready.
 pub(super) async fn next_batch(
     stream: &mut crate::service::FrameStream,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
 ) -> Batch {
     let mut frames = BytesMut::new();
@@ -412,7 +467,7 @@ pub(super) async fn next_batch(
         if deadline_passed(sleep, cx) {
             return Poll::Ready(Batch::Deadline);
         }
-        if client_left(events, cx) {
+        if gone.poll_gone(cx) {
             return Poll::Ready(Batch::Cancelled);
         }
         loop {
@@ -450,26 +505,11 @@ pub(super) fn deadline_passed(
     }
 }
 
-/// Whether the client reset the stream or the connection is gone (other
-/// events are consumed and ignored).
-pub(super) fn client_left(
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
-    cx: &mut TaskContext<'_>,
-) -> bool {
-    loop {
-        match events.poll_recv(cx) {
-            Poll::Ready(Some(StreamEvent::Reset(_)) | None) => return true,
-            Poll::Ready(Some(_)) => {}
-            Poll::Pending => return false,
-        }
-    }
-}
-
 /// Runs `fut` until it completes, the client cancels, or `sleep` (the
 /// call's deadline) fires.
 pub(super) async fn guarded_with<F: Future + Unpin>(
     mut fut: F,
-    events: &mut mpsc::UnboundedReceiver<StreamEvent>,
+    gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
 ) -> Guarded<F::Output> {
     std::future::poll_fn(|cx| {
@@ -479,7 +519,7 @@ pub(super) async fn guarded_with<F: Future + Unpin>(
         if let Poll::Ready(out) = Pin::new(&mut fut).poll(cx) {
             return Poll::Ready(Guarded::Done(out));
         }
-        if client_left(events, cx) {
+        if gone.poll_gone(cx) {
             return Poll::Ready(Guarded::Cancelled);
         }
         Poll::Pending

@@ -20,6 +20,7 @@ use crate::transport::conn::Keepalive;
 mod accept;
 mod builder;
 mod call;
+mod requests;
 
 use accept::*;
 pub use builder::ServerBuilder;

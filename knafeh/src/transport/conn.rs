@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,8 +22,8 @@ use crate::proto::h3::{H3_INTERNAL_ERROR, H3_NO_ERROR, H3_REQUEST_CANCELLED, H3_
 use crate::proto::liveness::{Liveness, LivenessAction};
 
 pub(crate) use super::stream::{
-    field_section_size, CallFuture, Command, ConnShared, Headers, IncomingStream, OnRequest, Out,
-    OutHeaders, RecvWindow, StreamEvent, StreamTx,
+    field_section_size, CallFuture, Command, ConnShared, Gone, Headers, IncomingStream, OnRequest,
+    OpenRequest, Out, OutHeaders, RecvWindow, RequestTx, StreamEvent, StreamTx,
 };
 pub(crate) use crate::proto::liveness::Keepalive;
 
@@ -64,6 +64,8 @@ struct Stream {
     credit: Option<Arc<Semaphore>>,
     local_done: bool,
     remote_done: bool,
+    /// Dropped with the stream, which tells the call (see [`Gone`]).
+    _gone: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Stream {
@@ -80,6 +82,7 @@ impl Stream {
             credit,
             local_done: false,
             remote_done: false,
+            _gone: None,
         }
     }
 
@@ -92,12 +95,11 @@ impl Stream {
     }
 }
 
+/// A request stream waiting to be opened, with the frames its writer
+/// queued meanwhile.
 struct PendingOpen {
-    headers: OutHeaders,
-    body: Bytes,
-    events: mpsc::UnboundedSender<StreamEvent>,
-    window: Arc<RecvWindow>,
-    slot: Arc<AtomicU64>,
+    req: Box<OpenRequest>,
+    out: VecDeque<Out>,
 }
 
 /// The outcome of one HTTP/3 write: done (with its value), blocked
@@ -326,19 +328,25 @@ impl H3App {
 
     fn handle_command(&mut self, qconn: &mut QuicheConnection, cmd: Command) {
         match cmd {
-            Command::Open {
-                headers,
-                body,
-                events,
-                window,
-                slot,
-            } => self.pending_opens.push_back(PendingOpen {
-                headers,
-                body,
-                events,
-                window,
-                slot,
-            }),
+            Command::Open(req) => {
+                let mut out = VecDeque::new();
+                if let Some(body) = &req.body {
+                    out.push_back(Out::Data(body.clone(), true, 0));
+                }
+                self.pending_opens.push_back(PendingOpen { req, out });
+            }
+            Command::SendOn(slot, out) => {
+                let id = slot.load(Ordering::Acquire);
+                if id != u64::MAX {
+                    self.handle_command(qconn, Command::Send(id, out));
+                } else if let Some(p) = self
+                    .pending_opens
+                    .iter_mut()
+                    .find(|p| Arc::ptr_eq(&p.req.slot, &slot))
+                {
+                    p.out.push_back(out);
+                }
+            }
             Command::Resume(id) => self.on_data(qconn, id),
             // Frames for a stream that is gone are dropped.
             Command::Send(id, out) => {
@@ -361,10 +369,12 @@ impl H3App {
                 // A request still queued is skipped when its receiver is
                 // seen closed.
             }
-            Command::StopReading(id) => {
-                let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_CANCELLED);
+            Command::StopReading(id, code) => {
                 if let Some(s) = self.streams.get_mut(&id) {
-                    s.remote_done = true;
+                    if !s.remote_done {
+                        let _ = qconn.stream_shutdown(id, Shutdown::Read, code);
+                        s.remote_done = true;
+                    }
                     // Removal happens once the write side is flushed.
                     self.dirty.insert(id);
                 }
@@ -394,21 +404,31 @@ impl H3App {
     fn open_requests(&mut self, qconn: &mut QuicheConnection) {
         let Some(h3) = self.h3.as_mut() else { return };
         while let Some(p) = self.pending_opens.front() {
-            if p.events.is_closed() {
+            if p.req.events.is_closed() {
+                if let Some(c) = &p.req.credit {
+                    c.close();
+                }
                 self.pending_opens.pop_front();
                 continue;
             }
             if qconn.peer_streams_left_bidi() == 0 {
                 break;
             }
-            match h3.send_request(qconn, &p.headers, false) {
+            match h3.send_request(qconn, &p.req.headers, false) {
                 Ok(id) => {
-                    let Some(p) = self.pending_opens.pop_front() else {
+                    let Some(PendingOpen { req, out }) = self.pending_opens.pop_front() else {
                         break;
                     };
-                    p.slot.store(id, Ordering::Release);
-                    let mut s = Stream::new(p.events, p.window, None);
-                    s.out.push_back(Out::Data(p.body, true, 0));
+                    let OpenRequest {
+                        events,
+                        window,
+                        slot,
+                        credit,
+                        ..
+                    } = *req;
+                    slot.store(id, Ordering::Release);
+                    let mut s = Stream::new(events, window, credit);
+                    s.out = out;
                     self.streams.insert(id, s);
                     self.dirty.insert(id);
                 }
@@ -420,7 +440,11 @@ impl H3App {
                 Err(e) => {
                     tracing::debug!(error = %e, "could not open a request stream");
                     // Dropping the events sender reports the failure.
-                    self.pending_opens.pop_front();
+                    if let Some(p) = self.pending_opens.pop_front() {
+                        if let Some(c) = &p.req.credit {
+                            c.close();
+                        }
+                    }
                 }
             }
         }
@@ -437,9 +461,13 @@ impl H3App {
         if failed && !self.role.is_server() && !s.remote_done {
             // A client whose request the server stopped reading (it refused
             // the call early): stop writing but keep reading, the answer
-            // is on its way.
+            // is on its way. A streaming request's writer learns it from
+            // its credit.
             s.out.clear();
             s.local_done = true;
+            if let Some(c) = &s.credit {
+                c.close();
+            }
             failed = false;
         }
         if failed {
@@ -551,6 +579,8 @@ impl H3App {
         let credit = Arc::new(Semaphore::new(SEND_WINDOW));
         let window = Arc::new(RecvWindow::default());
         let mut s = Stream::new(ev_tx, window.clone(), Some(credit.clone()));
+        let (gone_tx, gone) = Gone::pair();
+        s._gone = Some(gone_tx);
         s.got_headers = true;
         if !more {
             s.remote_done = true;
@@ -567,6 +597,7 @@ impl H3App {
                 credit,
                 shared: self.shared.clone(),
             },
+            gone,
         };
         self.new_calls.push((id, on_request(incoming, self.peer)));
     }
@@ -690,7 +721,11 @@ impl H3App {
                 c.close();
             }
         }
-        self.pending_opens.clear();
+        for p in self.pending_opens.drain(..) {
+            if let Some(c) = &p.req.credit {
+                c.close();
+            }
+        }
         self.new_calls.clear();
         self.dirty.clear();
         if let Role::Server { close_guard, .. } = &mut self.role {

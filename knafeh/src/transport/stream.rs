@@ -2,6 +2,7 @@
 //! the output a call queues, commands, the receive window, and the state
 //! the connection shares with its owners.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -74,16 +75,29 @@ pub(crate) enum Out {
     Trailers(OutHeaders),
 }
 
+/// A request stream a client asks its connection to open.
+pub(crate) struct OpenRequest {
+    pub(crate) headers: OutHeaders,
+    /// The whole body of a one-message request (sent with the end of the
+    /// stream); `None` for a streaming request, whose writer sends its
+    /// messages through a [`RequestTx`].
+    pub(crate) body: Option<Bytes>,
+    pub(crate) events: mpsc::UnboundedSender<StreamEvent>,
+    pub(crate) window: Arc<RecvWindow>,
+    /// Receives the stream id once the stream is open.
+    pub(crate) slot: Arc<AtomicU64>,
+    /// A streaming request's send-window credit (see [`RequestTx`]).
+    pub(crate) credit: Option<Arc<Semaphore>>,
+}
+
 /// Commands from call tasks to the connection.
 pub(crate) enum Command {
-    /// Client: open a request stream and send `body` on it.
-    Open {
-        headers: OutHeaders,
-        body: Bytes,
-        events: mpsc::UnboundedSender<StreamEvent>,
-        window: Arc<RecvWindow>,
-        slot: Arc<AtomicU64>,
-    },
+    /// Client: open a request stream.
+    Open(Box<OpenRequest>),
+    /// Client: queue a frame on the request stream whose id is (or will
+    /// be) in the slot; frames queued before the stream opens are sent
+    /// right after its headers.
+    SendOn(Arc<AtomicU64>, Out),
     /// A call task consumed enough received data: read the stream again.
     Resume(u64),
     /// Queue a frame on a stream.
@@ -94,8 +108,10 @@ pub(crate) enum Command {
     /// Abort a stream in both directions. `slot` holds the stream id (or
     /// `u64::MAX` when the stream was never opened).
     Cancel(Arc<AtomicU64>),
-    /// Stop reading a stream (STOP_SENDING) but keep writing it.
-    StopReading(u64),
+    /// Stop reading a stream (STOP_SENDING with this HTTP/3 error code)
+    /// but keep writing it. Nothing is sent when the peer already ended
+    /// its side.
+    StopReading(u64, u64),
     /// Server: send GOAWAY; new requests are refused from now on. The
     /// sender is dropped once that holds.
     GoAway(tokio::sync::oneshot::Sender<()>),
@@ -110,6 +126,34 @@ pub(crate) struct IncomingStream {
     pub(crate) window: Arc<RecvWindow>,
     pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
     pub(crate) tx: StreamTx,
+    /// Fires when the stream is gone (reset, stopped, or its connection
+    /// closed) before the call finished.
+    pub(crate) gone: Gone,
+}
+
+/// Tells a call that its stream is gone, whoever reads the stream's
+/// events: the connection holds the sending half and drops it with the
+/// stream.
+pub(crate) struct Gone(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl Gone {
+    /// A pair: the half the connection keeps with the stream, and this.
+    pub(super) fn pair() -> (tokio::sync::oneshot::Sender<()>, Self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, Gone(Some(rx)))
+    }
+
+    /// Whether the stream is gone; registers `cx` to be woken when it goes.
+    pub(crate) fn poll_gone(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let Some(rx) = self.0.as_mut() else {
+            return true;
+        };
+        if std::pin::Pin::new(rx).poll(cx).is_ready() {
+            self.0 = None;
+            return true;
+        }
+        false
+    }
 }
 
 /// Handle a call task uses to write to its stream.
@@ -171,9 +215,35 @@ impl StreamTx {
         }
     }
 
-    /// Tells the peer to stop sending (STOP_SENDING); writing goes on.
-    pub(crate) fn stop_reading(&self) {
-        let _ = self.cmd.send(Command::StopReading(self.stream_id));
+    /// Tells the peer to stop sending (STOP_SENDING with `code`) unless it
+    /// already ended its side; writing goes on.
+    pub(crate) fn stop_reading(&self, code: u64) {
+        let _ = self.cmd.send(Command::StopReading(self.stream_id, code));
+    }
+}
+
+/// Handle a client call's writer uses to send a streaming request.
+pub(crate) struct RequestTx {
+    pub(crate) slot: Arc<AtomicU64>,
+    pub(crate) cmd: mpsc::UnboundedSender<Command>,
+    pub(crate) credit: Arc<Semaphore>,
+}
+
+impl RequestTx {
+    /// Queues body bytes (`fin`: the last), waiting for send-window credit
+    /// first. Returns `false` when the stream can no longer be written
+    /// (the server stopped reading it, it was reset, or the connection
+    /// closed).
+    pub(crate) async fn send(&self, bytes: Bytes, fin: bool) -> bool {
+        let want = bytes.len().clamp(1, SEND_WINDOW) as u32;
+        match self.credit.acquire_many(want).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        let out = Out::Data(bytes, fin, want);
+        self.cmd
+            .send(Command::SendOn(self.slot.clone(), out))
+            .is_ok()
     }
 }
 

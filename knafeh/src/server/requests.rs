@@ -1,0 +1,112 @@
+//! The request stream of a client-streaming or bidirectional call, as its
+//! handler reads it: the messages come out of the protocol core's
+//! [`MessagesReader`] as the client's body arrives, and the receive window
+//! is given back only as the handler takes them, so a handler that does
+//! not read slows the client down.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::sync::mpsc;
+
+use crate::proto::request::{MessagesReader, NextRequest};
+use crate::transport::conn::{RecvWindow, StreamEvent, StreamTx};
+use crate::Status;
+
+/// The first protocol error in a request stream (a message over the limit,
+/// a body cut inside a message), which ends the call whatever the handler
+/// does with it.
+#[derive(Clone, Default)]
+pub(super) struct RequestFault(Arc<Mutex<Option<Status>>>);
+
+impl RequestFault {
+    pub(super) fn get(&self) -> Option<Status> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, status: &Status) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| status.clone());
+    }
+}
+
+/// The payloads of a call's request messages, in order; ends after the
+/// client's last message, or with an error status: the client's protocol
+/// error, or `CANCELLED` when the client cancelled the call.
+pub(super) struct RequestStream {
+    events: mpsc::UnboundedReceiver<StreamEvent>,
+    reader: MessagesReader,
+    tx: StreamTx,
+    window: Arc<RecvWindow>,
+    fault: RequestFault,
+    done: bool,
+}
+
+impl RequestStream {
+    pub(super) fn new(
+        path: &str,
+        max_message_size: usize,
+        events: mpsc::UnboundedReceiver<StreamEvent>,
+        tx: StreamTx,
+        window: Arc<RecvWindow>,
+        fault: RequestFault,
+    ) -> Self {
+        RequestStream {
+            events,
+            reader: MessagesReader::new(path, max_message_size),
+            tx,
+            window,
+            fault,
+            done: false,
+        }
+    }
+
+    fn fail(&mut self, status: Status) -> Poll<Option<Result<Bytes, Status>>> {
+        self.done = true;
+        self.fault.set(&status);
+        Poll::Ready(Some(Err(status)))
+    }
+}
+
+impl Stream for RequestStream {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.reader.next() {
+                Ok(NextRequest::Message(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(NextRequest::End) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Err(status) => return this.fail(status),
+                Ok(NextRequest::NeedData) => {}
+            }
+            match this.events.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(StreamEvent::Data(bytes))) => {
+                    this.tx.consumed(&this.window, bytes.len());
+                    if let Err(status) = this.reader.on_data(&bytes) {
+                        return this.fail(status);
+                    }
+                }
+                Poll::Ready(Some(StreamEvent::Finished)) => this.reader.on_finished(),
+                Poll::Ready(Some(StreamEvent::Reset(_)) | None) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Status::cancelled(
+                        "the client cancelled the call",
+                    ))));
+                }
+                // Clients send no trailers; a stray header block is ignored.
+                Poll::Ready(Some(StreamEvent::Headers(_) | StreamEvent::Trailers(_))) => {}
+            }
+        }
+    }
+}
