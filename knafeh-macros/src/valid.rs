@@ -627,12 +627,6 @@ pub(crate) fn python_names(svc: &Service<'_>, errors: &mut Errors) {
                 ),
             ));
         }
-        if rpc.kind.streams_requests() {
-            errors.spanned(
-                rpc.request,
-                "#[pyservice] does not support request streams yet",
-            );
-        }
     }
 }
 
