@@ -30,7 +30,10 @@ usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor] [--
 
 scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
            d server streaming of 100,000 64 B items, e unary 1 MiB each way,
-           f connection set-up to first response, g 1,000 idle connections (server RSS)";
+           f connection set-up to first response, g 1,000 idle connections (server RSS),
+           h client streaming of 100,000 64 B items from an iterator, i the same from a channel
+           fed by a producer task, j bidirectional ping-pong on one call (round trips/s),
+           k bidirectional echo of 100,000 64 B items from an iterator, read as they come";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -88,7 +91,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                             .iter()
                             .find(|sc| s.len() == 1 && s.starts_with(sc.id))
                             .map(|sc| sc.id)
-                            .ok_or(format!("--only: unknown scenario {s:?} (a..g)"))
+                            .ok_or(format!("--only: unknown scenario {s:?} (a..k)"))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -238,6 +241,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
             let get = |s: System| outcomes.iter().find(|o| o.system == s);
             for &s in systems {
                 row.push(match get(s) {
+                    _ if !sc.applies_to(s) => "n/a".into(),
                     Some(o) if o.error.is_some() && o.rounds.is_empty() => "error".into(),
                     Some(o) => {
                         let spread = o.spread_pct(i);

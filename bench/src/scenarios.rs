@@ -1,4 +1,4 @@
-//! The scenarios (a–g), each run in rounds that alternate the systems.
+//! The scenarios (a–k), each run in rounds that alternate the systems.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use crate::stats::{median, percentile_sorted};
 use crate::systems::floor::FloorConn;
 use crate::systems::knafeh::KnafehConn;
 use crate::systems::tonic::TonicConn;
-use crate::systems::{Conn, System, Target};
+use crate::systems::{Bidi, Conn, Producer, System, Target};
 
 /// Payload of the small-message scenarios.
 pub const SMALL: usize = 64;
@@ -41,6 +41,14 @@ pub struct Scenario {
     pub id: char,
     pub title: &'static str,
     pub metrics: &'static [Metric],
+    /// Systems that have nothing to measure here (shown as n/a).
+    pub na: &'static [System],
+}
+
+impl Scenario {
+    pub fn applies_to(&self, system: System) -> bool {
+        !self.na.contains(&system)
+    }
 }
 
 const CALLS: Metric = Metric {
@@ -48,7 +56,12 @@ const CALLS: Metric = Metric {
     higher_is_better: true,
 };
 
-pub const SCENARIOS: [Scenario; 7] = [
+const ITEMS: Metric = Metric {
+    unit: "items/s",
+    higher_is_better: true,
+};
+
+pub const SCENARIOS: [Scenario; 11] = [
     Scenario {
         id: 'a',
         title: "sequential unary, 1 conn",
@@ -63,24 +76,25 @@ pub const SCENARIOS: [Scenario; 7] = [
                 higher_is_better: false,
             },
         ],
+        na: &[],
     },
     Scenario {
         id: 'b',
         title: "32 in flight, 1 conn",
         metrics: &[CALLS],
+        na: &[],
     },
     Scenario {
         id: 'c',
         title: "256 in flight, 8 conns",
         metrics: &[CALLS],
+        na: &[],
     },
     Scenario {
         id: 'd',
         title: "stream 100k x 64 B",
-        metrics: &[Metric {
-            unit: "items/s",
-            higher_is_better: true,
-        }],
+        metrics: &[ITEMS],
+        na: &[],
     },
     Scenario {
         id: 'e',
@@ -89,6 +103,7 @@ pub const SCENARIOS: [Scenario; 7] = [
             unit: "MB/s",
             higher_is_better: true,
         }],
+        na: &[],
     },
     Scenario {
         id: 'f',
@@ -97,6 +112,7 @@ pub const SCENARIOS: [Scenario; 7] = [
             unit: "median ms",
             higher_is_better: false,
         }],
+        na: &[],
     },
     Scenario {
         id: 'g',
@@ -105,6 +121,45 @@ pub const SCENARIOS: [Scenario; 7] = [
             unit: "server KiB/conn",
             higher_is_better: false,
         }],
+        na: &[],
+    },
+    Scenario {
+        id: 'h',
+        title: "client stream 100k x 64 B, iterator",
+        metrics: &[ITEMS],
+        na: &[],
+    },
+    Scenario {
+        id: 'i',
+        title: "client stream 100k x 64 B, channel",
+        metrics: &[ITEMS],
+        // A bare HTTP/3 body has no channel-fed producer API.
+        na: &[System::Floor],
+    },
+    Scenario {
+        id: 'j',
+        title: "bidi ping-pong, 1 call",
+        metrics: &[
+            Metric {
+                unit: "round trips/s",
+                higher_is_better: true,
+            },
+            Metric {
+                unit: "p50 µs",
+                higher_is_better: false,
+            },
+            Metric {
+                unit: "p99 µs",
+                higher_is_better: false,
+            },
+        ],
+        na: &[],
+    },
+    Scenario {
+        id: 'k',
+        title: "bidi echo 100k x 64 B, iterator",
+        metrics: &[ITEMS],
+        na: &[],
     },
 ];
 
@@ -170,7 +225,7 @@ pub async fn run(
         }
         for i in order {
             let out = &mut outcomes[i];
-            if out.error.is_some() {
+            if out.error.is_some() || !sc.applies_to(out.system) {
                 continue;
             }
             let limit = st.duration * 4 + Duration::from_secs(120);
@@ -223,6 +278,30 @@ async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
     let got = c.echo(vec![0xa5; size]).await?;
     if got != size {
         return Err(format!("echo returned {got} bytes, sent {size}"));
+    }
+    Ok(())
+}
+
+async fn checked_upload<C: Conn>(c: &C, count: u32, producer: Producer) -> Result<(), String> {
+    let got = c.upload(count, SMALL, producer).await?;
+    if got != u64::from(count) {
+        return Err(format!("upload: the server counted {got} items of {count}"));
+    }
+    Ok(())
+}
+
+async fn checked_round_trip<B: Bidi>(call: &mut B) -> Result<(), String> {
+    let got = call.round_trip(vec![0xa5; SMALL]).await?;
+    if got != SMALL {
+        return Err(format!("round trip returned {got} bytes, sent {SMALL}"));
+    }
+    Ok(())
+}
+
+async fn checked_bidi_stream<C: Conn>(c: &C, count: u32) -> Result<(), String> {
+    let got = c.bidi_stream(count, SMALL).await?;
+    if got != u64::from(count) {
+        return Err(format!("bidi stream: {got} echoes of {count}"));
     }
     Ok(())
 }
@@ -346,6 +425,55 @@ async fn measure_with<C: Conn>(
                 drop(c);
             }
             Ok(vec![median(&ms)])
+        }
+        'h' | 'i' => {
+            let producer = if id == 'h' {
+                Producer::Iter
+            } else {
+                Producer::Channel
+            };
+            let c = C::connect(target).await?;
+            checked_upload(&c, 1000, producer).await?;
+            let start = Instant::now();
+            checked_upload(&c, st.stream_items, producer).await?;
+            Ok(vec![
+                f64::from(st.stream_items) / start.elapsed().as_secs_f64(),
+            ])
+        }
+        'j' => {
+            let c = C::connect(target).await?;
+            let mut call = c.open_bidi().await?;
+            let end = Instant::now() + st.warmup;
+            checked_round_trip(&mut call).await?;
+            while Instant::now() < end {
+                checked_round_trip(&mut call).await?;
+            }
+            let mut lat = Vec::new();
+            let start = Instant::now();
+            let end = start + st.duration;
+            while Instant::now() < end {
+                let t = Instant::now();
+                checked_round_trip(&mut call).await?;
+                lat.push(t.elapsed());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            call.finish().await?;
+            lat.sort();
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            Ok(vec![
+                lat.len() as f64 / secs,
+                us(percentile_sorted(&lat, 50.0)),
+                us(percentile_sorted(&lat, 99.0)),
+            ])
+        }
+        'k' => {
+            let c = C::connect(target).await?;
+            checked_bidi_stream(&c, 1000).await?;
+            let start = Instant::now();
+            checked_bidi_stream(&c, st.stream_items).await?;
+            Ok(vec![
+                f64::from(st.stream_items) / start.elapsed().as_secs_f64(),
+            ])
         }
         _ => Err(format!("unknown scenario {id}")),
     }

@@ -27,6 +27,15 @@ pub struct StreamRequest {
     pub size: u32,
 }
 
+/// Reply of [`Echo::upload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Messages received.
+    pub count: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+}
+
 /// The echo service.
 #[knafeh::service(package = "bench")]
 pub trait Echo {
@@ -34,6 +43,10 @@ pub trait Echo {
     async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status>;
     /// Server streaming: `count` items of `size` bytes each.
     async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status>;
+    /// Client streaming: counts the messages and their payload bytes.
+    async fn upload(&self, req: Streaming<EchoMsg>) -> Result<Tally, Status>;
+    /// Bidirectional: each message comes back as soon as it arrives.
+    async fn echo_each(&self, req: Streaming<EchoMsg>) -> Result<Streaming<EchoMsg>, Status>;
 }
 
 /// The implementation every benchmark server runs.
@@ -60,5 +73,20 @@ impl Echo for EchoImpl {
         Ok(Streaming::iter((0..req.count).map(move |_| EchoMsg {
             payload: item.clone(),
         })))
+    }
+
+    async fn upload(&self, mut req: Streaming<EchoMsg>) -> Result<Tally, Status> {
+        let mut tally = Tally { count: 0, bytes: 0 };
+        while let Some(msg) = req.message().await {
+            tally.count += 1;
+            tally.bytes += msg?.payload.len() as u64;
+        }
+        Ok(tally)
+    }
+
+    async fn echo_each(&self, req: Streaming<EchoMsg>) -> Result<Streaming<EchoMsg>, Status> {
+        // The request stream is itself the reply stream: no task, no
+        // channel (tonic's side does the same with its `Streaming`).
+        Ok(Streaming::new(req))
     }
 }

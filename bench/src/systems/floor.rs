@@ -5,6 +5,10 @@
 //! `POST /echo`: the response body is the request body.
 //! `POST /stream`: the request body is `count` and `size` (u32, big
 //! endian); the response is `count` DATA frames of `size` bytes each.
+//! `POST /upload`: the response body is the request body's length (u64,
+//! big endian); the client sends each item as its own DATA frame.
+//! `POST /echo_each`: each DATA frame's bytes come back as soon as they
+//! arrive (one frame of payload per item; items are not delimited).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +30,7 @@ use tokio_quiche::quiche::h3::{self, NameValue};
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::{ClientH3Driver, ConnectionParams, ServerH3Driver};
 
-use super::{Conn, ServeOpts, Target};
+use super::{Bidi, Conn, Producer, ServeOpts, Target};
 
 /// HTTP/3 H3_NO_ERROR.
 const H3_NO_ERROR: u64 = 0x100;
@@ -123,6 +127,23 @@ async fn count_body(h: &mut IncomingH3Headers) -> Result<u64, String> {
 impl FloorConn {
     /// Sends one request and waits for the response headers.
     async fn request(&self, path: &str, body: Bytes) -> Result<IncomingH3Headers, String> {
+        let (mut sender, response) = self.open(path).await?;
+        send_frame(&mut sender, OutboundFrame::Body(body, true)).await?;
+        response.await
+    }
+
+    /// Sends a request's headers; returns its body sender and (to await)
+    /// its response headers.
+    async fn open(
+        &self,
+        path: &str,
+    ) -> Result<
+        (
+            OutboundFrameSender,
+            impl std::future::Future<Output = Result<IncomingH3Headers, String>> + Send + 'static,
+        ),
+        String,
+    > {
         let inner = &self.0;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (resp_tx, resp_rx) = oneshot::channel();
@@ -146,17 +167,34 @@ impl FloorConn {
                 body_writer: Some(body_tx),
             })
             .map_err(|_| "floor: connection gone".to_owned())?;
-        let mut sender = body_rx
+        let sender = body_rx
             .await
             .map_err(|_| "floor: no body sender".to_owned())?;
-        send_frame(&mut sender, OutboundFrame::Body(body, true)).await?;
-        resp_rx
-            .await
-            .map_err(|_| "floor: stream reset or connection closed".to_owned())
+        let response = async move {
+            resp_rx
+                .await
+                .map_err(|_| "floor: stream reset or connection closed".to_owned())
+        };
+        Ok((sender, response))
     }
 }
 
+/// Sends `count` DATA frames of `size` bytes, then FIN.
+async fn send_items(
+    sender: &mut OutboundFrameSender,
+    count: u32,
+    size: usize,
+) -> Result<(), String> {
+    let item = Bytes::from(vec![0xa5; size]);
+    for _ in 0..count {
+        send_frame(sender, OutboundFrame::Body(item.clone(), false)).await?;
+    }
+    send_frame(sender, OutboundFrame::Body(Bytes::new(), true)).await
+}
+
 impl Conn for FloorConn {
+    type Bidi = FloorBidi;
+
     async fn connect(target: &Target) -> Result<Self, String> {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
@@ -247,6 +285,70 @@ impl Conn for FloorConn {
             bytes / u64::from(size)
         })
     }
+
+    async fn upload(&self, count: u32, size: usize, producer: Producer) -> Result<u64, String> {
+        if producer != Producer::Iter {
+            return Err("floor: no channel producer (n/a)".into());
+        }
+        let (mut sender, response) = self.open("/upload").await?;
+        send_items(&mut sender, count, size).await?;
+        let body = read_body(&mut response.await?).await?;
+        let bytes: [u8; 8] = body[..]
+            .try_into()
+            .map_err(|_| format!("floor upload: a {}-byte reply", body.len()))?;
+        let bytes = u64::from_be_bytes(bytes);
+        Ok(if size == 0 { 0 } else { bytes / size as u64 })
+    }
+
+    async fn open_bidi(&self) -> Result<FloorBidi, String> {
+        let (sender, response) = self.open("/echo_each").await?;
+        Ok(FloorBidi {
+            sender,
+            response: response.await?,
+        })
+    }
+
+    async fn bidi_stream(&self, count: u32, size: usize) -> Result<u64, String> {
+        let (mut sender, response) = self.open("/echo_each").await?;
+        let writer = tokio::spawn(async move { send_items(&mut sender, count, size).await });
+        let bytes = count_body(&mut response.await?).await?;
+        writer
+            .await
+            .map_err(|e| format!("floor writer task: {e}"))??;
+        Ok(if size == 0 { 0 } else { bytes / size as u64 })
+    }
+}
+
+/// The request body sender and the response of one `/echo_each` request.
+pub struct FloorBidi {
+    sender: OutboundFrameSender,
+    response: IncomingH3Headers,
+}
+
+impl Bidi for FloorBidi {
+    async fn round_trip(&mut self, payload: Vec<u8>) -> Result<usize, String> {
+        let size = payload.len();
+        send_frame(&mut self.sender, OutboundFrame::Body(payload.into(), false)).await?;
+        let mut got = 0;
+        while got < size {
+            match self.response.recv.recv().await {
+                Some(InboundFrame::Body(chunk, false)) => got += chunk.len(),
+                Some(InboundFrame::Body(..)) | None => {
+                    return Err("floor echo_each: the response ended early".into())
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(got)
+    }
+
+    async fn finish(mut self) -> Result<(), String> {
+        send_frame(&mut self.sender, OutboundFrame::Body(Bytes::new(), true)).await?;
+        match count_body(&mut self.response).await? {
+            0 => Ok(()),
+            n => Err(format!("floor echo_each: {n} extra bytes")),
+        }
+    }
 }
 
 pub async fn serve(opts: ServeOpts, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
@@ -308,13 +410,13 @@ async fn handle(mut h: IncomingH3Headers) {
         .find(|x| x.name() == b":path")
         .map(|x| x.value().to_vec())
         .unwrap_or_default();
-    let Ok(body) = read_body(&mut h).await else {
-        return;
-    };
     let ok = vec![h3::Header::new(b":status", b"200")];
-    let send = &mut h.send;
     match path.as_slice() {
         b"/echo" => {
+            let Ok(body) = read_body(&mut h).await else {
+                return;
+            };
+            let send = &mut h.send;
             if send_frame(send, OutboundFrame::Headers(ok, None))
                 .await
                 .is_ok()
@@ -322,11 +424,18 @@ async fn handle(mut h: IncomingH3Headers) {
                 let _ = send_frame(send, OutboundFrame::Body(body.freeze(), true)).await;
             }
         }
-        b"/stream" if body.len() == 8 => {
+        b"/stream" => {
+            let Ok(body) = read_body(&mut h).await else {
+                return;
+            };
+            if body.len() != 8 {
+                return not_found(&mut h.send).await;
+            }
             let count = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
             let size = u32::from_be_bytes([body[4], body[5], body[6], body[7]])
                 .min(knafeh_bench_echo::MAX_STREAM_ITEM);
             let item = Bytes::from(vec![0x5a; size as usize]);
+            let send = &mut h.send;
             if send_frame(send, OutboundFrame::Headers(ok, None))
                 .await
                 .is_err()
@@ -343,10 +452,50 @@ async fn handle(mut h: IncomingH3Headers) {
             }
             let _ = send_frame(send, OutboundFrame::Body(Bytes::new(), true)).await;
         }
-        _ => {
-            let not_found = vec![h3::Header::new(b":status", b"404")];
-            let _ = send_frame(send, OutboundFrame::Headers(not_found, None)).await;
-            let _ = send_frame(send, OutboundFrame::Body(Bytes::new(), true)).await;
+        b"/upload" => {
+            let Ok(n) = count_body(&mut h).await else {
+                return;
+            };
+            let send = &mut h.send;
+            if send_frame(send, OutboundFrame::Headers(ok, None))
+                .await
+                .is_ok()
+            {
+                let body = Bytes::copy_from_slice(&n.to_be_bytes());
+                let _ = send_frame(send, OutboundFrame::Body(body, true)).await;
+            }
         }
+        b"/echo_each" => {
+            let send = &mut h.send;
+            if send_frame(send, OutboundFrame::Headers(ok, None))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if h.read_fin {
+                let _ = send_frame(send, OutboundFrame::Body(Bytes::new(), true)).await;
+                return;
+            }
+            while let Some(frame) = h.recv.recv().await {
+                if let InboundFrame::Body(chunk, fin) = frame {
+                    let chunk = chunk.freeze();
+                    if send_frame(send, OutboundFrame::Body(chunk, fin))
+                        .await
+                        .is_err()
+                        || fin
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        _ => not_found(&mut h.send).await,
     }
+}
+
+async fn not_found(send: &mut OutboundFrameSender) {
+    let not_found = vec![h3::Header::new(b":status", b"404")];
+    let _ = send_frame(send, OutboundFrame::Headers(not_found, None)).await;
+    let _ = send_frame(send, OutboundFrame::Body(Bytes::new(), true)).await;
 }

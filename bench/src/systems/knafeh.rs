@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 
+use knafeh::{StreamSender, Streaming};
 use knafeh_bench_echo::{EchoClient, EchoImpl, EchoMsg, EchoServer, StreamRequest};
 
-use super::{Conn, ServeOpts, Target, MAX_MESSAGE};
+use super::{Bidi, Conn, Producer, ServeOpts, Target, CHANNEL_CAP, MAX_MESSAGE};
 
 #[derive(Clone)]
 pub struct KnafehConn(EchoClient);
@@ -16,6 +17,8 @@ impl KnafehConn {
 }
 
 impl Conn for KnafehConn {
+    type Bidi = KnafehBidi;
+
     async fn connect(target: &Target) -> Result<Self, String> {
         let client = knafeh::Client::builder(target.addr.to_string())
             .ca_file(&target.ca)
@@ -46,6 +49,97 @@ impl Conn for KnafehConn {
             n += 1;
         }
         Ok(n)
+    }
+
+    async fn upload(&self, count: u32, size: usize, producer: Producer) -> Result<u64, String> {
+        let item = vec![0xa5; size];
+        let items = (0..count).map(move |_| EchoMsg {
+            payload: item.clone(),
+        });
+        let tally = match producer {
+            Producer::Iter => self.0.upload(Streaming::iter(items)).await,
+            Producer::Channel => {
+                let (tx, requests) = Streaming::channel(CHANNEL_CAP);
+                let producer = tokio::spawn(async move {
+                    for msg in items {
+                        if tx.send(msg).await.is_err() {
+                            return; // the call ended; its status tells why
+                        }
+                    }
+                });
+                let tally = self.0.upload(requests).await;
+                producer
+                    .await
+                    .map_err(|e| format!("knafeh producer task: {e}"))?;
+                tally
+            }
+        };
+        let tally = tally.map_err(|e| format!("knafeh upload: {e}"))?;
+        if tally.bytes != tally.count * size as u64 {
+            return Err(format!(
+                "knafeh upload: {} bytes in {} messages",
+                tally.bytes, tally.count
+            ));
+        }
+        Ok(tally.count)
+    }
+
+    async fn open_bidi(&self) -> Result<KnafehBidi, String> {
+        let (tx, requests) = Streaming::channel(1);
+        let replies = self
+            .0
+            .echo_each(requests)
+            .await
+            .map_err(|e| format!("knafeh echo_each: {e}"))?;
+        Ok(KnafehBidi { tx, replies })
+    }
+
+    async fn bidi_stream(&self, count: u32, size: usize) -> Result<u64, String> {
+        let item = vec![0xa5; size];
+        let items = (0..count).map(move |_| EchoMsg {
+            payload: item.clone(),
+        });
+        let mut replies = self
+            .0
+            .echo_each(Streaming::iter(items))
+            .await
+            .map_err(|e| format!("knafeh echo_each: {e}"))?;
+        let mut n = 0;
+        while let Some(reply) = replies.message().await {
+            reply.map_err(|e| format!("knafeh echo_each reply {n}: {e}"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// The sending half and the replies of one `echo_each` call.
+pub struct KnafehBidi {
+    tx: StreamSender<EchoMsg>,
+    replies: Streaming<EchoMsg>,
+}
+
+impl Bidi for KnafehBidi {
+    async fn round_trip(&mut self, payload: Vec<u8>) -> Result<usize, String> {
+        self.tx
+            .send(EchoMsg { payload })
+            .await
+            .map_err(|e| format!("knafeh echo_each send: {e}"))?;
+        match self.replies.message().await {
+            Some(Ok(reply)) => Ok(reply.payload.len()),
+            Some(Err(e)) => Err(format!("knafeh echo_each reply: {e}")),
+            None => Err("knafeh echo_each: the call ended early".into()),
+        }
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        let KnafehBidi { tx, mut replies } = self;
+        drop(tx);
+        match replies.message().await {
+            None => Ok(()),
+            Some(Ok(_)) => Err("knafeh echo_each: an extra reply".into()),
+            Some(Err(e)) => Err(format!("knafeh echo_each end: {e}")),
+        }
     }
 }
 

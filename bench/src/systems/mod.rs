@@ -47,8 +47,26 @@ pub struct Target {
     pub ca: PathBuf,
 }
 
+/// What produces the requests of a client-streaming call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Producer {
+    /// An iterator handed to the call (knafeh `Streaming::iter`, tonic
+    /// `tokio_stream::iter`): the call pulls the items itself.
+    Iter,
+    /// A task sending into a bounded channel of [`CHANNEL_CAP`] items
+    /// (knafeh `Streaming::channel`, tonic `tokio::sync::mpsc` behind a
+    /// `ReceiverStream`).
+    Channel,
+}
+
+/// Capacity of the channel of [`Producer::Channel`].
+pub const CHANNEL_CAP: usize = 128;
+
 /// A connection to one server. Clones share the connection.
 pub trait Conn: Clone + Send + Sync + 'static {
+    /// One open bidirectional call (see [`Conn::open_bidi`]).
+    type Bidi: Bidi;
+
     /// Opens one connection (handshake done when this returns).
     fn connect(target: &Target) -> impl Future<Output = Result<Self, String>> + Send;
 
@@ -58,6 +76,42 @@ pub trait Conn: Clone + Send + Sync + 'static {
     /// One server-streaming call of `count` items of `size` bytes; returns
     /// how many items arrived.
     fn stream(&self, count: u32, size: u32) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// One client-streaming call of `count` messages of `size` bytes from
+    /// `producer`; returns how many messages the server counted.
+    fn upload(
+        &self,
+        count: u32,
+        size: usize,
+        producer: Producer,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// Opens one bidirectional call of the echo-each method, to send
+    /// messages one at a time (the server answers each as it arrives).
+    fn open_bidi(&self) -> impl Future<Output = Result<Self::Bidi, String>> + Send;
+
+    /// One bidirectional call of the echo-each method: `count` messages of
+    /// `size` bytes from an iterator while the echoes are read as they
+    /// come; returns how many echoes arrived.
+    fn bidi_stream(
+        &self,
+        count: u32,
+        size: usize,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+}
+
+/// An open bidirectional call.
+pub trait Bidi: Send + 'static {
+    /// Sends one message and waits for its echo; returns the echo's
+    /// payload length.
+    fn round_trip(
+        &mut self,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<usize, String>> + Send;
+
+    /// Ends the request side and waits for the call to end without error
+    /// (after no further replies).
+    fn finish(self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Serves `system` on `addr` until the future is dropped (the server

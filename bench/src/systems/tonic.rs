@@ -8,12 +8,15 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{http, BoxFuture, BoxStream, Service};
-use tonic::server::{Grpc, ServerStreamingService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::server::{
+    ClientStreamingService, Grpc, ServerStreamingService, StreamingService, UnaryService,
+};
+use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
-use super::{Conn, ServeOpts, Target, MAX_MESSAGE};
+use super::{Bidi, Conn, Producer, ServeOpts, Target, CHANNEL_CAP, MAX_MESSAGE};
 
 /// `message Echo { bytes payload = 1; }`
 #[derive(Clone, PartialEq, prost::Message)]
@@ -31,13 +34,54 @@ pub struct PbStreamRequest {
     pub size: u32,
 }
 
+/// `message Tally { uint64 count = 1; uint64 bytes = 2; }`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbTally {
+    #[prost(uint64, tag = "1")]
+    pub count: u64,
+    #[prost(uint64, tag = "2")]
+    pub bytes: u64,
+}
+
 const ECHO_PATH: &str = "/bench.Echo/Echo";
 const STREAM_PATH: &str = "/bench.Echo/Stream";
+const UPLOAD_PATH: &str = "/bench.Echo/Upload";
+const ECHO_EACH_PATH: &str = "/bench.Echo/EchoEach";
 
 #[derive(Clone)]
 pub struct TonicConn(tonic::client::Grpc<tonic::transport::Channel>);
 
+impl TonicConn {
+    async fn ready(&self) -> Result<tonic::client::Grpc<tonic::transport::Channel>, String> {
+        let mut grpc = self.0.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| format!("tonic not ready: {e}"))?;
+        Ok(grpc)
+    }
+
+    /// Opens an `EchoEach` call on `requests`.
+    async fn echo_each<S>(&self, requests: S) -> Result<Streaming<PbEcho>, String>
+    where
+        S: tonic::codegen::tokio_stream::Stream<Item = PbEcho> + Send + 'static,
+    {
+        Ok(self
+            .ready()
+            .await?
+            .streaming(
+                Request::new(requests),
+                PathAndQuery::from_static(ECHO_EACH_PATH),
+                ProstCodec::<PbEcho, PbEcho>::default(),
+            )
+            .await
+            .map_err(|e| format!("tonic echo_each: {e}"))?
+            .into_inner())
+    }
+}
+
 impl Conn for TonicConn {
+    type Bidi = TonicBidi;
+
     async fn connect(target: &Target) -> Result<Self, String> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", target.addr))
             .map_err(|e| format!("tonic endpoint: {e}"))?
@@ -92,6 +136,106 @@ impl Conn for TonicConn {
         }
         Ok(n)
     }
+
+    async fn upload(&self, count: u32, size: usize, producer: Producer) -> Result<u64, String> {
+        let mut grpc = self.ready().await?;
+        let item = vec![0xa5; size];
+        let items = (0..count).map(move |_| PbEcho {
+            payload: item.clone(),
+        });
+        let path = PathAndQuery::from_static(UPLOAD_PATH);
+        let codec = ProstCodec::<PbEcho, PbTally>::default();
+        let tally = match producer {
+            Producer::Iter => {
+                let requests = tonic::codegen::tokio_stream::iter(items);
+                grpc.client_streaming(Request::new(requests), path, codec)
+                    .await
+            }
+            Producer::Channel => {
+                let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAP);
+                let producer = tokio::spawn(async move {
+                    for msg in items {
+                        if tx.send(msg).await.is_err() {
+                            return; // the call ended; its status tells why
+                        }
+                    }
+                });
+                let requests = ReceiverStream::new(rx);
+                let tally = grpc
+                    .client_streaming(Request::new(requests), path, codec)
+                    .await;
+                producer
+                    .await
+                    .map_err(|e| format!("tonic producer task: {e}"))?;
+                tally
+            }
+        };
+        let tally = tally
+            .map_err(|e| format!("tonic upload: {e}"))?
+            .into_inner();
+        if tally.bytes != tally.count * size as u64 {
+            return Err(format!(
+                "tonic upload: {} bytes in {} messages",
+                tally.bytes, tally.count
+            ));
+        }
+        Ok(tally.count)
+    }
+
+    async fn open_bidi(&self) -> Result<TonicBidi, String> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let replies = self.echo_each(ReceiverStream::new(rx)).await?;
+        Ok(TonicBidi { tx, replies })
+    }
+
+    async fn bidi_stream(&self, count: u32, size: usize) -> Result<u64, String> {
+        let item = vec![0xa5; size];
+        let items = (0..count).map(move |_| PbEcho {
+            payload: item.clone(),
+        });
+        let mut replies = self
+            .echo_each(tonic::codegen::tokio_stream::iter(items))
+            .await?;
+        let mut n = 0;
+        while let Some(_reply) = replies
+            .message()
+            .await
+            .map_err(|e| format!("tonic echo_each reply {n}: {e}"))?
+        {
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// The sending half and the replies of one `EchoEach` call.
+pub struct TonicBidi {
+    tx: tokio::sync::mpsc::Sender<PbEcho>,
+    replies: Streaming<PbEcho>,
+}
+
+impl Bidi for TonicBidi {
+    async fn round_trip(&mut self, payload: Vec<u8>) -> Result<usize, String> {
+        self.tx
+            .send(PbEcho { payload })
+            .await
+            .map_err(|_| "tonic echo_each: the call ended".to_owned())?;
+        match self.replies.message().await {
+            Ok(Some(reply)) => Ok(reply.payload.len()),
+            Ok(None) => Err("tonic echo_each: the call ended early".into()),
+            Err(e) => Err(format!("tonic echo_each reply: {e}")),
+        }
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        let TonicBidi { tx, mut replies } = self;
+        drop(tx);
+        match replies.message().await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("tonic echo_each: an extra reply".into()),
+            Err(e) => Err(format!("tonic echo_each end: {e}")),
+        }
+    }
 }
 
 struct EchoUnary;
@@ -126,7 +270,40 @@ impl ServerStreamingService<PbStreamRequest> for EchoStream {
     }
 }
 
-/// The service: routes the two paths, like tonic-build's generated server.
+struct Upload;
+
+impl ClientStreamingService<PbEcho> for Upload {
+    type Response = PbTally;
+    type Future = BoxFuture<Response<PbTally>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<PbEcho>>) -> Self::Future {
+        let mut requests = request.into_inner();
+        Box::pin(async move {
+            let mut tally = PbTally { count: 0, bytes: 0 };
+            while let Some(msg) = requests.message().await? {
+                tally.count += 1;
+                tally.bytes += msg.payload.len() as u64;
+            }
+            Ok(Response::new(tally))
+        })
+    }
+}
+
+struct EchoEach;
+
+impl StreamingService<PbEcho> for EchoEach {
+    type Response = PbEcho;
+    type ResponseStream = Streaming<PbEcho>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<PbEcho>>) -> Self::Future {
+        // The request stream is itself the reply stream (as on knafeh's
+        // side).
+        std::future::ready(Ok(Response::new(request.into_inner())))
+    }
+}
+
+/// The service: routes the paths, like tonic-build's generated server.
 #[derive(Clone)]
 struct EchoService;
 
@@ -156,6 +333,18 @@ where
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE);
                 Ok(grpc.server_streaming(EchoStream, req).await)
+            }),
+            UPLOAD_PATH => Box::pin(async move {
+                let mut grpc = Grpc::new(ProstCodec::<PbTally, PbEcho>::default())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE);
+                Ok(grpc.client_streaming(Upload, req).await)
+            }),
+            ECHO_EACH_PATH => Box::pin(async move {
+                let mut grpc = Grpc::new(ProstCodec::<PbEcho, PbEcho>::default())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE);
+                Ok(grpc.streaming(EchoEach, req).await)
             }),
             _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
         }
