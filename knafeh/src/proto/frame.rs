@@ -249,10 +249,14 @@ impl Decoder {
         }
     }
 
-    /// Records a sticky error and frees the buffer.
+    /// Records a sticky error and frees the buffer, except for the complete
+    /// messages before the error: they are still handed out, then the
+    /// error.
     fn fail(&mut self, e: FrameError) -> FrameError {
-        self.buf = BytesMut::new();
-        self.complete_end = 0;
+        self.buf.truncate(self.complete_end);
+        if self.complete_end == 0 {
+            self.buf = BytesMut::new();
+        }
         self.current_len = None;
         self.error = Some(e.clone());
         e
@@ -260,11 +264,11 @@ impl Decoder {
 
     /// The payload length of the next complete message, if there is one.
     fn next_len(&self) -> Result<Option<usize>, FrameError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
         if self.complete_end < PREFIX_LEN {
-            return Ok(None);
+            return match &self.error {
+                Some(e) => Err(e.clone()),
+                None => Ok(None),
+            };
         }
         let p = &self.buf[..PREFIX_LEN];
         // Validated by `push`, so it fits in usize and is within `complete_end`.
@@ -296,6 +300,14 @@ impl Decoder {
         self.buf.advance(PREFIX_LEN + len);
         self.complete_end -= PREFIX_LEN + len;
         Ok(Some(out))
+    }
+
+    /// The error that stopped the decoder, if one did.
+    pub(crate) fn check(&self) -> Result<(), FrameError> {
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Checks the end of the stream: `Ok` unless part of a message was
@@ -568,7 +580,10 @@ mod tests {
         let mut data = frame(b"ok");
         data.extend_from_slice(&[1, 0, 0, 0, 0]);
         assert_eq!(d.push(&data), Err(FrameError::Compressed));
+        // The complete message before the error still comes out first.
+        assert_eq!(d.next_message().unwrap().unwrap(), &b"ok"[..]);
         assert_eq!(d.next_message(), Err(FrameError::Compressed));
+        assert_eq!(d.buf.len(), 0);
     }
 
     #[test]

@@ -93,11 +93,10 @@ impl MessagesReader {
         }
     }
 
-    /// Body bytes arrived.
-    pub(crate) fn on_data(&mut self, bytes: &[u8]) -> Result<(), Status> {
-        self.decoder
-            .push(bytes)
-            .map_err(|e| e.to_status(&self.path, Direction::Request))
+    /// Body bytes arrived. A framing error comes out of [`Self::next`],
+    /// after the complete messages before it.
+    pub(crate) fn on_data(&mut self, bytes: &[u8]) {
+        let _ = self.decoder.push(bytes);
     }
 
     /// The client ended its side of the stream.
@@ -114,6 +113,8 @@ impl MessagesReader {
         if let Some(m) = self.decoder.next_message().map_err(frame_err)? {
             return Ok(NextRequest::Message(m));
         }
+        // Nothing more can come after a framing error.
+        self.decoder.check().map_err(frame_err)?;
         if !self.finished {
             return Ok(NextRequest::NeedData);
         }
@@ -233,10 +234,10 @@ mod tests {
         body.extend(framed(b"three"));
         for cut in 0..=body.len() {
             let mut r = MessagesReader::new(PATH, 64);
-            r.on_data(&body[..cut]).unwrap();
+            r.on_data(&body[..cut]);
             let (first, state) = drain(&mut r);
             assert_eq!(state.unwrap(), NextRequest::NeedData);
-            r.on_data(&body[cut..]).unwrap();
+            r.on_data(&body[cut..]);
             let (rest, state) = drain(&mut r);
             assert_eq!(state.unwrap(), NextRequest::NeedData);
             let all: Vec<Vec<u8>> = first.into_iter().chain(rest).collect();
@@ -259,14 +260,19 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_is_refused_at_its_first_bad_message() {
+    fn a_stream_is_refused_at_its_first_bad_message_after_the_ones_before() {
         let mut r = MessagesReader::new(PATH, 4);
         let mut body = framed(b"ok");
         body.extend(framed(b"too long"));
-        let err = r.on_data(&body).unwrap_err();
-        assert_eq!(err.code(), Code::ResourceExhausted);
+        body.extend(framed(b"ok"));
+        r.on_data(&body);
+        let (got, state) = drain(&mut r);
+        assert_eq!(got, [b"ok".to_vec()]);
+        assert_eq!(state.unwrap_err().code(), Code::ResourceExhausted);
+        r.on_data(&framed(b"ok"));
+        assert_eq!(r.next().unwrap_err().code(), Code::ResourceExhausted);
         let mut r = MessagesReader::new(PATH, 64);
-        r.on_data(&framed(b"abc")[..4]).unwrap();
+        r.on_data(&framed(b"abc")[..4]);
         r.on_finished();
         let err = r.next().unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);

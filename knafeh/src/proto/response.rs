@@ -121,13 +121,12 @@ impl ResponseReader {
         match self.state {
             State::AwaitHeaders => Err(self.protocol_error("response body before headers")),
             State::Done | State::Ending(_) => Ok(()),
-            State::Messages => match self.decoder.push(bytes) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let status = e.to_status(self.path, Direction::Response);
-                    Err(self.fail(status))
-                }
-            },
+            // A framing error comes out of `next_message_with`, after the
+            // complete messages before it.
+            State::Messages => {
+                let _ = self.decoder.push(bytes);
+                Ok(())
+            }
         }
     }
 
@@ -340,11 +339,15 @@ mod tests {
 
     #[test]
     fn frame_errors() {
-        // Too large: RESOURCE_EXHAUSTED as soon as the prefix arrives.
+        // Too large: RESOURCE_EXHAUSTED once the prefix arrives, after the
+        // messages before it.
         let mut r = ResponseReader::new(PATH, 4);
         r.on_headers(pairs(OK_HEAD)).unwrap();
-        let err = r.on_data(&framed(&[b"12345"])[..5]).unwrap_err();
+        r.on_data(&framed(&[b"ok", b"12345"])[..12]).unwrap();
+        assert_eq!(next(&mut r).unwrap(), Next::Message(b"ok".to_vec()));
+        let err = next(&mut r).unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(next(&mut r).unwrap(), Next::End);
         // A message cut short by the trailers.
         let mut r = ResponseReader::new(PATH, 1024);
         r.on_headers(pairs(OK_HEAD)).unwrap();

@@ -93,9 +93,7 @@ impl Stream for RequestStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(StreamEvent::Data(bytes))) => {
                     this.tx.consumed(&this.window, bytes.len());
-                    if let Err(status) = this.reader.on_data(&bytes) {
-                        return this.fail(status);
-                    }
+                    this.reader.on_data(&bytes);
                 }
                 Poll::Ready(Some(StreamEvent::Finished)) => this.reader.on_finished(),
                 Poll::Ready(Some(StreamEvent::Reset(_)) | None) => {
