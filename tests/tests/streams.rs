@@ -664,3 +664,127 @@ async fn ten_thousand_bidirectional_calls_on_one_connection() {
     })
     .await
 }
+
+/// The process's resident memory, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Samples [`rss`] every 20 ms until dropped; the peak.
+struct RssPeak(Arc<AtomicU64>, tokio::task::JoinHandle<()>);
+
+impl RssPeak {
+    fn start() -> Self {
+        let peak = Arc::new(AtomicU64::new(rss()));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(rss(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        RssPeak(peak, task)
+    }
+
+    fn peak(&self) -> u64 {
+        self.0.fetch_max(rss(), Ordering::SeqCst).max(rss())
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.1.abort();
+    }
+}
+
+/// Streamed through a paused reader: 256 MiB (the debug test build moves
+/// about 25 MB/s; `cargo test --release` with 1 GiB holds the same bounds).
+const STREAMED: u64 = 256 << 20;
+const CHUNK: usize = 64 * 1024;
+/// What may be buffered between a paused reader and its writer: the
+/// windows of both sides and the channels, with room to spare.
+const BUFFERED_MAX: u64 = 32 << 20;
+/// How far memory may grow while 1 GiB goes through.
+const GROWTH_MAX: u64 = 128 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
+    bounded(async {
+        let f = Fixture::start(|b| b.max_message_size(CHUNK + 64)).await;
+        let produced = Arc::new(AtomicU64::new(0));
+        let count = STREAMED / CHUNK as u64;
+        let requests = Streaming::iter((0..count).map({
+            let produced = produced.clone();
+            move |n| {
+                produced.fetch_add(1, Ordering::SeqCst);
+                Msg {
+                    n,
+                    data: vec![n as u8; CHUNK],
+                }
+            }
+        }));
+        let before = rss();
+        let peak = RssPeak::start();
+        let call = tokio::spawn({
+            let pipe = f.pipe.clone();
+            async move { pipe.sink(requests).await }
+        });
+        // The server does not read: the client stops producing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stalled = produced.load(Ordering::SeqCst) * CHUNK as u64;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = produced.load(Ordering::SeqCst) * CHUNK as u64;
+        assert_eq!(stalled, later, "the writer kept producing");
+        assert!(
+            stalled <= BUFFERED_MAX,
+            "{stalled} bytes produced before the reader read"
+        );
+        f.state.resume.store(true, Ordering::SeqCst);
+        f.state.resume_notify.notify_waiters();
+        let summary = call.await.unwrap().unwrap();
+        assert_eq!((summary.count, summary.bytes), (count, STREAMED));
+        let growth = peak.peak().saturating_sub(before);
+        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes ");
+        f.server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_client_slows_a_server_stream_and_memory_stays_bounded() {
+    bounded(async {
+        let f = Fixture::start(|b| b).await;
+        let count = STREAMED / CHUNK as u64;
+        let first = Msg {
+            n: count,
+            data: vec![5; CHUNK],
+        };
+        let before = rss();
+        let peak = RssPeak::start();
+        let mut replies = f.pipe.source(Streaming::iter([first])).await.unwrap();
+        assert_eq!(replies.message().await.unwrap().unwrap().n, 0);
+        // The client does not read: the server's producer stops.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stalled = f.state.produced.load(Ordering::SeqCst) * CHUNK as u64;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = f.state.produced.load(Ordering::SeqCst) * CHUNK as u64;
+        assert_eq!(stalled, later, "the server kept producing");
+        assert!(
+            stalled <= BUFFERED_MAX,
+            "{stalled} bytes produced before the client read"
+        );
+        let mut got = 1;
+        let mut bytes = CHUNK as u64;
+        while let Some(m) = replies.message().await {
+            bytes += m.unwrap().data.len() as u64;
+            got += 1;
+        }
+        assert_eq!((got, bytes), (count, STREAMED));
+        let growth = peak.peak().saturating_sub(before);
+        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes ");
+        f.server.shutdown().await;
+    })
+    .await
+}

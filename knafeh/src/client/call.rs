@@ -226,6 +226,7 @@ impl Client {
             Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
                 call,
                 span,
+                end: None,
                 _t: std::marker::PhantomData,
             })
             .with_metadata(headers)),
@@ -336,7 +337,18 @@ pub(super) fn deadline_status(path: &str) -> Status {
 pub(super) struct DecodeStream<T> {
     pub(super) call: ActiveCall,
     pub(super) span: CallSpan,
+    /// A bidirectional call's request pump, told how the call ended (or,
+    /// when this is dropped first, that it was cancelled).
+    pub(super) end: Option<tokio::sync::oneshot::Sender<Status>>,
     pub(super) _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> DecodeStream<T> {
+    fn ended(&mut self, status: &Status) {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(status.clone());
+        }
+    }
 }
 
 impl<T: Message> Stream for DecodeStream<T> {
@@ -352,10 +364,18 @@ impl<T: Message> Stream for DecodeStream<T> {
                 if !this.span.done {
                     this.span.finish(None);
                 }
+                this.ended(&Status::ok());
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(status))) => {
                 this.span.finish(Some(&status));
+                this.ended(&status);
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(Some(Ok(Err(status)))) => {
+                let status = this.call.fail(status);
+                this.span.finish(Some(&status));
+                this.ended(&status);
                 Poll::Ready(Some(Err(status)))
             }
             Poll::Ready(Some(Ok(decoded))) => Poll::Ready(Some(decoded)),

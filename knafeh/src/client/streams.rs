@@ -1,9 +1,12 @@
 //! Calls whose request is a stream (client-streaming and bidirectional):
-//! a pump task sends the caller's messages as they come, while the call
+//! a pump task sends the caller's messages as they come, while the caller
 //! reads the response. Each side learns how the other ended: the pump
 //! stops when the response ends (and the caller's senders then report
 //! that status), and a request stream that fails cancels the call with
-//! its status.
+//! its status. A server that ends the call before reading every request
+//! stops the pump's writes; the pump then waits for the response's status,
+//! which the caller reads (a bidirectional caller that neither reads nor
+//! drops its replies leaves its senders waiting, as a full channel would).
 
 use super::*;
 use std::future::Future;
@@ -15,18 +18,13 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::call::{decode_response, read_unary, Aborted, ActiveCall, CallSpan, Prepared};
+use super::call::{read_unary, Aborted, ActiveCall, CallSpan, DecodeStream, Prepared};
 use crate::service::Message;
-use crate::streaming::ReceiverStream;
 use crate::transport::conn::{Command, RequestTx};
 use crate::{CallOptions, Codec, Response, Status, Streaming};
 
 /// Largest batch of ready request messages sent as one DATA frame.
 const REQUEST_BATCH: usize = 64 * 1024;
-
-/// Replies a bidirectional call's reader may hold for a caller that has
-/// not taken them yet.
-const REPLY_BUFFER: usize = 32;
 
 impl Client {
     /// Makes a client-streaming call to `path` (generated clients call
@@ -130,56 +128,13 @@ impl Client {
             }
         };
         let headers = call.reader.take_headers();
-        let (tx, rx) = mpsc::channel(REPLY_BUFFER);
-        let task = forward_replies::<Resp>(call, tx, stop, span);
-        tokio::spawn(task);
-        Ok(Streaming::new(ReceiverStream(rx)).with_metadata(headers))
-    }
-}
-
-/// Reads a bidirectional call's responses into `tx` as the caller takes
-/// them; tells the pump how the call ended. The caller dropping its stream
-/// cancels the call (dropping `call` resets the stream).
-async fn forward_replies<Resp: Message>(
-    mut call: ActiveCall,
-    tx: mpsc::Sender<Result<Resp, Status>>,
-    stop: oneshot::Sender<Status>,
-    mut span: CallSpan,
-) {
-    let (path, codec) = (call.path, call.codec);
-    let end = async {
-        loop {
-            let Ok(permit) = tx.reserve().await else {
-                return None;
-            };
-            let mut decode = |b: &[u8]| decode_response::<Resp>(path, codec, b);
-            let next = tokio::select! {
-                next = std::future::poll_fn(|cx| call.poll_message(cx, &mut decode)) => next,
-                () = tx.closed() => return None,
-            };
-            let failed = match next {
-                None => return Some(Status::ok()),
-                Some(Ok(Ok(msg))) => {
-                    permit.send(Ok(msg));
-                    continue;
-                }
-                Some(Ok(Err(decode_failed))) => call.fail(decode_failed),
-                Some(Err(status)) => status,
-            };
-            permit.send(Err(failed.clone()));
-            return Some(failed);
-        }
-    }
-    .instrument(span.span.clone())
-    .await;
-    match end {
-        Some(status) => {
-            span.finish((status.code() != crate::Code::Ok).then_some(&status));
-            let _ = stop.send(status);
-        }
-        // The caller dropped the stream: the call is cancelled (the span
-        // records it when dropped).
-        None => drop(stop),
+        let replies = DecodeStream::<Resp> {
+            call,
+            span,
+            end: Some(stop),
+            _t: std::marker::PhantomData,
+        };
+        Ok(Streaming::new(replies).with_metadata(headers))
     }
 }
 
@@ -232,7 +187,13 @@ impl Pump {
         let mut buf = BytesMut::new();
         let cancelled = || Status::cancelled(format!("{}: the call was cancelled", self.path));
         loop {
-            let step = self.next_step(&mut requests, &mut stop, &mut buf).await;
+            let mut step = self.next_step(&mut requests, &mut stop, &mut buf).await;
+            if matches!(step, Step::Send(false)) && buf.len() < REQUEST_BATCH / 2 {
+                // A producer feeding a channel refills it in a moment: let
+                // it, so that one send carries more than a few messages.
+                tokio::task::yield_now().await;
+                step = self.next_step(&mut requests, &mut stop, &mut buf).await;
+            }
             let fin = match step {
                 Step::Send(fin) => fin,
                 Step::Fail(status) => {
