@@ -496,6 +496,13 @@ fn message_type(ty: &Type, errors: &mut Errors) -> bool {
 /// The item of a `Streaming<Item>`: a message type, not a `Result` (a
 /// stream carries its error itself: it yields `Result<Item, Status>`).
 fn stream_item(item: &Type, errors: &mut Errors) -> bool {
+    if is_named(item, "Streaming") {
+        errors.spanned(
+            item,
+            "a stream of streams is not supported: the item type of `Streaming` is a message type",
+        );
+        return false;
+    }
     if result_parts(item).is_some() || is_named(item, "Result") {
         errors.spanned(
             item,

@@ -8,9 +8,11 @@
 //!
 //! # Guide
 //!
-//! A service is a trait of `async fn`s taking `&self` and one request,
-//! returning `Result<Reply, Status>` (unary) or
-//! `Result<Streaming<Item>, Status>` (server streaming). The macro
+//! A service is a trait of `async fn`s taking `&self` and a request —
+//! one message, or `Streaming<Request>` for a stream of them — returning
+//! `Result<Reply, Status>` or `Result<Streaming<Item>, Status>` for a
+//! stream of replies: unary, server-streaming, client-streaming and
+//! bidirectional methods. The macro
 //! generates `{Trait}Server<T>`, which routes every method to your
 //! implementation, and `{Trait}Client`, with one method per trait method
 //! plus a `*_with` variant taking [`CallOptions`] (deadline, metadata) and
@@ -29,6 +31,8 @@
 //! pub struct CountRequest { pub n: u32 }
 //! #[derive(Serialize, Deserialize)]
 //! pub struct Count { pub value: u32 }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Total { pub sum: u64 }
 //!
 //! #[knafeh::service(package = "helloworld")]
 //! pub trait Greeter {
@@ -36,6 +40,10 @@
 //!     async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
 //!     /// Server streaming: 1..=n.
 //!     async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status>;
+//!     /// Client streaming: the sum of the values.
+//!     async fn add_up(&self, req: Streaming<Count>) -> Result<Total, Status>;
+//!     /// Bidirectional: one reply per request, as each arrives.
+//!     async fn chat(&self, req: Streaming<HelloRequest>) -> Result<Streaming<HelloReply>, Status>;
 //! }
 //!
 //! struct MyGreeter;
@@ -49,6 +57,25 @@
 //!     }
 //!     async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status> {
 //!         Ok(Streaming::iter((1..=req.n).map(|value| Count { value })))
+//!     }
+//!     async fn add_up(&self, mut req: Streaming<Count>) -> Result<Total, Status> {
+//!         let mut sum = 0;
+//!         while let Some(count) = req.message().await {
+//!             sum += u64::from(count?.value);
+//!         }
+//!         Ok(Total { sum })
+//!     }
+//!     async fn chat(&self, mut req: Streaming<HelloRequest>) -> Result<Streaming<HelloReply>, Status> {
+//!         let (tx, replies) = Streaming::channel(8);
+//!         tokio::spawn(async move {
+//!             while let Some(Ok(r)) = req.message().await {
+//!                 let reply = HelloReply { message: format!("Hello, {}!", r.name) };
+//!                 if tx.send(reply).await.is_err() {
+//!                     break; // the call ended
+//!                 }
+//!             }
+//!         });
+//!         Ok(replies)
 //!     }
 //! }
 //!
@@ -82,6 +109,20 @@
 //!     }
 //!     assert_eq!(values, [1, 2, 3]);
 //!
+//!     // A stream of requests: any `Stream`, or a `Streaming`.
+//!     let total = greeter.add_up(Streaming::iter((1..=4).map(|value| Count { value }))).await?;
+//!     assert_eq!(total.sum, 10);
+//!     // Send one by one while reading the replies.
+//!     let (tx, requests) = Streaming::channel(4);
+//!     let mut replies = greeter.chat(requests).await?;
+//!     for name in ["Ada", "Grace"] {
+//!         tx.send(HelloRequest { name: name.into() }).await.map_err(|e| e.to_string())?;
+//!         let reply = replies.message().await.ok_or("no reply")??;
+//!         assert_eq!(reply.message, format!("Hello, {name}!"));
+//!     }
+//!     drop(tx); // half-close: the server sees the end of its requests
+//!     assert!(replies.message().await.is_none());
+//!
 //!     // Errors are statuses with a gRPC code.
 //!     let refused = greeter.say_hello(HelloRequest { name: String::new() }).await;
 //!     assert_eq!(refused.err().map(|e| e.code()), Some(knafeh::Code::InvalidArgument));
@@ -97,7 +138,8 @@
 //! - a handler that needs the caller's metadata, deadline or address
 //!   takes a second parameter `ctx: knafeh::Context` ([`Context`]);
 //! - streams are [`Streaming`]: from an iterator, any `Stream`, or a task
-//!   feeding [`Streaming::channel`];
+//!   feeding [`Streaming::channel`]; a client takes its request streams as
+//!   anything [`IntoStreaming`];
 //! - [`Interceptor`]s see every call before it runs, on either side;
 //! - [`ServerBuilder`] sets limits, keepalive, mutual TLS and several
 //!   sockets; [`ClientBuilder`] sets the CA, server name, timeouts, codec

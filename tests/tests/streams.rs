@@ -746,7 +746,7 @@ async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
         let summary = call.await.unwrap().unwrap();
         assert_eq!((summary.count, summary.bytes), (count, STREAMED));
         let growth = peak.peak().saturating_sub(before);
-        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes ");
+        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes");
         f.server.shutdown().await;
     })
     .await
@@ -783,7 +783,7 @@ async fn a_paused_client_slows_a_server_stream_and_memory_stays_bounded() {
         }
         assert_eq!((got, bytes), (count, STREAMED));
         let growth = peak.peak().saturating_sub(before);
-        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes ");
+        assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes");
         f.server.shutdown().await;
     })
     .await

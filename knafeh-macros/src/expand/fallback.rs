@@ -39,23 +39,34 @@ pub(super) fn quiet_trait(item: &ItemTrait) -> ItemTrait {
             match arg {
                 FnArg::Receiver(r) if r.reference.is_none() => r.mutability = None,
                 FnArg::Receiver(_) => {}
-                FnArg::Typed(t) => match &mut *t.pat {
-                    Pat::Ident(p) => {
-                        p.mutability = None;
-                        p.by_ref = None;
-                        p.subpat = None;
+                FnArg::Typed(t) => {
+                    if matches!(valid::streaming(&t.ty), valid::Streaming::Malformed) {
+                        *t.ty = syn::parse_quote!(());
                     }
-                    Pat::Wild(_) => {}
-                    other => {
-                        *other = Pat::Wild(syn::PatWild {
-                            attrs: Vec::new(),
-                            underscore_token: Default::default(),
-                        })
-                    }
-                },
+                    quiet_pattern(&mut t.pat);
+                }
             }
         }
         true
     });
     item
+}
+
+/// A plain binding: `mut`, `ref` and sub-patterns dropped, other patterns
+/// made `_`.
+fn quiet_pattern(pat: &mut Pat) {
+    match pat {
+        Pat::Ident(p) => {
+            p.mutability = None;
+            p.by_ref = None;
+            p.subpat = None;
+        }
+        Pat::Wild(_) => {}
+        other => {
+            *other = Pat::Wild(syn::PatWild {
+                attrs: Vec::new(),
+                underscore_token: Default::default(),
+            })
+        }
+    }
 }

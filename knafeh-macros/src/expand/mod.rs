@@ -213,6 +213,8 @@ mod tests {
                 async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
                 async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status>;
                 async fn whoami(&self, req: Empty, ctx: knafeh::Context) -> Result<Who, Status>;
+                async fn add_up(&self, req: Streaming<Count>) -> Result<Total, Status>;
+                async fn chat(&self, req: Streaming<Hello>, ctx: Context) -> Result<Streaming<Reply>, Status>;
             }
         }
     }
@@ -294,7 +296,17 @@ mod tests {
         );
         assert!(out.contains("< T as Greeter > :: say_hello (& * inner , req) . await"));
         assert!(out.contains("< T as Greeter > :: whoami (& * inner , req , ctx) . await"));
-        assert!(out.contains(r#""say_hello" | "count_to" | "whoami" => true"#));
+        let shape = |name: &str, shape: &str| {
+            format!(
+                r#""{name}" => :: core :: option :: Option :: Some (:: knafeh :: __private :: RequestShape :: {shape}) ,"#
+            )
+        };
+        assert!(out.contains(&shape("say_hello", "One")), "{out}");
+        assert!(out.contains(&shape("count_to", "One")));
+        assert!(out.contains(&shape("add_up", "Stream")));
+        assert!(out.contains(&shape("chat", "Stream")));
+        assert!(out.contains(":: knafeh :: __private :: client_streaming (GreeterClient :: ADD_UP"));
+        assert!(out.contains(":: knafeh :: __private :: bidi_streaming (GreeterClient :: CHAT"));
     }
 
     #[test]
@@ -306,6 +318,21 @@ mod tests {
             "-> :: core :: result :: Result < :: knafeh :: Streaming < Count > , :: knafeh :: Status >"
         ));
         assert!(out.contains(r#"# [doc = r" Unary."] pub async fn say_hello"#));
+    }
+
+    #[test]
+    fn clients_take_request_streams_as_into_streaming() {
+        let out = expand(quote!(), greeter());
+        assert!(out.contains("pub async fn add_up (& self , req : impl :: knafeh :: IntoStreaming < Count > ,) -> :: core :: result :: Result < Total , :: knafeh :: Status >"), "{out}");
+        assert!(out.contains("self . client . client_streaming :: < Count , Total > (Self :: ADD_UP , :: knafeh :: IntoStreaming :: into_streaming (req) , options)"));
+        assert!(out.contains("pub async fn chat_with (& self , req : impl :: knafeh :: IntoStreaming < Hello > , options : :: knafeh :: CallOptions ,) -> :: core :: result :: Result < :: knafeh :: Streaming < Reply > , :: knafeh :: Status >"));
+        for ty in ["Count", "Total", "Hello", "Reply"] {
+            assert!(
+                out.contains(&format!("let _ = assert_message :: < {ty} >")),
+                "{ty}"
+            );
+        }
+        assert!(!out.contains("assert_message :: < Streaming"));
     }
 
     #[test]
@@ -341,7 +368,7 @@ mod tests {
                 trait Empty {}
             ),
         );
-        assert!(out.contains("let _ = method ; false"));
+        assert!(out.contains("match method { _ => :: core :: option :: Option :: None , }"));
     }
 
     #[test]
