@@ -32,6 +32,8 @@ pub trait Pinger {
     async fn ping(&self, req: Ping) -> ::std::result::Result<Ping, Status>;
     async fn pings(&self, req: Ping) -> ::std::result::Result<Streaming<Ping>, Status>;
     async fn ctx(&self, req: Ping, ctx: renamed::Context) -> ::std::result::Result<Ping, Status>;
+    async fn upload(&self, req: Streaming<Ping>) -> ::std::result::Result<Ping, Status>;
+    async fn chat(&self, req: Streaming<Ping>) -> ::std::result::Result<Streaming<Ping>, Status>;
 }
 
 struct Impl;
@@ -44,6 +46,12 @@ impl Pinger for Impl {
         ::std::result::Result::Ok(Streaming::iter(::std::iter::once(req)))
     }
     async fn ctx(&self, req: Ping, _ctx: renamed::Context) -> ::std::result::Result<Ping, Status> {
+        ::std::result::Result::Ok(req)
+    }
+    async fn upload(&self, _req: Streaming<Ping>) -> ::std::result::Result<Ping, Status> {
+        ::std::result::Result::Ok(Ping { n: 0 })
+    }
+    async fn chat(&self, req: Streaming<Ping>) -> ::std::result::Result<Streaming<Ping>, Status> {
         ::std::result::Result::Ok(req)
     }
 }
