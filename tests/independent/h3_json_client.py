@@ -56,11 +56,12 @@ class CallResult:
 
     async def until(self, predicate, timeout):
         """Waits until predicate() holds; False if it did not within timeout
-        or the call ended (reset, connection lost) without it holding."""
+        or the stream was reset or the connection lost without it holding.
+        (The server's FIN does not end the wait: STOP_SENDING may follow it.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate():
-            if self.closed or (self.done.done() and not predicate()):
+            if self.closed or self.reset_code is not None:
                 return predicate()
             left = deadline - loop.time()
             if left <= 0:
