@@ -18,6 +18,17 @@ async def main(addr: str, ca: str) -> None:
         await client.say_hello(name="")
     except knafeh.RpcError as e:
         print("say_hello('') ->", e.code.name, e.message)
+    # Client streaming: any iterable or async iterable of requests.
+    print("add_up ->", await client.add_up({"value": v} for v in (1, 2, 3)))
+    # Bidirectional: send and receive on one call, independently.
+    call = client.chat()
+    for name in ("Ada", "Bo"):
+        await call.send(name=name)
+        print("chat ->", await anext(call))
+    await call.done_writing()
+    print("chat rest ->", [r async for r in call])
+    # Or give it the requests up front and read the replies.
+    print("chat ->", [r async for r in client.chat([{"name": "Cy"}, {"name": "Di"}])])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,21 @@ class PyGreeter:
         for value in range(1, req["n"] + 1):
             yield {"value": value}
 
+    async def add_up(self, requests):
+        total = {"sum": 0, "count": 0}
+        async for count in requests:
+            total["sum"] += count["value"]
+            total["count"] += 1
+        return total
+
+    async def chat(self, requests):
+        # One reply per request, as soon as it arrives; an empty name ends
+        # the call after the replies before it.
+        async for req in requests:
+            if not req["name"]:
+                raise knafeh.RpcError(knafeh.Code.INVALID_ARGUMENT, "name must not be empty")
+            yield {"message": f"Hello, {req['name']}!"}
+
 
 async def main(addr: str, cert_dir: str) -> None:
     ca, cert, key = knafeh.dev_cert(cert_dir)

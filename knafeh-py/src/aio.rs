@@ -148,7 +148,7 @@ impl LoopCompleter {
     }
 }
 
-fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     GET_RUNNING_LOOP
         .get_or_try_init(py, || {
@@ -288,5 +288,80 @@ impl Pending {
         }
         let value = future.call_method0("result")?;
         Err(PyStopIteration::new_err((value.unbind(),)))
+    }
+}
+
+/// Runs `awaitable` on `event_loop` (another thread's) and waits for it
+/// from Rust; `convert` runs on the loop's thread, with the GIL, when it
+/// is done (a cancelled task gives `CancelledError`). The future yields
+/// `None` if the loop dropped the task. Dropping the future cancels the
+/// asyncio task.
+pub(crate) fn run_on_loop<T: Send + 'static>(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    awaitable: &Bound<'_, PyAny>,
+    convert: impl FnOnce(Python<'_>, PyResult<Bound<'_, PyAny>>) -> T + Send + 'static,
+) -> PyResult<impl Future<Output = Option<T>> + Send + 'static> {
+    let asyncio = py.import("asyncio")?;
+    // `run_coroutine_threadsafe` takes coroutines only.
+    let coro = if asyncio
+        .call_method1("iscoroutine", (awaitable,))?
+        .extract::<bool>()?
+    {
+        awaitable.clone()
+    } else {
+        crate::knafeh_py_module(py)?
+            .getattr("_await")?
+            .call1((awaitable,))?
+    };
+    let cf = asyncio.call_method1("run_coroutine_threadsafe", (coro, event_loop))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<T>();
+    let once = Mutex::new(Some((tx, convert)));
+    let callback = pyo3::types::PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args, _kwargs| -> PyResult<()> {
+            let fut = args.get_item(0)?;
+            let result = if fut.call_method0("cancelled")?.extract::<bool>()? {
+                Err(pyo3::exceptions::asyncio::CancelledError::new_err(
+                    "cancelled",
+                ))
+            } else {
+                fut.call_method0("result")
+            };
+            if let Some((tx, convert)) = once.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(convert(args.py(), result));
+            }
+            Ok(())
+        },
+    )?;
+    cf.call_method1("add_done_callback", (callback,))?;
+    let mut guard = CancelOnDrop(Some(cf.unbind()));
+    Ok(async move {
+        let out = rx.await.ok();
+        guard.disarm();
+        out
+    })
+}
+
+/// Cancels a `concurrent.futures.Future` (and so its asyncio task) when the
+/// Rust side stops waiting for it.
+struct CancelOnDrop(Option<Py<PyAny>>);
+
+impl CancelOnDrop {
+    /// The task finished: nothing to cancel.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(cf) = self.0.take() {
+            gil::attach(|py| {
+                let _ = cf.bind(py).call_method0("cancel");
+            });
+        }
     }
 }

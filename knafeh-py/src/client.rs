@@ -66,8 +66,8 @@ impl ConnectOptions {
 /// A connected client, shared by a generated Python class.
 #[derive(Clone, Debug)]
 pub struct PyClient {
-    client: Client,
-    completers: aio::LoopCompleter,
+    pub(crate) client: Client,
+    pub(crate) completers: aio::LoopCompleter,
 }
 
 async fn connect(opts: ConnectOptions) -> Result<PyClient, Status> {
@@ -128,7 +128,7 @@ where
 }
 
 /// Per-call options from Python arguments.
-fn call_options(
+pub(crate) fn call_options(
     py: Python<'_>,
     timeout: Option<f64>,
     metadata: Option<&Bound<'_, PyAny>>,
@@ -148,7 +148,7 @@ fn call_options(
 
 /// Converts the Python request (a mapping, or keyword fields) to `T`, or
 /// raises `RpcError(INVALID_ARGUMENT)` naming what is wrong.
-fn request_from_py<T: DeserializeOwned>(
+pub(crate) fn request_from_py<T: DeserializeOwned>(
     py: Python<'_>,
     path: &str,
     request: Option<&Bound<'_, PyAny>>,
@@ -245,23 +245,24 @@ where
 
 /// Builds a stream item's Python value; run where the GIL is held
 /// anyway (the event loop's drain, or the blocking caller's thread).
-type ToPy = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+pub(crate) type ToPy = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
 /// The next item of a stream, `None` at its end.
-type NextFuture<'a> =
+pub(crate) type NextFuture<'a> =
     std::pin::Pin<Box<dyn Future<Output = Option<Result<ToPy, Status>>> + Send + 'a>>;
 
 /// Object-safe "next item" over a `Streaming<T>`; the call starts lazily
 /// on the first item.
-trait NextItem: Send {
+pub(crate) trait NextItem: Send {
+    /// The next item, `None` at the end.
     fn next(&mut self) -> NextFuture<'_>;
 }
 
 /// Items of a server stream, shared by the iterator object.
-type PyItems = Box<dyn NextItem>;
+pub(crate) type PyItems = Box<dyn NextItem>;
 
 /// The Python outcome of one `next`: an item, the end, or an error.
-fn item_to_py(
+pub(crate) fn item_to_py(
     py: Python<'_>,
     item: Option<Result<ToPy, Status>>,
     end: PyErr,
@@ -366,7 +367,7 @@ impl AsyncStream {
 /// A plain iterator over a server stream, for the blocking client.
 #[pyclass(module = "knafeh", name = "BlockingStream")]
 pub struct BlockingStream {
-    items: std::sync::Arc<tokio::sync::Mutex<PyItems>>,
+    pub(crate) items: std::sync::Arc<tokio::sync::Mutex<PyItems>>,
 }
 
 #[pymethods]

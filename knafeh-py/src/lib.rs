@@ -10,8 +10,10 @@
 //! happens in Rust, through serde (`frompy` and `topy`); Python never sees
 //! bincode.
 //!
-//! One file per role: `client` (the client runtime), `server` (serving
-//! Python implementations), `errors` (statuses as `RpcError`, metadata),
+//! One file per role: `client` (the client runtime), `request_stream`
+//! (client calls whose requests are a stream), `server` (serving Python
+//! implementations), `requests` (the request stream a Python handler
+//! iterates), `errors` (statuses as `RpcError`, metadata),
 //! `frompy`/`topy` (conversions), `aio` (completing asyncio futures),
 //! `gil` (never touching Python once the interpreter exits), `codec`
 //! (codec names).
@@ -26,6 +28,10 @@ pub use client::{
 pub(crate) use errors::*;
 pub use knafeh;
 pub use knafeh_macros::pyservice;
+pub use request_stream::{
+    bidi_streaming_async, bidi_streaming_blocking, client_streaming_async,
+    client_streaming_blocking, BidiCall,
+};
 pub use server::PyService;
 
 mod aio;
@@ -34,6 +40,8 @@ mod codec;
 mod errors;
 mod frompy;
 mod gil;
+mod request_stream;
+mod requests;
 mod server;
 mod topy;
 
@@ -64,6 +72,10 @@ fn knafeh_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<server::PyServer>()?;
     m.add_class::<server::PyCallContext>()?;
+    // For annotations and isinstance under `knafeh.Server`; generated
+    // modules have their own copies of these classes.
+    m.add_class::<requests::RequestStream>()?;
+    m.add_class::<request_stream::BidiCall>()?;
     m.add_function(wrap_pyfunction!(dev_cert, m)?)?;
     Ok(())
 }
@@ -89,6 +101,10 @@ fn dev_cert(
 /// semver guarantees.
 #[doc(hidden)]
 pub mod __private {
+    pub use super::{
+        bidi_streaming_async, bidi_streaming_blocking, client_streaming_async,
+        client_streaming_blocking, BidiCall,
+    };
     pub use super::{
         block_on, connect_async, connect_blocking, server_streaming, unary_async, unary_blocking,
         AsyncStream, BlockingStream, ConnectOptions, PyClient, StreamItems,

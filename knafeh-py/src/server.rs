@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use knafeh::__private::{BoxFuture, Call, Reply, RequestShape, Service};
+use knafeh::__private::{BoxFuture, Call, Reply, Request, RequestShape, Service};
 use knafeh::{Code, Codec, Status, StreamSender, Streaming};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -19,6 +19,7 @@ use pyo3::types::PyBytes;
 use pyo3::IntoPyObjectExt;
 use pyo3_async_runtimes::TaskLocals;
 
+use crate::requests::RequestStream;
 use crate::{gil, knafeh_py_module, status_to_pyerr};
 
 /// The status of a call whose handler can no longer run: the program is
@@ -100,70 +101,13 @@ fn run_on_loop(
     locals: &TaskLocals,
     awaitable: &Bound<'_, PyAny>,
 ) -> PyResult<impl std::future::Future<Output = PyResult<Py<PyAny>>> + Send + 'static> {
-    let asyncio = py.import("asyncio")?;
-    // `run_coroutine_threadsafe` takes coroutines only.
-    let coro = if asyncio
-        .call_method1("iscoroutine", (awaitable,))?
-        .extract::<bool>()?
-    {
-        awaitable.clone()
-    } else {
-        knafeh_py_module(py)?
-            .getattr("_await")?
-            .call1((awaitable,))?
-    };
-    let cf = asyncio.call_method1("run_coroutine_threadsafe", (coro, locals.event_loop(py)))?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<PyResult<Py<PyAny>>>();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let callback = pyo3::types::PyCFunction::new_closure(
-        py,
-        None,
-        None,
-        move |args, _kwargs| -> PyResult<()> {
-            let fut = args.get_item(0)?;
-            let result = if fut.call_method0("cancelled")?.extract::<bool>()? {
-                Err(pyo3::exceptions::asyncio::CancelledError::new_err(
-                    "cancelled",
-                ))
-            } else {
-                fut.call_method0("result").map(Bound::unbind)
-            };
-            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                let _ = tx.send(result);
-            }
-            Ok(())
-        },
-    )?;
-    cf.call_method1("add_done_callback", (callback,))?;
-    let mut guard = CancelOnDrop(Some(cf.unbind()));
+    let fut = crate::aio::run_on_loop(py, &locals.event_loop(py), awaitable, |_py, out| {
+        out.map(Bound::unbind)
+    })?;
     Ok(async move {
-        let out = rx
-            .await
-            .unwrap_or_else(|_| Err(PyRuntimeError::new_err("the event loop dropped the task")));
-        guard.disarm();
-        out
+        fut.await
+            .unwrap_or_else(|| Err(PyRuntimeError::new_err("the event loop dropped the task")))
     })
-}
-
-/// Cancels a `concurrent.futures.Future` (and so its asyncio task) when the
-/// Rust side stops waiting for it.
-struct CancelOnDrop(Option<Py<PyAny>>);
-
-impl CancelOnDrop {
-    /// The task finished: nothing to cancel.
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(cf) = self.0.take() {
-            gil::attach(|py| {
-                let _ = cf.bind(py).call_method0("cancel");
-            });
-        }
-    }
 }
 
 static BACKGROUND_LOOP: OnceLock<TaskLocals> = OnceLock::new();
@@ -197,8 +141,8 @@ fn background_loop(py: Python<'_>) -> PyResult<TaskLocals> {
 /// Python `knafeh.Server`.
 pub struct PyService {
     name: &'static str,
-    /// Method name → whether it streams.
-    methods: HashMap<String, bool>,
+    /// Method name → whether it streams requests, and responses.
+    methods: HashMap<String, (bool, bool)>,
     /// Method name → whether the Python method takes a call context
     /// (found out on its first call).
     wants_context: HashMap<String, Arc<OnceLock<bool>>>,
@@ -223,19 +167,22 @@ impl PyService {
             .getattr("_knafeh_name")
             .and_then(|n| n.extract())
             .map_err(bad)?;
-        let methods: Vec<(String, bool)> = service
+        let methods: Vec<(String, bool, bool)> = service
             .getattr("_knafeh_methods")
             .and_then(|m| m.extract())
             .map_err(bad)?;
         let implementation = service.getattr("implementation").map_err(bad)?;
         let wants_context = methods
             .iter()
-            .map(|(m, _)| (m.clone(), Arc::new(OnceLock::new())))
+            .map(|(m, _, _)| (m.clone(), Arc::new(OnceLock::new())))
             .collect();
         Ok(PyService {
             // One per service for the life of the server.
             name: Box::leak(name.into_boxed_str()),
-            methods: methods.into_iter().collect(),
+            methods: methods
+                .into_iter()
+                .map(|(m, requests, responses)| (m, (requests, responses)))
+                .collect(),
             wants_context,
             service: Arc::new(service.clone().unbind()),
             implementation: Arc::new(implementation.unbind()),
@@ -272,20 +219,34 @@ impl Handler {
         }
     }
 
-    /// Decodes the request and calls the Python method; for a plain `def`
-    /// this runs the whole handler, so it runs on a blocking thread.
-    async fn invoke(self: &Arc<Self>, payload: Bytes) -> Result<Py<PyAny>, Status> {
+    /// The handler's request: one message decoded, or a
+    /// [`RequestStream`] over the request messages.
+    fn request_object(&self, py: Python<'_>, request: Request) -> Result<Py<PyAny>, Status> {
+        let made = match request {
+            Request::One(payload) => self
+                .service
+                .bind(py)
+                .call_method1(
+                    "_knafeh_decode",
+                    (&self.method, self.codec, PyBytes::new(py, &payload)),
+                )
+                .map(Bound::unbind),
+            Request::Stream(payloads) => {
+                let stream =
+                    RequestStream::new(payloads, self.service.clone(), &self.method, self.codec);
+                Py::new(py, stream).map(Py::into_any)
+            }
+        };
+        made.map_err(|e| pyerr_to_status(py, e, self.path()))
+    }
+
+    /// Makes the request object and calls the Python method; for a plain
+    /// `def` this runs the whole handler, so it runs on a blocking thread.
+    async fn invoke(self: &Arc<Self>, request: Request) -> Result<Py<PyAny>, Status> {
         let h = self.clone();
         let res = tokio::task::spawn_blocking(move || {
             with_py(|py| {
-                let req = h
-                    .service
-                    .bind(py)
-                    .call_method1(
-                        "_knafeh_decode",
-                        (&h.method, h.codec, PyBytes::new(py, &payload)),
-                    )
-                    .map_err(|e| pyerr_to_status(py, e, h.path()))?;
+                let req = h.request_object(py, request)?;
                 let method = h
                     .implementation
                     .bind(py)
@@ -451,13 +412,17 @@ impl Service for PyService {
     }
 
     fn request_shape(&self, method: &str) -> Option<RequestShape> {
-        self.methods
-            .contains_key(method)
-            .then_some(RequestShape::One)
+        self.methods.get(method).map(|&(requests, _)| {
+            if requests {
+                RequestShape::Stream
+            } else {
+                RequestShape::One
+            }
+        })
     }
 
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {
-        let streaming = self.methods.get(method).copied().unwrap_or(false);
+        let (_, streaming) = self.methods.get(method).copied().unwrap_or_default();
         // No GIL here: knafeh may start a call on its connection's task,
         // which must not wait for Python.
         let wants_context = self
@@ -478,8 +443,7 @@ impl Service for PyService {
             // The first poll happens on the connection's task: hand the
             // call over to a task of its own before touching Python.
             tokio::task::yield_now().await;
-            let payload = knafeh::__private::one(handler.path(), call.request)?;
-            let result = handler.invoke(payload).await?;
+            let result = handler.invoke(call.request).await?;
             if !streaming {
                 return Ok(Reply::Unary(handler.encode(&result)?));
             }

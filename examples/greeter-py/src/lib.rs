@@ -4,7 +4,7 @@
 
 // The message types are the Rust example's: both crates speak the same
 // `helloworld.Greeter` on the wire.
-pub use ::greeter::{Count, CountRequest, HelloReply, HelloRequest};
+pub use ::greeter::{Count, CountRequest, HelloReply, HelloRequest, Total};
 use knafeh_py::knafeh::{Status, Streaming};
 use pyo3::prelude::*;
 
@@ -15,6 +15,12 @@ pub trait Greeter {
     async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
     /// Server streaming: `1..=n`, one message each.
     async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status>;
+    /// Client streaming: sums the `value`s and counts the messages.
+    async fn add_up(&self, req: Streaming<Count>) -> Result<Total, Status>;
+    /// Bidirectional: one `"Hello, {name}!"` per request, sent as soon as
+    /// that request arrives. An empty `name` ends the call with
+    /// `INVALID_ARGUMENT` after the replies before it.
+    async fn chat(&self, req: Streaming<HelloRequest>) -> Result<Streaming<HelloReply>, Status>;
 }
 
 /// The `greeter` Python module: one line per generated class.

@@ -8,6 +8,16 @@ use syn::Path;
 
 use super::*;
 
+/// A generated client method's pyo3 signature, its parameters before and
+/// after `timeout`/`metadata` (the Rust order the signature follows), its
+/// return type and its body.
+type CallParts = (
+    TokenStream,
+    (TokenStream, TokenStream),
+    TokenStream,
+    TokenStream,
+);
+
 impl Gen<'_> {
     /// The Python classes of `#[pyservice]`: `{Trait}Client` (async) and
     /// `{Trait}BlockingClient`, as Rust types `{Trait}PyClient` and
@@ -76,16 +86,43 @@ impl Gen<'_> {
         }
     }
 
-    /// One client method: the request as one object or keyword fields,
-    /// plus `timeout` and `metadata`.
+    /// One client method. One request (unary, server streaming): as one
+    /// object or keyword fields; a stream of requests (client streaming,
+    /// bidirectional): as an iterable (or async iterable); plus `timeout`
+    /// and `metadata`.
     fn python_method(&self, py: &Path, rpc: &Rpc<'_>, blocking: bool) -> TokenStream {
+        let o = quote!(#py::__private::pyo3);
+        let name = rpc.name;
+        let docs: TokenStream = rpc.docs.iter().map(|a| a.to_token_stream()).collect();
+        let (signature, (request_param, fields_param), ret, body) = if rpc.kind.streams_requests() {
+            self.python_stream_call(py, rpc, blocking)
+        } else {
+            self.python_one_call(py, rpc, blocking)
+        };
+        quote! {
+            #docs
+            #[pyo3(signature = #signature)]
+            fn #name<'py>(
+                &self,
+                py: #o::Python<'py>,
+                #request_param
+                timeout: ::core::option::Option<f64>,
+                metadata: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
+                #fields_param
+            ) -> #o::PyResult<#ret> {
+                #body
+            }
+        }
+    }
+
+    /// Signature, request parameters, return type and body of a method
+    /// whose request is one message.
+    fn python_one_call(&self, py: &Path, rpc: &Rpc<'_>, blocking: bool) -> CallParts {
         let client = &self.client;
         let p = quote!(#py::__private);
         let o = quote!(#py::__private::pyo3);
-        let name = rpc.name;
         let req = rpc.request;
         let path = self.path_const(rpc);
-        let docs: TokenStream = rpc.docs.iter().map(|a| a.to_token_stream()).collect();
         // Unary: `unary_async`/`unary_blocking`; streams: one
         // `server_streaming` helper, wrapped in the iterator type.
         let (call, ret, wrap) = match (&rpc.kind, blocking) {
@@ -99,18 +136,18 @@ impl Gen<'_> {
                 quote!(#o::Py<#o::PyAny>),
                 None,
             ),
-            (Kind::ServerStreaming { item }, false) => (
-                quote!(#p::server_streaming::<#req, #item>),
-                quote!(#p::AsyncStream),
-                Some(quote!(#p::AsyncStream)),
-            ),
-            (Kind::ServerStreaming { item }, true) => (
-                quote!(#p::server_streaming::<#req, #item>),
-                quote!(#p::BlockingStream),
-                Some(quote!(#p::BlockingStream)),
-            ),
-            (Kind::ClientStreaming { .. } | Kind::BidiStreaming { .. }, _) => {
-                unreachable!("rejected by valid::python_names")
+            (kind, _) => {
+                let item = kind.response_message();
+                let wrap = if blocking {
+                    quote!(#p::BlockingStream)
+                } else {
+                    quote!(#p::AsyncStream)
+                };
+                (
+                    quote!(#p::server_streaming::<#req, #item>),
+                    wrap.clone(),
+                    Some(wrap),
+                )
             }
         };
         let body =
@@ -121,44 +158,86 @@ impl Gen<'_> {
                 quote!(#body.map(<#wrap as ::core::convert::From<#p::StreamItems>>::from))
             }
         };
-        quote! {
-            #docs
-            #[pyo3(signature = (request = None, /, *, timeout = None, metadata = None, **fields))]
-            fn #name<'py>(
-                &self,
-                py: #o::Python<'py>,
-                request: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
-                timeout: ::core::option::Option<f64>,
-                metadata: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,
-                fields: ::core::option::Option<&#o::Bound<'py, #o::types::PyDict>>,
-            ) -> #o::PyResult<#ret> {
-                #body
+        let signature = quote!((request = None, /, *, timeout = None, metadata = None, **fields));
+        let request = quote!(request: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,);
+        let fields = quote!(fields: ::core::option::Option<&#o::Bound<'py, #o::types::PyDict>>,);
+        (signature, (request, fields), ret, body)
+    }
+
+    /// Signature, request parameter, return type and body of a method
+    /// whose request is a stream: client streaming returns the reply (an
+    /// awaitable for the async client); bidirectional returns a
+    /// `BidiCall` (async) or an iterator of replies (blocking).
+    fn python_stream_call(&self, py: &Path, rpc: &Rpc<'_>, blocking: bool) -> CallParts {
+        let client = &self.client;
+        let p = quote!(#py::__private);
+        let o = quote!(#py::__private::pyo3);
+        let path = self.path_const(rpc);
+        let args = quote!((py, &self.inner, #client::#path, requests, timeout, metadata));
+        let (ret, body) = match (&rpc.kind, blocking) {
+            (Kind::ClientStreaming { request, response }, false) => (
+                quote!(#o::Bound<'py, #o::PyAny>),
+                quote!(#p::client_streaming_async::<#request, #response> #args),
+            ),
+            (Kind::ClientStreaming { request, response }, true) => (
+                quote!(#o::Py<#o::PyAny>),
+                quote!(#p::client_streaming_blocking::<#request, #response> #args),
+            ),
+            (Kind::BidiStreaming { request, item }, false) => (
+                quote!(#p::BidiCall),
+                quote!(#p::bidi_streaming_async::<#request, #item> #args),
+            ),
+            (Kind::BidiStreaming { request, item }, true) => (
+                quote!(#p::BlockingStream),
+                quote!(#p::bidi_streaming_blocking::<#request, #item> #args),
+            ),
+            (Kind::Unary { .. } | Kind::ServerStreaming { .. }, _) => {
+                unreachable!("python_stream_call is only called for request streams")
             }
-        }
+        };
+        // The async bidirectional call may start without requests and
+        // take them from `send()`.
+        let (signature, param) = if blocking || !rpc.kind.streams_responses() {
+            (
+                quote!((requests, /, *, timeout = None, metadata = None)),
+                quote!(requests: &#o::Bound<'py, #o::PyAny>,),
+            )
+        } else {
+            (
+                quote!((requests = None, /, *, timeout = None, metadata = None)),
+                quote!(requests: ::core::option::Option<&#o::Bound<'py, #o::PyAny>>,),
+            )
+        };
+        (signature, (param, TokenStream::new()), ret, body)
     }
 
     /// `{Trait}Service(implementation)`: wraps a Python implementation so
     /// `knafeh.Server` (or a Rust server, through `knafeh_py::PyService`)
     /// can serve it; converts payloads with the Rust types.
-    /// Each method's name and whether it streams, for `_knafeh_methods`.
-    fn python_method_table(&self) -> (Vec<String>, Vec<bool>) {
+    /// Each method's name, whether it streams requests and whether it
+    /// streams responses, for `_knafeh_methods`.
+    fn python_method_table(&self) -> (Vec<String>, Vec<bool>, Vec<bool>) {
         let rpcs = &self.svc.rpcs;
         let names = rpcs.iter().map(|r| r.name.to_string()).collect();
-        let streaming = rpcs
-            .iter()
-            .map(|r| matches!(r.kind, Kind::ServerStreaming { .. }))
-            .collect();
-        (names, streaming)
+        let requests = rpcs.iter().map(|r| r.kind.streams_requests()).collect();
+        let responses = rpcs.iter().map(|r| r.kind.streams_responses()).collect();
+        (names, requests, responses)
     }
 
-    /// The `match` arms of `_knafeh_decode` (request payload → Python)
-    /// and `_knafeh_encode` (Python → response payload), one per method.
+    /// The `match` arms of `_knafeh_decode` (one request message's
+    /// payload → Python) and `_knafeh_encode` (Python → one response
+    /// message's payload), one per method.
     fn python_codec_arms(&self, py: &Path) -> (Vec<TokenStream>, Vec<TokenStream>) {
         let client = &self.client;
         let p = quote!(#py::__private);
         let decode = self.svc.rpcs.iter().map(|rpc| {
             let name = rpc.name.to_string();
-            let req = rpc.request;
+            let req = match rpc.kind {
+                Kind::ClientStreaming { request, .. } | Kind::BidiStreaming { request, .. } => {
+                    request
+                }
+                Kind::Unary { .. } | Kind::ServerStreaming { .. } => rpc.request,
+            };
             let path = self.path_const(rpc);
             quote!(#name => #p::decode_to_py::<#req>(py, #client::#path, codec, payload),)
         });
@@ -184,10 +263,10 @@ impl Gen<'_> {
         let rust_name = format_ident!("{}PyService", trait_ident);
         let py_name = format!("{trait_ident}Service");
         let class_doc = format!(
-            "Serves a Python implementation of `{}`: `{py_name}(impl)`, where `impl` has one method per service method (`def` or `async def`; generators or async generators for streams). Add it to a `knafeh.Server`.",
+            "Serves a Python implementation of `{}`: `{py_name}(impl)`, where `impl` has one method per service method (`def` or `async def`; generators or async generators for response streams; a request stream arrives as a `knafeh.RequestStream`, `async for` or `for`). Add it to a `knafeh.Server`.",
             self.full_name
         );
-        let (names, streaming) = self.python_method_table();
+        let (names, stream_requests, stream_responses) = self.python_method_table();
         let (decode_arms, encode_arms) = self.python_codec_arms(py);
         quote! {
             #[doc = #class_doc]
@@ -217,8 +296,8 @@ impl Gen<'_> {
                 }
 
                 #[getter]
-                fn _knafeh_methods(&self) -> ::std::vec::Vec<(&'static str, bool)> {
-                    ::std::vec![#((#names, #streaming)),*]
+                fn _knafeh_methods(&self) -> ::std::vec::Vec<(&'static str, bool, bool)> {
+                    ::std::vec![#((#names, #stream_requests, #stream_responses)),*]
                 }
 
                 fn _knafeh_decode(

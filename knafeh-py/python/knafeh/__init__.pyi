@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Any, Coroutine, Mapping, Optional, Tuple, Union
+from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union
 
 __version__: str
 
@@ -47,6 +47,41 @@ class CallContext:
         """The caller's metadata (bytes for `-bin` keys)."""
     def time_remaining(self) -> Optional[float]:
         """Seconds left before the caller's deadline, or None without one."""
+
+T = TypeVar("T")
+
+class RequestStream(Generic[T], AsyncIterator[T], Iterator[T]):
+    """The requests of a client-streaming or bidirectional call, as a Python
+    handler receives them: `async for req in requests` in an `async def`,
+    `for req in requests` in a `def` (waits without holding the GIL; an
+    `async def` must not use it, it would block its event loop). A request
+    that does not decode raises `RpcError(INVALID_ARGUMENT)`; reading after
+    the client cancelled raises `RpcError(CANCELLED)`."""
+    def __aiter__(self) -> "RequestStream[T]": ...
+    def __anext__(self) -> Coroutine[Any, Any, T]: ...
+    def __iter__(self) -> "RequestStream[T]": ...
+    def __next__(self) -> T: ...
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+class BidiCall(Generic[Req, Resp]):
+    """A bidirectional call of a generated async client: iterate it for the
+    replies while sending requests, independently. Dropping it, or
+    `cancel()`, cancels the call."""
+    def __aiter__(self) -> "BidiCall[Req, Resp]": ...
+    def __anext__(self) -> Coroutine[Any, Any, Resp]:
+        """The next reply; raises `RpcError` when the call fails, after the replies before it."""
+    def send(self, request: Optional[Req] = None, /, **fields: object) -> Coroutine[Any, Any, None]:
+        """Queues one request (waits while the server is not reading). Raises
+        `RpcError(INVALID_ARGUMENT)` at once for a request that does not convert,
+        `RpcError` with the call's status once it failed, `asyncio.InvalidStateError`
+        after `done_writing()` or when the call was given an iterable."""
+    def done_writing(self) -> Coroutine[Any, Any, None]:
+        """Ends the requests; the replies keep coming."""
+    def cancel(self) -> bool:
+        """Cancels the call; True if it was still running."""
+    def done(self) -> bool: ...
 
 class Server:
     """Serves Python implementations wrapped in generated `{Trait}Service` objects."""
