@@ -593,6 +593,14 @@ async fn the_message_limit_applies_to_every_message_both_ways() {
         let err = f.pipe.collect(requests).await.unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
         assert!(f.state.arrivals.lock().unwrap().len() <= 2);
+        // Bidirectional: the replies before it, then the refusal, even
+        // though the handler just stops at the error.
+        let requests = Streaming::iter([msg(1), big.clone(), msg(4)]);
+        let mut replies = f.pipe.echo(requests).await.unwrap();
+        assert_eq!(replies.message().await.unwrap().unwrap().n, 1);
+        let err = replies.message().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(replies.message().await.is_none());
         // Messages under the limit pass, each on its own.
         let near = Msg {
             n: 2,

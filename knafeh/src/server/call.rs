@@ -227,7 +227,7 @@ pub(super) async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let outcome = send_stream(stream, &head.path, gone, &mut sleep, tx).await;
+    let outcome = send_stream(stream, &head.path, &fault, gone, &mut sleep, tx).await;
     tx.stop_reading(H3_NO_ERROR);
     outcome
 }
@@ -320,6 +320,7 @@ async fn run_handler(
 async fn send_stream(
     mut stream: FrameStream,
     path: &str,
+    fault: &RequestFault,
     gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
     tx: &StreamTx,
@@ -331,7 +332,7 @@ async fn send_stream(
         let (frames, end) = match next_batch(&mut stream, gone, sleep).await {
             Batch::Cancelled => return Outcome::Cancelled,
             Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
-            Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path))),
+            Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path, fault))),
         };
         if !frames.is_empty() {
             // Waiting for send credit (a client that reads slowly) still
@@ -356,10 +357,11 @@ async fn send_stream(
     Outcome::Done(status)
 }
 
-/// The status a response stream ended with.
-fn end_status(end: End, path: &str) -> Status {
+/// The status a response stream ended with: a request stream the client
+/// got wrong fails the call even when the handler carried on.
+fn end_status(end: End, path: &str, fault: &RequestFault) -> Status {
     match end {
-        End::Done => Status::ok(),
+        End::Done => fault.get().unwrap_or_else(Status::ok),
         End::Failed(status) => status,
         End::Panicked(panic) => {
             tracing::error!(path = %path, panic = %panic, "stream producer panicked");
