@@ -452,18 +452,29 @@ async fn a_complete_early_answer_stops_the_request_with_h3_no_error() {
     .await
 }
 
+/// A `hold` call after one message went there and back.
+async fn hold_after_one_round_trip(f: &Fixture) -> (knafeh::StreamSender<Msg>, Streaming<Msg>) {
+    let (tx, rx) = Streaming::channel(2);
+    let mut replies = f.pipe.hold(rx).await.unwrap();
+    tx.send(msg(1)).await.unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().n, 1);
+    (tx, replies)
+}
+
+/// How the `hold` handler saw its call end (bounded).
+async fn handler_end(f: &Fixture) -> Code {
+    tokio::time::timeout(Duration::from_secs(5), f.state.ended())
+        .await
+        .expect("the handler did not observe the end of the call")
+}
+
 #[tokio::test]
 async fn a_client_that_cancels_stops_the_handler() {
     bounded(async {
         let f = Fixture::start(|b| b).await;
-        let (tx, rx) = Streaming::channel(2);
-        let mut replies = f.pipe.hold(rx).await.unwrap();
-        tx.send(msg(1)).await.unwrap();
-        assert_eq!(replies.message().await.unwrap().unwrap().n, 1);
+        let (tx, replies) = hold_after_one_round_trip(&f).await;
         drop(replies); // cancels the call
-        let code = tokio::time::timeout(Duration::from_secs(5), f.state.ended())
-            .await
-            .expect("the handler did not observe the cancellation");
+        let code = handler_end(&f).await;
         assert!(matches!(code, Code::Cancelled), "{code:?}");
         // The client's sender learns it too.
         let status = send_until_refused(&tx).await;
@@ -477,10 +488,7 @@ async fn a_client_that_cancels_stops_the_handler() {
 async fn a_request_stream_error_cancels_the_call_with_its_status() {
     bounded(async {
         let f = Fixture::start(|b| b).await;
-        let (tx, rx) = Streaming::channel(2);
-        let mut replies = f.pipe.hold(rx).await.unwrap();
-        tx.send(msg(1)).await.unwrap();
-        assert_eq!(replies.message().await.unwrap().unwrap().n, 1);
+        let (tx, mut replies) = hold_after_one_round_trip(&f).await;
         tx.send_error(Status::aborted("changed my mind"))
             .await
             .unwrap();
@@ -489,9 +497,7 @@ async fn a_request_stream_error_cancels_the_call_with_its_status() {
             (err.code(), err.message()),
             (Code::Aborted, "changed my mind")
         );
-        let code = tokio::time::timeout(Duration::from_secs(5), f.state.ended())
-            .await
-            .expect("the handler did not observe the cancellation");
+        let code = handler_end(&f).await;
         assert_eq!(code, Code::Cancelled);
         f.server.shutdown().await;
     })
@@ -707,9 +713,15 @@ impl Drop for RssPeak {
     }
 }
 
-/// Streamed through a paused reader: 256 MiB (the debug test build moves
-/// about 25 MB/s; `cargo test --release` with 1 GiB holds the same bounds).
-const STREAMED: u64 = 256 << 20;
+/// Streamed through a paused reader: 256 MiB by default (the debug test
+/// build moves about 25 MB/s), or `KNAFEH_TEST_STREAM_MIB` MiB (e.g. 1024
+/// with `cargo test --release`).
+fn streamed() -> u64 {
+    let mib = std::env::var("KNAFEH_TEST_STREAM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    mib.unwrap_or(256u64) << 20
+}
 const CHUNK: usize = 64 * 1024;
 /// What may be buffered between a paused reader and its writer: the
 /// windows of both sides and the channels, with room to spare.
@@ -722,7 +734,7 @@ async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
     bounded(async {
         let f = Fixture::start(|b| b.max_message_size(CHUNK + 64)).await;
         let produced = Arc::new(AtomicU64::new(0));
-        let count = STREAMED / CHUNK as u64;
+        let count = streamed() / CHUNK as u64;
         let requests = Streaming::iter((0..count).map({
             let produced = produced.clone();
             move |n| {
@@ -752,7 +764,7 @@ async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
         f.state.resume.store(true, Ordering::SeqCst);
         f.state.resume_notify.notify_waiters();
         let summary = call.await.unwrap().unwrap();
-        assert_eq!((summary.count, summary.bytes), (count, STREAMED));
+        assert_eq!((summary.count, summary.bytes), (count, streamed()));
         let growth = peak.peak().saturating_sub(before);
         assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes");
         f.server.shutdown().await;
@@ -764,7 +776,7 @@ async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
 async fn a_paused_client_slows_a_server_stream_and_memory_stays_bounded() {
     bounded(async {
         let f = Fixture::start(|b| b).await;
-        let count = STREAMED / CHUNK as u64;
+        let count = streamed() / CHUNK as u64;
         let first = Msg {
             n: count,
             data: vec![5; CHUNK],
@@ -789,7 +801,7 @@ async fn a_paused_client_slows_a_server_stream_and_memory_stays_bounded() {
             bytes += m.unwrap().data.len() as u64;
             got += 1;
         }
-        assert_eq!((got, bytes), (count, STREAMED));
+        assert_eq!((got, bytes), (count, streamed()));
         let growth = peak.peak().saturating_sub(before);
         assert!(growth <= GROWTH_MAX, "memory grew by {growth} bytes");
         f.server.shutdown().await;
