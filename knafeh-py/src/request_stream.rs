@@ -44,7 +44,11 @@ enum Source {
 
 /// Why the pump stopped early: the status that cancels the call, and the
 /// exception the user's iterator raised, if that is why.
-type Pulled<T> = Result<Option<T>, (Status, Option<PyErr>)>;
+type Pulled<T> = Result<Option<T>, Box<Stopped>>;
+
+/// The status that cancels the call, and the exception the user's
+/// iterator raised, if that is why.
+type Stopped = (Status, Option<PyErr>);
 
 /// Why the requests failed: a request that does not convert, or an
 /// exception the user's iterator raised (the caller gets that exception
@@ -123,7 +127,7 @@ fn convert<Req: DeserializeOwned>(
             "{path}: requests[{index}] does not convert to {}: {e}",
             std::any::type_name::<Req>()
         ));
-        (status, None)
+        Box::new((status, None))
     })
 }
 
@@ -133,7 +137,7 @@ fn raised<T>(py: Python<'_>, path: &str, err: PyErr) -> Pulled<T> {
 }
 
 /// The status that cancels the call, and the exception itself.
-fn raised_error(py: Python<'_>, path: &str, err: PyErr) -> (Status, Option<PyErr>) {
+fn raised_error(py: Python<'_>, path: &str, err: PyErr) -> Box<Stopped> {
     let value = err.value(py);
     let type_name = value
         .get_type()
@@ -143,7 +147,7 @@ fn raised_error(py: Python<'_>, path: &str, err: PyErr) -> (Status, Option<PyErr
     let status = Status::cancelled(format!(
         "{path}: the request iterator raised {type_name}: {value}"
     ));
-    (status, Some(err))
+    Box::new((status, Some(err)))
 }
 
 impl Source {
@@ -207,7 +211,8 @@ impl Source {
                     }
                 }
                 Ok(None) => return,
-                Err((status, err)) => {
+                Err(stopped) => {
+                    let (status, err) = *stopped;
                     failure.fail(status, err);
                     // Not ending the requests: the server must not take
                     // them as complete. The call is dropped meanwhile.
@@ -239,11 +244,11 @@ impl Source {
                 .await;
                 match pulled {
                     Ok(Some(pulled)) => pulled,
-                    Ok(None) => Err((exiting(), None)),
-                    Err(e) => Err((
+                    Ok(None) => Err(Box::new((exiting(), None))),
+                    Err(e) => Err(Box::new((
                         Status::internal(format!("{path}: the request thread failed: {e}")),
                         None,
-                    )),
+                    ))),
                 }
             }
             Source::Async { iter, event_loop } => {
@@ -258,15 +263,15 @@ impl Source {
                     next.map_err(|e| raised_error(py, path, e))
                 });
                 match started {
-                    None => Err((exiting(), None)),
+                    None => Err(Box::new((exiting(), None))),
                     Some(Err(e)) => Err(e),
                     Some(Ok(fut)) => fut.await.unwrap_or_else(|| {
-                        Err((
+                        Err(Box::new((
                             Status::cancelled(format!(
                                 "{path}: the event loop of the request iterator stopped"
                             )),
                             None,
-                        ))
+                        )))
                     }),
                 }
             }
@@ -592,6 +597,11 @@ trait SendRequest: Send + Sync {
         request: Option<&Bound<'_, PyAny>>,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendFuture>;
+
+    /// Lets go of the sender once the call is over. Dropping it at once
+    /// would end the requests, which may reach the server as a normal
+    /// end (a FIN) before the cancellation that is on its way.
+    fn retire(self: Box<Self>);
 }
 
 struct TypedSender<Req> {
@@ -616,6 +626,10 @@ impl<Req: Message + DeserializeOwned> SendRequest for TypedSender<Req> {
                     .unwrap_or_else(|| Status::cancelled(format!("{path}: the call has ended")))
             })
         }))
+    }
+
+    fn retire(self: Box<Self>) {
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move { self.tx.closed().await });
     }
 }
 
@@ -779,7 +793,7 @@ impl BidiCall {
         let status = Status::cancelled(format!("{}: the call was cancelled", self.path));
         let was_running = self.ended.set(status);
         self.driver.abort();
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.retire_sender();
         was_running
     }
 
@@ -798,7 +812,20 @@ impl BidiCall {
     }
 }
 
+impl Drop for BidiCall {
+    fn drop(&mut self) {
+        self.retire_sender();
+    }
+}
+
 impl BidiCall {
+    /// `send()` is over (cancelled or dropped): see [`SendRequest::retire`].
+    fn retire_sender(&self) {
+        if let Some(sender) = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            sender.retire();
+        }
+    }
+
     /// Refuses `send()` once the call has ended.
     fn check_open(&self, py: Python<'_>) -> PyResult<()> {
         match self.ended.get() {

@@ -367,7 +367,16 @@ impl Handler {
     /// until it ends, fails or the client goes away.
     async fn pump(self: Arc<Self>, iter: Py<PyAny>, is_async: bool, tx: StreamSender<Bytes>) {
         loop {
-            let item = match self.next_item(&iter, is_async).await {
+            // The client may go away while the handler waits (e.g. for
+            // its next request): stop waiting and close the generator.
+            let next = tokio::select! {
+                next = self.next_item(&iter, is_async) => next,
+                () = tx.closed() => {
+                    self.close_iterator(&iter, is_async);
+                    return;
+                }
+            };
+            let item = match next {
                 Ok(Some(item)) => item,
                 Ok(None) => return,
                 Err(status) => {
