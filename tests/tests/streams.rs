@@ -505,6 +505,58 @@ async fn a_request_stream_error_cancels_the_call_with_its_status() {
 }
 
 #[tokio::test]
+async fn a_request_stream_that_fails_at_once_ends_the_call_with_its_status() {
+    bounded(async {
+        let certs = Certs::new();
+        let server = certs
+            .server_builder()
+            .add_service(PipeServer::new(PipeImpl::default()))
+            .start()
+            .await
+            .unwrap();
+        // The messages and the error are all ready before the stream
+        // opens: on a fresh connection each time, and on one connection.
+        let shared = PipeClient::new(client_for(&certs, server.local_addr()).await);
+        for round in 0..40 {
+            let fresh = PipeClient::new(client_for(&certs, server.local_addr()).await);
+            let pipe = if round % 2 == 0 { &fresh } else { &shared };
+            let requests = Streaming::new(futures_iter([
+                Ok(msg(1)),
+                Ok(msg(2)),
+                Err(Status::invalid_argument("bad third request")),
+            ]));
+            let err = pipe.collect(requests).await.unwrap_err();
+            assert_eq!(
+                (err.code(), err.message()),
+                (Code::InvalidArgument, "bad third request"),
+                "round {round}"
+            );
+        }
+        server.shutdown().await;
+    })
+    .await
+}
+
+/// A stream of the given results, all ready at once.
+fn futures_iter<T: Send + 'static, const N: usize>(
+    items: [Result<T, Status>; N],
+) -> impl futures_core::Stream<Item = Result<T, Status>> + Send + 'static {
+    struct Ready<T>(std::vec::IntoIter<Result<T, Status>>);
+    // Never pinned structurally: the iterator is only used through `&mut`.
+    impl<T> Unpin for Ready<T> {}
+    impl<T> futures_core::Stream for Ready<T> {
+        type Item = Result<T, Status>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Ready(Vec::from(items).into_iter())
+}
+
+#[tokio::test]
 async fn deadlines_cover_the_whole_call() {
     bounded(async {
         let f = Fixture::start(|b| b).await;

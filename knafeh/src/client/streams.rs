@@ -207,6 +207,20 @@ impl Pump {
                     return;
                 }
             };
+            if fin {
+                // A caller that drops its requests and then its call means
+                // to cancel: give the second drop a moment to land, so that
+                // the server does not see a normal end first.
+                tokio::task::yield_now().await;
+                match stop.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                    // Cancelled, or already over: no end of requests to send.
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return requests.set_ended(&cancelled());
+                    }
+                    Ok(end) => return requests.set_ended(&end),
+                }
+            }
             let frames = buf.split().freeze();
             let sent = tokio::select! {
                 sent = self.tx.send(frames, fin) => sent,

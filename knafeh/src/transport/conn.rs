@@ -365,9 +365,19 @@ impl H3App {
                 let id = slot.load(Ordering::Acquire);
                 if id != u64::MAX {
                     self.abort_stream(qconn, id);
+                } else if let Some(at) = self
+                    .pending_opens
+                    .iter()
+                    .position(|p| Arc::ptr_eq(&p.req.slot, &slot))
+                {
+                    // Not opened yet: it never will be. Dropping its events
+                    // sender tells the call.
+                    if let Some(p) = self.pending_opens.remove(at) {
+                        if let Some(c) = &p.req.credit {
+                            c.close();
+                        }
+                    }
                 }
-                // A request still queued is skipped when its receiver is
-                // seen closed.
             }
             Command::StopReading(id, code) => {
                 if let Some(s) = self.streams.get_mut(&id) {
