@@ -96,10 +96,18 @@ impl Stream for RequestStream {
                     this.reader.on_data(&bytes);
                 }
                 Poll::Ready(Some(StreamEvent::Finished)) => this.reader.on_finished(),
-                Poll::Ready(Some(StreamEvent::Reset(_)) | None) => {
+                Poll::Ready(Some(StreamEvent::Reset(_))) => {
                     this.done = true;
                     return Poll::Ready(Some(Err(Status::cancelled(
                         "the client cancelled the call",
+                    ))));
+                }
+                // The stream is gone: the call already ended (its status
+                // was sent, or the connection closed).
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Status::cancelled(
+                        "the call ended before its request stream did",
                     ))));
                 }
                 // Clients send no trailers; a stray header block is ignored.
