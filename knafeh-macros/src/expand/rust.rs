@@ -247,6 +247,43 @@ impl Gen<'_> {
         }
     }
 
+    /// The request parameter's type of a client method, and the runtime
+    /// call its `*_with` variant makes. A request stream is anything
+    /// `IntoStreaming`; the runtime takes the messages as a `Streaming`.
+    fn client_call(&self, rpc: &Rpc<'_>) -> (TokenStream, TokenStream) {
+        let krate = self.krate;
+        let path = self.path_const(rpc);
+        let req = rpc.request;
+        let into = |item: &Type| {
+            (
+                quote!(impl #krate::IntoStreaming<#item>),
+                quote!(#krate::IntoStreaming::into_streaming(req)),
+            )
+        };
+        let (param, runner, arg) = match rpc.kind {
+            Kind::Unary { response } => {
+                (quote!(#req), quote!(unary::<#req, #response>), quote!(&req))
+            }
+            Kind::ServerStreaming { item } => (
+                quote!(#req),
+                quote!(server_streaming::<#req, #item>),
+                quote!(&req),
+            ),
+            Kind::ClientStreaming { request, response } => {
+                let (param, arg) = into(request);
+                (param, quote!(client_streaming::<#request, #response>), arg)
+            }
+            Kind::BidiStreaming { request, item } => {
+                let (param, arg) = into(request);
+                (param, quote!(bidi_streaming::<#request, #item>), arg)
+            }
+        };
+        (
+            param,
+            quote!(self.client.#runner(Self::#path, #arg, options)),
+        )
+    }
+
     /// `m` and `m_with`, with the user's docs.
     pub(super) fn client_methods(&self, rpc: &Rpc<'_>) -> TokenStream {
         let krate = self.krate;
@@ -256,27 +293,8 @@ impl Gen<'_> {
             syn::ext::IdentExt::unraw(name),
             span = name.span()
         );
-        let path = self.path_const(rpc);
-        let req = rpc.request;
         let bounds = self.message_bounds([rpc]);
-        let runner = match rpc.kind {
-            Kind::Unary { .. } | Kind::ServerStreaming { .. } => None,
-            Kind::ClientStreaming { request, response } => {
-                Some((request, quote!(client_streaming::<#request, #response>)))
-            }
-            Kind::BidiStreaming { request, item } => {
-                Some((request, quote!(bidi_streaming::<#request, #item>)))
-            }
-        };
-        // A request stream is anything `IntoStreaming`; the call takes the
-        // messages as a `Streaming`.
-        let (req, call_req) = match runner {
-            None => (quote!(#req), quote!(&req)),
-            Some((item, _)) => (
-                quote!(impl #krate::IntoStreaming<#item>),
-                quote!(#krate::IntoStreaming::into_streaming(req)),
-            ),
-        };
+        let (req, call) = self.client_call(rpc);
         let docs: TokenStream = if rpc.docs.is_empty() {
             let doc = format!("Calls `{}`.", self.path(rpc));
             quote!(#[doc = #doc])
@@ -302,15 +320,6 @@ impl Gen<'_> {
                     .await
                     .map(#krate::Response::into_inner)),
             )
-        };
-        let call = match (&rpc.kind, runner) {
-            (_, Some((_, runner))) => quote!(self.client.#runner(Self::#path, #call_req, options)),
-            (Kind::Unary { .. }, None) => {
-                quote!(self.client.unary::<#req, #response>(Self::#path, #call_req, options))
-            }
-            (_, None) => quote!(
-                self.client.server_streaming::<#req, #response>(Self::#path, #call_req, options)
-            ),
         };
         let with_doc2 = if rpc.kind.streams_responses() {
             "The stream keeps the metadata the server sent along."

@@ -144,17 +144,7 @@ pub(super) async fn serve(
     let gone = &mut gone;
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
-    // A response that ends the call while the client is still sending
-    // stops the rest with H3_NO_ERROR (RFC 9114 §4.1): the answer is
-    // complete, the request was not cancelled.
-    let refuse = |status: Status| async move {
-        let (block, status) = fit(tx, "status metadata", status, |s| {
-            wire::trailers_only(200, codec, s)
-        });
-        tx.send(Out::Headers(block, true)).await;
-        tx.stop_reading(H3_NO_ERROR);
-        Outcome::Done(status)
-    };
+    let refuse = |status: Status| refuse(tx, codec, status);
     // Interceptors first: a refused call learns nothing about the services.
     let mut head = head;
     let response_md = match intercept_call(state, &mut head, deadline, peer) {
@@ -175,14 +165,12 @@ pub(super) async fn serve(
                 Err(None) => return Outcome::Cancelled,
             }
         }
-        RequestShape::Stream => Request::Stream(Box::pin(RequestStream::new(
-            &head.path,
-            state.max_message_size,
-            events,
-            tx.clone(),
-            window,
-            fault.clone(),
-        ))),
+        RequestShape::Stream => {
+            let max = state.max_message_size;
+            let stream =
+                RequestStream::new(&head.path, max, events, tx.clone(), window, fault.clone());
+            Request::Stream(Box::pin(stream))
+        }
     };
     let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
     if !response_md.is_empty() {
@@ -206,12 +194,48 @@ pub(super) async fn serve(
     if let Some(status) = fault.get() {
         return refuse(status).await;
     }
+    let ending = Ending {
+        path: &head.path,
+        fault: &fault,
+        gone,
+        sleep: &mut sleep,
+        tx,
+    };
+    send_reply(reply, &ctx, codec, ending).await
+}
+
+/// What the end of a call needs besides its reply.
+struct Ending<'a> {
+    path: &'a str,
+    fault: &'a RequestFault,
+    gone: &'a mut Gone,
+    sleep: &'a mut Option<Pin<Box<tokio::time::Sleep>>>,
+    tx: &'a StreamTx,
+}
+
+/// Answers with a trailers-only response. A response that ends the call
+/// while the client is still sending stops the rest with H3_NO_ERROR
+/// (RFC 9114 §4.1): the answer is complete, the request was not cancelled.
+async fn refuse(tx: &StreamTx, codec: Codec, status: Status) -> Outcome {
+    let (block, status) = fit(tx, "status metadata", status, |s| {
+        wire::trailers_only(200, codec, s)
+    });
+    tx.send(Out::Headers(block, true)).await;
+    tx.stop_reading(H3_NO_ERROR);
+    Outcome::Done(status)
+}
+
+/// Sends the handler's reply: headers with its metadata, then the one
+/// message or the stream, then the status.
+async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) -> Outcome {
+    let tx = end.tx;
     let md = ctx.take_response_metadata();
     let headers = wire::response_headers(codec, &md);
     let size = field_section_size(&headers);
     let limit = tx.shared.peer_field_limit();
     if size > limit {
-        return refuse(header_limit_status("response metadata", size, limit)).await;
+        let status = header_limit_status("response metadata", size, limit);
+        return refuse(tx, codec, status).await;
     }
     let stream = match reply {
         Reply::Unary(frame) => {
@@ -227,7 +251,7 @@ pub(super) async fn serve(
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let outcome = send_stream(stream, &head.path, &fault, gone, &mut sleep, tx).await;
+    let outcome = send_stream(stream, end.path, end.fault, end.gone, end.sleep, tx).await;
     tx.stop_reading(H3_NO_ERROR);
     outcome
 }
