@@ -14,4 +14,4 @@ start_greeter ./target/release/greeter-server "$dir"
 echo "--- server: $(grep 'development CA' "$dir/server.log")"
 echo "--- server: greeter listening on $GREETER_ADDR"
 echo "--- client:"
-./target/release/greeter-client --addr "$GREETER_ADDR" --ca "$dir/certs/ca.pem" --name Ada --n 3 --bench 2000
+./target/release/greeter-client --addr "$GREETER_ADDR" --ca "$dir/certs/ca.pem" --name Ada --n 3 --add-up 1,2,3 --chat Ada,Grace --bench 2000
