@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use futures_core::Stream;
@@ -52,7 +52,7 @@ pub struct Streaming<T> {
 
 /// How a call ended, for the senders feeding it.
 #[derive(Debug, Default)]
-struct Ended(Mutex<Option<Status>>);
+struct Ended(OnceLock<Status>);
 
 impl<T> fmt::Debug for Streaming<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,8 +124,7 @@ impl<T> Streaming<T> {
     /// senders feeding it report that status from now on.
     pub(crate) fn set_ended(&self, status: &Status) {
         if let Some(ended) = &self.ended {
-            let mut slot = ended.0.lock().unwrap_or_else(|e| e.into_inner());
-            slot.get_or_insert_with(|| status.clone());
+            let _ = ended.0.set(status.clone());
         }
     }
 }
@@ -241,12 +240,7 @@ impl<T> StreamSender<T> {
     }
 
     fn error<I>(&self, item: I) -> SendError<I> {
-        let status = self
-            .ended
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let status = self.ended.0.get().cloned();
         SendError { item, status }
     }
 
@@ -277,11 +271,7 @@ impl<T> StreamSender<T> {
     /// How the call ended, once it has and the status is known (see
     /// [`SendError::status`]).
     pub fn status(&self) -> Option<Status> {
-        self.ended
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.ended.0.get().cloned()
     }
 }
 

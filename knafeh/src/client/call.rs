@@ -409,19 +409,7 @@ pub(super) struct Prepared {
 
 /// The status a call's own side ended it with (a request stream that
 /// failed), which its reader reports instead of the reset that follows.
-#[derive(Default)]
-pub(super) struct Aborted(std::sync::Mutex<Option<Status>>);
-
-impl Aborted {
-    pub(super) fn set(&self, status: Status) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(status);
-    }
-
-    fn get(&self) -> Option<Status> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
+pub(super) type Aborted = std::sync::OnceLock<Status>;
 
 pub(super) struct ActiveCall {
     /// The writer of a streaming request (taken by its pump).
@@ -470,7 +458,7 @@ impl ActiveCall {
         }
         let event = self.events.poll_recv(cx);
         if let Poll::Ready(Some(StreamEvent::Reset(_)) | None) = event {
-            if let Some(status) = self.aborted.get() {
+            if let Some(status) = self.aborted.get().cloned() {
                 return Poll::Ready(Err(self.fail(status)));
             }
         }

@@ -197,7 +197,7 @@ impl Pump {
             let fin = match step {
                 Step::Send(fin) => fin,
                 Step::Fail(status) => {
-                    self.aborted.set(status.clone());
+                    let _ = self.aborted.set(status.clone());
                     let _ = self.cmd.send(Command::Cancel(self.tx.slot.clone()));
                     requests.set_ended(&status);
                     return;

@@ -5,7 +5,7 @@
 //! not read slows the client down.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -20,16 +20,15 @@ use crate::Status;
 /// a body cut inside a message), which ends the call whatever the handler
 /// does with it.
 #[derive(Clone, Default)]
-pub(super) struct RequestFault(Arc<Mutex<Option<Status>>>);
+pub(super) struct RequestFault(Arc<OnceLock<Status>>);
 
 impl RequestFault {
     pub(super) fn get(&self) -> Option<Status> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.get().cloned()
     }
 
     fn set(&self, status: &Status) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert_with(|| status.clone());
+        let _ = self.0.set(status.clone());
     }
 }
 
