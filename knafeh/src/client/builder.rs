@@ -32,6 +32,7 @@ pub struct ClientBuilder {
     pub(super) idle_timeout: Duration,
     pub(super) default_timeout: Option<Duration>,
     pub(super) keepalive: Keepalive,
+    pub(super) zero_rtt: bool,
 }
 
 impl ClientBuilder {
@@ -50,6 +51,7 @@ impl ClientBuilder {
             idle_timeout: Duration::from_secs(60),
             default_timeout: None,
             keepalive: Keepalive::default(),
+            zero_rtt: false,
         }
     }
 
@@ -136,6 +138,31 @@ impl ClientBuilder {
     /// capped at `timeout`.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keepalive = Keepalive::new(interval, timeout);
+        self
+    }
+
+    /// Sends calls to idempotent methods (declared `#[knafeh(idempotent)]`)
+    /// as TLS 1.3 0-RTT early data when a connection resumes an earlier
+    /// session: their requests leave with the first packets, and an answer
+    /// can come back one round trip sooner than on a fresh connection.
+    /// Other calls wait for the handshake as usual. Off by default.
+    ///
+    /// Why off: early data can be replayed. Anyone who records the first
+    /// packets of a connection can send them to the server again, and the
+    /// server then sees the same request twice (RFC 8446 §8, RFC 9001
+    /// §9.2); TLS cannot stop this. knafeh's server only serves early
+    /// requests for methods declared idempotent and refuses the others
+    /// (the client then resends them after the handshake), so turn this
+    /// on only when the methods you declared idempotent truly are (running
+    /// one twice has the effect of running it once) and their requests
+    /// may be seen twice. Requests that stream (client streaming,
+    /// bidirectional) never travel as early data.
+    ///
+    /// Session resumption itself (no certificate exchange on the next
+    /// dial) is always on; session tickets are kept in memory, per
+    /// endpoint, and shared by the clones of the client.
+    pub fn zero_rtt(mut self, enabled: bool) -> Self {
+        self.zero_rtt = enabled;
         self
     }
 

@@ -72,6 +72,7 @@ impl Client {
             body: None,
             deadline,
             metadata,
+            early_data_ok: false,
         })
     }
 
@@ -82,6 +83,7 @@ impl Client {
             body,
             deadline,
             metadata,
+            early_data_ok,
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
@@ -119,6 +121,7 @@ impl Client {
                 window: window.clone(),
                 slot: slot.clone(),
                 credit,
+                early_data_ok: early_data_ok && cfg.zero_rtt,
             }));
             if conn.cmd.send(open).is_err() {
                 return Err(Status::unavailable("connection closed"));
@@ -170,6 +173,22 @@ impl Client {
         Box::pin(async move { client.unary_prepared(path, prepared).await })
     }
 
+    /// [`Client::unary`] for a method declared idempotent
+    /// (`#[knafeh(idempotent)]`; generated clients call this): with
+    /// [`ClientBuilder::zero_rtt`] on, its request may travel as 0-RTT
+    /// early data. Not public API.
+    #[doc(hidden)]
+    pub fn unary_idempotent<Req: Message, Resp: Message>(
+        &self,
+        path: &'static str,
+        req: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send + 'static {
+        let client = self.clone();
+        let prepared = self.prepare(path, req, options).map(Prepared::idempotent);
+        Box::pin(async move { client.unary_prepared(path, prepared).await })
+    }
+
     pub(super) async fn unary_prepared<Resp: Message>(
         &self,
         path: &'static str,
@@ -203,6 +222,21 @@ impl Client {
     ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static {
         let client = self.clone();
         let prepared = self.prepare(path, req, options);
+        Box::pin(async move { client.server_streaming_prepared(path, prepared).await })
+    }
+
+    /// [`Client::server_streaming`] for a method declared idempotent
+    /// (generated clients call this); see [`Client::unary_idempotent`].
+    /// Not public API.
+    #[doc(hidden)]
+    pub fn server_streaming_idempotent<Req: Message, Resp: Message>(
+        &self,
+        path: &'static str,
+        req: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static {
+        let client = self.clone();
+        let prepared = self.prepare(path, req, options).map(Prepared::idempotent);
         Box::pin(async move { client.server_streaming_prepared(path, prepared).await })
     }
 
@@ -405,6 +439,16 @@ pub(super) struct Prepared {
     pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
+    /// The method is idempotent: with [`ClientBuilder::zero_rtt`], the
+    /// request may travel as 0-RTT early data.
+    pub(super) early_data_ok: bool,
+}
+
+impl Prepared {
+    fn idempotent(mut self) -> Self {
+        self.early_data_ok = true;
+        self
+    }
 }
 
 /// The status a call's own side ended it with (a request stream that

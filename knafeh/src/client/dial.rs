@@ -8,7 +8,7 @@ use tokio_quiche::quiche::h3;
 use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
-use crate::transport::conn::H3App;
+use crate::transport::conn::{H3App, SessionSlot};
 use crate::transport::icmp;
 use crate::transport::stream::{Command, ConnShared};
 use crate::transport::tls::{client_context, CertRefusal, ClientTlsConfig, TlsHook};
@@ -17,7 +17,17 @@ use crate::Status;
 /// Dials `addr`: resolves it, opens a UDP socket, and completes the QUIC
 /// and TLS handshakes; fails at once when the server's certificate is
 /// refused.
-pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
+///
+/// With a session in `sessions` (the ticket a previous connection to this
+/// server got) the handshake resumes it, with no certificate exchange;
+/// with [`ClientBuilder::zero_rtt`] too, the dial returns as soon as early
+/// data can be sent. A ticket is used once: the new connection puts the
+/// tickets it receives in `sessions`.
+pub(super) async fn dial(
+    cfg: &ClientBuilder,
+    addr: &str,
+    sessions: &SessionSlot,
+) -> Result<ConnHandle, Status> {
     let (host, _port) = host_port(addr)?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
@@ -30,10 +40,14 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let ip = server_name.parse::<std::net::IpAddr>().ok();
     let refusal = Arc::new(CertRefusal::default());
-    let params = connection_params(cfg, &server_name, ip, refusal.clone())?;
+    let (mut params, hook) = connection_params(cfg, &server_name, ip, refusal.clone())?;
     let h3_config =
         h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
-    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive);
+    let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive, sessions.clone());
+    let session = sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     // quiche checks the name it is given as a DNS name; an IP address is
     // checked by the verify callback instead (and is not sent as SNI).
     let host = if ip.is_some() {
@@ -41,7 +55,34 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
     } else {
         Some(server_name.as_str())
     };
-    let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
+    let connect: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> =
+        match session {
+            Some(session) if cfg.zero_rtt => {
+                let tls = hook.build().map_err(|e| {
+                    Status::invalid_argument(format!("client TLS configuration: {e}"))
+                })?;
+                let shared = shared.clone();
+                let settings = params.settings.clone();
+                let host = host.map(str::to_owned);
+                Box::pin(async move {
+                    super::early::connect_early(
+                        socket,
+                        host.as_deref(),
+                        &settings,
+                        tls,
+                        &session,
+                        app,
+                        &shared,
+                    )
+                    .await
+                })
+            }
+            session => {
+                params.session = session;
+                let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
+                Box::pin(async move { connect.await.map(drop).map_err(|e| e.to_string()) })
+            }
+        };
     let failed = |why: String| Status::unavailable(format!("connecting to {addr} ({peer}){why}"));
     let outcome = tokio::select! {
         r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
@@ -49,7 +90,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
         () = icmp::refused(errors.clone()) => return Err(failed(format!(": {REFUSED}"))),
     };
     match outcome {
-        Ok(Ok(_conn)) => {}
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(failed(format!(" as {server_name:?}: {e}"))),
         Err(_) => {
             return Err(failed(format!(
@@ -97,7 +138,7 @@ async fn watch_refusals(
     }
 }
 
-type ClientSocket =
+pub(super) type ClientSocket =
     tokio_quiche::socket::Socket<Arc<tokio::net::UdpSocket>, Arc<tokio::net::UdpSocket>>;
 
 /// A UDP socket connected to `addr`'s first address, with the socket
@@ -139,8 +180,11 @@ fn connection_params(
     server_name: &str,
     ip: Option<std::net::IpAddr>,
     refusal: Arc<CertRefusal>,
-) -> Result<ConnectionParams<'static>, Status> {
+) -> Result<(ConnectionParams<'static>, Arc<TlsHook>), Status> {
     let mut settings = crate::transport::conn::quic_settings();
+    // Early data is only sent by a 0-RTT dial, which sets it up itself
+    // (`early::connect_early`).
+    settings.enable_early_data = false;
     settings.max_idle_timeout = Some(cfg.idle_timeout);
     settings.handshake_timeout = Some(cfg.connect_timeout);
     let tls = ClientTlsConfig {
@@ -151,11 +195,13 @@ fn connection_params(
         identity: cfg.identity.clone(),
         refusal,
     };
-    let hook = TlsHook::new(move || client_context(&tls))
-        .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
+    let hook = Arc::new(
+        TlsHook::new(move || client_context(&tls))
+            .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?,
+    );
     // tokio-quiche only consults the TLS hook when certificate paths are
     // set; the hook ignores them.
-    Ok(ConnectionParams::new_client(
+    let params = ConnectionParams::new_client(
         settings,
         Some(TlsCertificatePaths {
             cert: "",
@@ -163,9 +209,10 @@ fn connection_params(
             kind: CertificateKind::X509,
         }),
         Hooks {
-            connection_hook: Some(Arc::new(hook)),
+            connection_hook: Some(hook.clone()),
         },
-    ))
+    );
+    Ok((params, hook))
 }
 
 /// Splits `host:port`, `[v6]:port`.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::transport::conn::{Command, ConnShared};
+use crate::transport::conn::{Command, ConnShared, SessionSlot};
 use crate::{Code, Status};
 
 /// One server address: its connection, dialling state and load.
@@ -27,6 +27,10 @@ pub(super) struct Endpoint {
     /// Set while the endpoint is out after failed dials: until when, and
     /// how many failures in a row.
     pub(super) down: Mutex<Option<(Instant, u32)>>,
+    /// The latest TLS session (ticket) this endpoint's server sent, for the
+    /// next dial to resume. In memory only, per client; the server name is
+    /// the client's, so address and name together pick the ticket.
+    pub(super) session: SessionSlot,
 }
 
 impl Endpoint {
@@ -39,6 +43,7 @@ impl Endpoint {
             in_flight: AtomicUsize::new(0),
             dialing: AtomicBool::new(false),
             down: Mutex::new(None),
+            session: SessionSlot::default(),
         }
     }
 
@@ -167,7 +172,7 @@ impl Client {
         let _clear = ClearOnDrop(&ep.dialing);
         // Boxed: the dial future is large and every call's future would
         // otherwise carry (and copy) room for it.
-        let result = Box::pin(dial(&self.inner.cfg, &ep.addr)).await;
+        let result = Box::pin(dial(&self.inner.cfg, &ep.addr, &ep.session)).await;
         ep.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {

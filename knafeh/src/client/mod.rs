@@ -10,6 +10,7 @@ use std::sync::Arc;
 mod builder;
 mod call;
 mod dial;
+mod early;
 mod endpoints;
 mod streams;
 
@@ -50,4 +51,37 @@ impl Client {
     pub fn builder(addr: impl Into<String>) -> ClientBuilder {
         ClientBuilder::new(addr)
     }
+
+    /// How the live connection to the first connected endpoint was set
+    /// up; `None` while no endpoint is connected. For diagnostics and
+    /// tests: whether the connection resumed a TLS session and how much
+    /// 0-RTT early data it used.
+    pub fn connection_info(&self) -> Option<ConnectionInfo> {
+        use std::sync::atomic::Ordering::Acquire;
+        let conn = self.inner.endpoints.iter().find_map(current)?;
+        let s = &conn.shared;
+        Some(ConnectionInfo {
+            established: s.established.load(Acquire),
+            resumed: s.resumed.load(Acquire),
+            early_requests: s.early_requests.load(Acquire),
+            early_refused: s.early_refused.load(Acquire),
+        })
+    }
+}
+
+/// How a client's connection was set up (see [`Client::connection_info`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The handshake is complete (`false` while a 0-RTT connection is
+    /// still in early data).
+    pub established: bool,
+    /// The handshake resumed an earlier TLS session: the server sent no
+    /// certificate. Known once `established`.
+    pub resumed: bool,
+    /// Requests sent as 0-RTT early data on this connection.
+    pub early_requests: u64,
+    /// Of those, the ones the server refused as early data (each was sent
+    /// again once the handshake was complete).
+    pub early_refused: u64,
 }

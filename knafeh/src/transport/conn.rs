@@ -22,8 +22,9 @@ use crate::proto::h3::{H3_INTERNAL_ERROR, H3_NO_ERROR, H3_REQUEST_CANCELLED, H3_
 use crate::proto::liveness::{Liveness, LivenessAction};
 
 pub(crate) use super::stream::{
-    field_section_size, CallFuture, Command, ConnShared, Gone, Headers, IncomingStream, OnRequest,
-    OpenRequest, Out, OutHeaders, RecvWindow, RequestTx, StreamEvent, StreamTx,
+    field_section_size, CallFuture, Command, ConnShared, EarlyDataFilter, Gone, Headers,
+    IncomingStream, OnRequest, OpenRequest, Out, OutHeaders, RecvWindow, RequestTx, SessionSlot,
+    StreamEvent, StreamTx,
 };
 pub(crate) use crate::proto::liveness::Keepalive;
 
@@ -53,6 +54,11 @@ pub(crate) fn quic_settings() -> tokio_quiche::settings::QuicSettings {
     // congestion window: the initial window must hold the largest block
     // peers accept (32 KiB), or such a request never leaves.
     s.initial_congestion_window_packets = 32;
+    // Servers issue session tickets that allow 0-RTT and accept early
+    // data; which early requests are served is decided per method (see
+    // `EarlyDataFilter`: without one, none is). Clients turn it on only
+    // for a 0-RTT dial (`ClientBuilder::zero_rtt`).
+    s.enable_early_data = true;
     s
 }
 
@@ -66,6 +72,9 @@ struct Stream {
     remote_done: bool,
     /// Dropped with the stream, which tells the call (see [`Gone`]).
     _gone: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Client: a request sent as 0-RTT early data, kept to be sent again
+    /// if the server refuses it as early data.
+    early: Option<EarlyRequest>,
 }
 
 impl Stream {
@@ -83,6 +92,7 @@ impl Stream {
             local_done: false,
             remote_done: false,
             _gone: None,
+            early: None,
         }
     }
 
@@ -100,6 +110,37 @@ impl Stream {
 struct PendingOpen {
     req: Box<OpenRequest>,
     out: VecDeque<Out>,
+}
+
+impl PendingOpen {
+    fn new(req: Box<OpenRequest>) -> Self {
+        let mut out = VecDeque::new();
+        if let Some(body) = &req.body {
+            out.push_back(Out::Data(body.clone(), true, 0));
+        }
+        PendingOpen { req, out }
+    }
+
+    /// Whether it may be opened before the handshake completes: the caller
+    /// allowed it, and it is a one-message request (see
+    /// [`OpenRequest::early_data_ok`]).
+    fn early_data_ok(&self) -> bool {
+        self.req.early_data_ok && self.req.body.is_some()
+    }
+}
+
+/// Client: a request sent as 0-RTT early data, kept until the server has
+/// answered (or refused) it.
+struct EarlyRequest {
+    headers: OutHeaders,
+    body: Option<Bytes>,
+    slot: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The `:path` of a request header list.
+fn path_of(list: &Headers) -> Option<&[u8]> {
+    use tokio_quiche::quiche::h3::NameValue;
+    list.iter().find(|h| h.name() == b":path").map(|h| h.value())
 }
 
 /// The outcome of one HTTP/3 write: done (with its value), blocked
@@ -257,6 +298,13 @@ pub(crate) struct H3App {
     check_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// When `check_timer` fires, if it is armed.
     timer_at: Option<std::time::Instant>,
+    /// Server: which requests may be served from 0-RTT early data; `None`
+    /// refuses them all.
+    early_filter: Option<EarlyDataFilter>,
+    /// Client: where the server's session tickets go.
+    session_slot: Option<SessionSlot>,
+    /// Client: the last session put in `session_slot`.
+    last_session: Option<Vec<u8>>,
 }
 
 impl H3App {
@@ -286,20 +334,35 @@ impl H3App {
             next_check: None,
             check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
             timer_at: None,
+            early_filter: None,
+            session_slot: None,
+            last_session: None,
         }
     }
 
     /// A client-side application plus the command sender that drives it.
+    /// The session tickets the server sends are put in `session_slot`.
     pub(crate) fn client(
         h3_config: h3::Config,
         peer: SocketAddr,
         keepalive: Keepalive,
+        session_slot: SessionSlot,
     ) -> (Self, mpsc::UnboundedSender<Command>, Arc<ConnShared>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
         let mut app = Self::new(h3_config, rx, shared.clone(), peer);
         app.liveness = Liveness::new(keepalive);
+        app.session_slot = Some(session_slot);
         (app, tx, shared)
+    }
+
+    /// Server: serve the requests that arrive in 0-RTT early data when
+    /// `filter` says their method is idempotent (it gets the `:path`);
+    /// the others are refused with `H3_REQUEST_REJECTED` before any call
+    /// starts. Without this, every early-data request is refused.
+    #[allow(dead_code, reason = "the server calls it once services say which methods are idempotent")]
+    pub(crate) fn serve_early_data(&mut self, filter: EarlyDataFilter) {
+        self.early_filter = Some(filter);
     }
 
     /// A server-side application that calls `on_request` per request.
@@ -328,13 +391,7 @@ impl H3App {
 
     fn handle_command(&mut self, qconn: &mut QuicheConnection, cmd: Command) {
         match cmd {
-            Command::Open(req) => {
-                let mut out = VecDeque::new();
-                if let Some(body) = &req.body {
-                    out.push_back(Out::Data(body.clone(), true, 0));
-                }
-                self.pending_opens.push_back(PendingOpen { req, out });
-            }
+            Command::Open(req) => self.pending_opens.push_back(PendingOpen::new(req)),
             Command::SendOn(slot, out) => {
                 let id = slot.load(Ordering::Acquire);
                 if id != u64::MAX {
@@ -420,36 +477,38 @@ impl H3App {
         }
     }
 
+    /// Opens the request streams waiting to be opened, in order, as far as
+    /// the peer's stream limit allows. Before the handshake completes (a
+    /// 0-RTT connection) only the ones allowed as early data are opened.
     fn open_requests(&mut self, qconn: &mut QuicheConnection) {
-        let Some(h3) = self.h3.as_mut() else { return };
-        while let Some(p) = self.pending_opens.front() {
-            if p.req.events.is_closed() {
-                if let Some(c) = &p.req.credit {
-                    c.close();
+        let early = !qconn.is_established();
+        loop {
+            let next = if early {
+                self.pending_opens
+                    .iter()
+                    .position(|p| p.early_data_ok() || p.req.events.is_closed())
+            } else {
+                (!self.pending_opens.is_empty()).then_some(0)
+            };
+            let Some(at) = next else { break };
+            if self.pending_opens[at].req.events.is_closed() {
+                // The call is gone.
+                if let Some(p) = self.pending_opens.remove(at) {
+                    if let Some(c) = &p.req.credit {
+                        c.close();
+                    }
                 }
-                self.pending_opens.pop_front();
                 continue;
             }
             if qconn.peer_streams_left_bidi() == 0 {
                 break;
             }
-            match h3.send_request(qconn, &p.req.headers, false) {
+            let Some(h3) = self.h3.as_mut() else { return };
+            match h3.send_request(qconn, &self.pending_opens[at].req.headers, false) {
                 Ok(id) => {
-                    let Some(PendingOpen { req, out }) = self.pending_opens.pop_front() else {
-                        break;
-                    };
-                    let OpenRequest {
-                        events,
-                        window,
-                        slot,
-                        credit,
-                        ..
-                    } = *req;
-                    slot.store(id, Ordering::Release);
-                    let mut s = Stream::new(events, window, credit);
-                    s.out = out;
-                    self.streams.insert(id, s);
-                    self.dirty.insert(id);
+                    if let Some(p) = self.pending_opens.remove(at) {
+                        self.opened(id, p, early);
+                    }
                 }
                 Err(h3::Error::StreamBlocked)
                 | Err(h3::Error::TransportError(tokio_quiche::quiche::Error::StreamLimit)) => {
@@ -459,7 +518,7 @@ impl H3App {
                 Err(e) => {
                     tracing::debug!(error = %e, "could not open a request stream");
                     // Dropping the events sender reports the failure.
-                    if let Some(p) = self.pending_opens.pop_front() {
+                    if let Some(p) = self.pending_opens.remove(at) {
                         if let Some(c) = &p.req.credit {
                             c.close();
                         }
@@ -467,6 +526,56 @@ impl H3App {
                 }
             }
         }
+    }
+
+    /// Records a request stream just opened as `id` (as 0-RTT early data
+    /// when `early`).
+    fn opened(&mut self, id: u64, p: PendingOpen, early: bool) {
+        let PendingOpen { req, out } = p;
+        let OpenRequest {
+            headers,
+            body,
+            events,
+            window,
+            slot,
+            credit,
+            ..
+        } = *req;
+        slot.store(id, Ordering::Release);
+        let mut s = Stream::new(events, window, credit);
+        s.out = out;
+        if early {
+            tracing::debug!(stream_id = id, "request sent as 0-RTT early data");
+            self.shared.early_requests.fetch_add(1, Ordering::Relaxed);
+            s.early = Some(EarlyRequest {
+                headers,
+                body,
+                slot,
+            });
+        }
+        self.streams.insert(id, s);
+        self.dirty.insert(id);
+    }
+
+    /// Client: the server refused a request sent as early data (it reset
+    /// the stream with `H3_REQUEST_REJECTED` before answering, so nothing
+    /// was processed): queue it again, first in line, to be sent once the
+    /// handshake is complete.
+    fn resend_refused(&mut self, id: u64, s: Stream, early: EarlyRequest) {
+        let Some(events) = s.events else { return };
+        tracing::debug!(stream_id = id, "early-data request refused; sending it after the handshake");
+        self.shared.early_refused.fetch_add(1, Ordering::Relaxed);
+        early.slot.store(u64::MAX, Ordering::Release);
+        let req = Box::new(OpenRequest {
+            headers: early.headers,
+            body: early.body,
+            events,
+            window: s.window,
+            slot: early.slot,
+            credit: s.credit,
+            early_data_ok: false,
+        });
+        self.pending_opens.push_front(PendingOpen::new(req));
     }
 
     fn flush_stream(&mut self, qconn: &mut QuicheConnection, id: u64) -> bool {
@@ -541,6 +650,14 @@ impl H3App {
                 }
                 h3::Event::Reset(code) => {
                     if let Some(mut s) = self.streams.remove(&id) {
+                        if code == H3_REQUEST_REJECTED && !s.got_headers {
+                            if let Some(early) = s.early.take() {
+                                self.dirty.remove(&id);
+                                let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_CANCELLED);
+                                self.resend_refused(id, s, early);
+                                continue;
+                            }
+                        }
                         s.emit(StreamEvent::Reset(code));
                         if let Some(c) = &s.credit {
                             c.close();
@@ -589,7 +706,22 @@ impl H3App {
             return;
         };
         self.last_request_id = Some(self.last_request_id.map_or(id, |last| last.max(id)));
-        if self.going_away {
+        // Before the handshake completes, a request can only have come in
+        // 0-RTT early data, which anyone who saw it can replay on
+        // connections of their own (that never complete): serve it only
+        // when its method is idempotent. "Not processed" is what
+        // H3_REQUEST_REJECTED means (RFC 9114 §4.1.1), so the client sends
+        // it again once its handshake is done.
+        let early_data = !qconn.is_established();
+        let refuse_early = early_data
+            && !self
+                .early_filter
+                .as_ref()
+                .is_some_and(|idempotent| path_of(&list).is_some_and(|p| idempotent(p)));
+        if refuse_early {
+            tracing::debug!(stream_id = id, peer = %self.peer, "refusing a request sent as 0-RTT early data");
+        }
+        if self.going_away || refuse_early {
             let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_REJECTED);
             let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_REJECTED);
             return;
@@ -612,6 +744,7 @@ impl H3App {
             events: ev_rx,
             tx: StreamTx {
                 stream_id: id,
+                early_data,
                 cmd: cmd_tx.clone(),
                 credit,
                 shared: self.shared.clone(),
@@ -734,6 +867,64 @@ impl H3App {
         }
     }
 
+    /// Waits for a command from a call task or for the liveness timer.
+    ///
+    /// # Cancel safety
+    /// A received command is kept in `queued_cmds` at once.
+    async fn wait_for_event(&mut self) -> QuicResult<()> {
+        // The liveness timer is re-armed only when it would fire too late;
+        // firing early just leads to a re-check.
+        if let Some(at) = self.next_check {
+            if self.timer_at.is_none_or(|t| t > at) {
+                self.check_timer.as_mut().reset(at.into());
+                self.timer_at = Some(at);
+            }
+        }
+        let armed = self.timer_at.is_some();
+        let timer = &mut self.check_timer;
+        tokio::select! {
+            cmd = self.cmd_rx.recv() => match cmd {
+                Some(cmd) => {
+                    self.queued_cmds.push(cmd);
+                    // With other calls in progress, let the call tasks that
+                    // are ready queue their commands too, so that they go
+                    // out together (often in one packet) instead of one
+                    // wake-up each. A lone call goes out at once.
+                    if self.streams.len() > 1 {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(())
+                }
+                // Every handle is gone (a client that was dropped): close.
+                None => Err("connection handle dropped".into()),
+            },
+            // `process_writes` runs next and does the check.
+            () = timer.as_mut(), if armed => {
+                self.timer_at = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records what the handshake achieved once it is complete (and, on a
+    /// client, keeps the session tickets the server sends for the next
+    /// dial).
+    fn on_handshake_progress(&mut self, qconn: &mut QuicheConnection) {
+        if qconn.is_established() && !self.shared.established.load(Ordering::Relaxed) {
+            self.shared
+                .resumed
+                .store(qconn.is_resumed(), Ordering::Release);
+            self.shared.established.store(true, Ordering::Release);
+            tracing::debug!(peer = %self.peer, resumed = qconn.is_resumed(), "handshake complete");
+        }
+        if let (Some(slot), Some(session)) = (&self.session_slot, qconn.session()) {
+            if self.last_session.as_deref() != Some(session) {
+                self.last_session = Some(session.to_vec());
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.to_vec());
+            }
+        }
+    }
+
     fn finish_all(&mut self) {
         for (_, s) in self.streams.drain() {
             if let Some(c) = &s.credit {
@@ -776,6 +967,11 @@ impl ApplicationOverQuic for H3App {
             let _ = h3.send_goaway(qconn, 0);
         }
         self.h3 = Some(h3);
+        // Called when the handshake is complete, or earlier (still in the
+        // handshake) on a connection that can already send or receive
+        // 0-RTT early data.
+        self.on_handshake_progress(qconn);
+        self.shared.set_ready();
         Ok(())
     }
 
@@ -783,42 +979,25 @@ impl ApplicationOverQuic for H3App {
         self.h3.is_some()
     }
 
-    async fn wait_for_data(&mut self, _qconn: &mut QuicheConnection) -> QuicResult<()> {
-        // The liveness timer is re-armed only when it would fire too late;
-        // firing early just leads to a re-check.
-        if let Some(at) = self.next_check {
-            if self.timer_at.is_none_or(|t| t > at) {
-                self.check_timer.as_mut().reset(at.into());
-                self.timer_at = Some(at);
-            }
+    async fn wait_for_data(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        // Until the handshake completes (a connection in 0-RTT early data),
+        // tokio-quiche calls `process_writes` only once it is established:
+        // write from here instead, so that a client's early requests and a
+        // server's answers to them (0.5-RTT data) go out at once.
+        let early = !qconn.is_established();
+        if early && !self.queued_cmds.is_empty() {
+            // Commands left by a wait that was cancelled.
+            return self.process_writes(qconn);
         }
-        let armed = self.timer_at.is_some();
-        let timer = &mut self.check_timer;
-        tokio::select! {
-            cmd = self.cmd_rx.recv() => match cmd {
-                Some(cmd) => {
-                    self.queued_cmds.push(cmd);
-                    // With other calls in progress, let the call tasks that
-                    // are ready queue their commands too, so that they go
-                    // out together (often in one packet) instead of one
-                    // wake-up each. A lone call goes out at once.
-                    if self.streams.len() > 1 {
-                        tokio::task::yield_now().await;
-                    }
-                    Ok(())
-                }
-                // Every handle is gone (a client that was dropped): close.
-                None => Err("connection handle dropped".into()),
-            },
-            // `process_writes` runs next and does the check.
-            () = timer.as_mut(), if armed => {
-                self.timer_at = None;
-                Ok(())
-            }
+        self.wait_for_event().await?;
+        if early {
+            self.process_writes(qconn)?;
         }
+        Ok(())
     }
 
     fn process_reads(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        self.on_handshake_progress(qconn);
         self.closing.on_read();
         self.wrote_since_read = false;
         self.liveness.on_packet(std::time::Instant::now());

@@ -88,6 +88,12 @@ pub(crate) struct OpenRequest {
     pub(crate) slot: Arc<AtomicU64>,
     /// A streaming request's send-window credit (see [`RequestTx`]).
     pub(crate) credit: Option<Arc<Semaphore>>,
+    /// The caller allows this request to travel as 0-RTT early data (its
+    /// method is idempotent and the client has 0-RTT on). Only one-message
+    /// requests (`body` set) are sent early: a request that the server
+    /// refuses as early data is resent whole after the handshake, which
+    /// needs its body at hand.
+    pub(crate) early_data_ok: bool,
 }
 
 /// Commands from call tasks to the connection.
@@ -163,6 +169,11 @@ impl Gone {
 #[derive(Clone)]
 pub(crate) struct StreamTx {
     pub(crate) stream_id: u64,
+    /// Server: the request's headers arrived in 0-RTT early data, which an
+    /// attacker can replay. The connection only hands such a request to a
+    /// call when its [`EarlyDataFilter`] says the method is idempotent.
+    #[allow(dead_code, reason = "for the server's call path (e.g. its call context)")]
+    pub(crate) early_data: bool,
     pub(super) cmd: mpsc::UnboundedSender<Command>,
     pub(super) credit: Arc<Semaphore>,
     pub(crate) shared: Arc<ConnShared>,
@@ -257,11 +268,37 @@ pub(crate) type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = 
 /// returns the future that serves it.
 pub(crate) type OnRequest = Arc<dyn Fn(IncomingStream, SocketAddr) -> CallFuture + Send + Sync>;
 
+/// Server: says whether a request for this `:path` may be served from
+/// 0-RTT early data, i.e. whether its method is idempotent (RFC 8470 §3:
+/// replayable requests only for what is safe to replay). Requests it turns
+/// down are reset with `H3_REQUEST_REJECTED` before any call starts, and
+/// the client sends them again once the handshake is complete.
+pub(crate) type EarlyDataFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Client: where a connection puts the TLS session (ticket) its server
+/// sent, for the next dial to resume; shared by the clones of a client.
+pub(crate) type SessionSlot = Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
 /// State shared between a connection's worker and its owners.
 #[derive(Default)]
 pub(crate) struct ConnShared {
     /// Set once the connection has closed.
     pub(crate) closed: AtomicBool,
+    /// Set once the application runs: the handshake is complete, or (a
+    /// client resuming with 0-RTT) early data may be sent.
+    pub(crate) ready: AtomicBool,
+    /// Woken when `ready` is set.
+    pub(crate) ready_notify: tokio::sync::Notify,
+    /// The handshake resumed an earlier TLS session (no certificate
+    /// exchange). Known once the handshake is complete.
+    pub(crate) resumed: AtomicBool,
+    /// The handshake is complete.
+    pub(crate) established: AtomicBool,
+    /// Client: requests sent as 0-RTT early data.
+    pub(crate) early_requests: AtomicU64,
+    /// Client: early-data requests the server refused (and that were sent
+    /// again after the handshake).
+    pub(crate) early_refused: AtomicU64,
     /// Woken when the connection closes.
     pub(crate) closed_notify: tokio::sync::Notify,
     /// The largest header block the peer accepts (its
@@ -284,6 +321,34 @@ impl ConnShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Marks the connection ready for calls (see `ready`).
+    pub(super) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.ready_notify.notify_waiters();
+    }
+
+    /// Resolves once the connection is ready for calls; `false` when it
+    /// closed first.
+    pub(crate) async fn wait_ready(&self) -> bool {
+        loop {
+            let ready = self.ready_notify.notified();
+            let closed = self.closed_notify.notified();
+            tokio::pin!(ready, closed);
+            ready.as_mut().enable();
+            closed.as_mut().enable();
+            if self.ready.load(Ordering::Acquire) {
+                return true;
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            tokio::select! {
+                () = ready => {}
+                () = closed => {}
+            }
+        }
     }
 
     /// Resolves once the connection has closed.

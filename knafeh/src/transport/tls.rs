@@ -209,24 +209,145 @@ fn cert_has_ip(cert: &boring::x509::X509Ref, ip: std::net::IpAddr) -> bool {
         .is_some_and(|names| names.iter().any(|n| n.ipaddress() == Some(&want[..])))
 }
 
+/// How long a session-ticket key encrypts new tickets; tickets it
+/// encrypted are accepted for as long again (BoringSSL keeps a TLS 1.3
+/// session for two days at most).
+const TICKET_KEY_ROTATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// One session-ticket key: its name (sent in the ticket), the AES-256-CBC
+/// key that encrypts tickets and the HMAC-SHA256 key that authenticates
+/// them.
+struct TicketKey {
+    name: [u8; 16],
+    aes: [u8; 32],
+    hmac: [u8; 32],
+    created: std::time::Instant,
+}
+
+impl TicketKey {
+    fn random() -> Result<Self, ErrorStack> {
+        let mut k = TicketKey {
+            name: [0; 16],
+            aes: [0; 32],
+            hmac: [0; 32],
+            created: std::time::Instant::now(),
+        };
+        boring::rand::rand_bytes(&mut k.name)?;
+        boring::rand::rand_bytes(&mut k.aes)?;
+        boring::rand::rand_bytes(&mut k.hmac)?;
+        Ok(k)
+    }
+}
+
+/// The session-ticket keys of one server, shared by all its TLS contexts.
+/// tokio-quiche builds one context per listening socket, and with
+/// `ServerBuilder::listeners(n)` a client's next connection may reach
+/// another socket: left to itself, BoringSSL gives each context keys of
+/// its own, and the tickets of one would not resume on another. Keys
+/// rotate every [`TICKET_KEY_ROTATION`]; the previous key still decrypts.
+struct TicketKeys {
+    /// The current key and the previous one.
+    ring: std::sync::Mutex<(TicketKey, Option<TicketKey>)>,
+}
+
+impl TicketKeys {
+    fn new() -> Result<Self, TlsError> {
+        let key = TicketKey::random().map_err(ssl("creating a session-ticket key"))?;
+        Ok(TicketKeys {
+            ring: std::sync::Mutex::new((key, None)),
+        })
+    }
+
+    /// Sets up `cipher` and `hmac` to encrypt (`encrypt`) a ticket under
+    /// the current key, naming the key in `name` and filling a fresh `iv`;
+    /// or to decrypt a ticket whose key is named `name`.
+    fn apply(
+        &self,
+        name: &mut [u8; 16],
+        iv: &mut [u8; 16],
+        cipher: &mut boring::symm::CipherCtxRef,
+        hmac: &mut boring::hmac::HmacCtxRef,
+        encrypt: bool,
+    ) -> Result<boring::ssl::TicketKeyCallbackResult, ErrorStack> {
+        use boring::hash::MessageDigest;
+        use boring::ssl::TicketKeyCallbackResult as R;
+        use boring::symm::Cipher;
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if encrypt {
+            if ring.0.created.elapsed() >= TICKET_KEY_ROTATION {
+                let next = TicketKey::random()?;
+                let old = std::mem::replace(&mut ring.0, next);
+                ring.1 = Some(old);
+            }
+            let key = &ring.0;
+            *name = key.name;
+            boring::rand::rand_bytes(iv)?;
+            cipher.init_encrypt(&Cipher::aes_256_cbc(), &key.aes, iv)?;
+            hmac.init(&key.hmac, &MessageDigest::sha256())?;
+            return Ok(R::Success);
+        }
+        let (current, previous) = &*ring;
+        let (key, renew) = if current.name == *name {
+            (current, false)
+        } else {
+            match previous {
+                Some(k) if k.name == *name && k.created.elapsed() < 2 * TICKET_KEY_ROTATION => {
+                    (k, true)
+                }
+                // Unknown or expired: a full handshake.
+                _ => return Ok(R::Noop),
+            }
+        };
+        cipher.init_decrypt(&Cipher::aes_256_cbc(), &key.aes, iv)?;
+        hmac.init(&key.hmac, &MessageDigest::sha256())?;
+        Ok(if renew { R::DecryptSuccessRenew } else { R::Success })
+    }
+}
+
 /// Hands a prepared TLS context to tokio-quiche. tokio-quiche consults the
 /// hook only when certificate paths are set, and must be left with
 /// `QuicSettings::verify_peer` off: it would otherwise reset the verify
 /// mode (and drop the verify callback) after the hook ran.
+///
+/// Every context one hook builds shares its session-ticket keys (see
+/// [`TicketKeys`]; only a server uses them).
 pub(crate) struct TlsHook {
     make: Box<dyn Fn() -> Result<SslContextBuilder, TlsError> + Send + Sync>,
+    tickets: std::sync::Arc<TicketKeys>,
 }
 
 impl TlsHook {
     /// Checks that a context can be built now (so configuration errors
-    /// surface at start-up), then builds one per connection.
+    /// surface at start-up), then builds one each time tokio-quiche asks
+    /// (per dial on a client, per listening socket on a server).
     pub(crate) fn new(
         make: impl Fn() -> Result<SslContextBuilder, TlsError> + Send + Sync + 'static,
     ) -> Result<Self, TlsError> {
         make()?;
         Ok(TlsHook {
             make: Box::new(make),
+            tickets: std::sync::Arc::new(TicketKeys::new()?),
         })
+    }
+
+    /// Builds a context, with this hook's session-ticket keys.
+    pub(crate) fn build(&self) -> Result<SslContextBuilder, TlsError> {
+        let mut b = (self.make)()?;
+        let keys = self.tickets.clone();
+        // SAFETY: the callback names the key, fills the IV and initialises
+        // both the cipher and the HMAC context before it reports success
+        // (`TicketKeys::apply`); on failure it sends no ticket, or treats
+        // the ticket as unknown, as BoringSSL's contract asks.
+        unsafe {
+            b.set_ticket_key_callback(move |_ssl, name, iv, cipher, hmac, encrypt| {
+                keys.apply(name, iv, cipher, hmac, encrypt)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "session-ticket key callback failed");
+                        boring::ssl::TicketKeyCallbackResult::Noop
+                    })
+            });
+        }
+        Ok(b)
     }
 }
 
@@ -235,7 +356,7 @@ impl tokio_quiche::quic::ConnectionHook for TlsHook {
         &self,
         _paths: tokio_quiche::settings::TlsCertificatePaths<'_>,
     ) -> Option<SslContextBuilder> {
-        match (self.make)() {
+        match self.build() {
             Ok(b) => Some(b),
             Err(e) => {
                 // Fail closed: a context that verifies against an empty
