@@ -915,7 +915,13 @@ impl H3App {
                 .resumed
                 .store(qconn.is_resumed(), Ordering::Release);
             self.shared.established.store(true, Ordering::Release);
-            tracing::debug!(peer = %self.peer, resumed = qconn.is_resumed(), "handshake complete");
+            tracing::debug!(
+                peer = %self.peer,
+                resumed = qconn.is_resumed(),
+                // BoringSSL's ssl_early_data_reason_t (2: accepted).
+                early_data_reason = qconn.early_data_reason(),
+                "handshake complete"
+            );
         }
         if let (Some(slot), Some(session)) = (&self.session_slot, qconn.session()) {
             if self.last_session.as_deref() != Some(session) {
