@@ -44,10 +44,7 @@ pub(super) async fn dial(
     let h3_config =
         h3::Config::new().map_err(|e| Status::internal(format!("HTTP/3 config: {e}")))?;
     let (app, cmd, shared) = H3App::client(h3_config, peer, cfg.keepalive, sessions.clone());
-    let session = sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let session = sessions.lock().unwrap_or_else(|e| e.into_inner()).take();
     // quiche checks the name it is given as a DNS name; an IP address is
     // checked by the verify callback instead (and is not sent as SNI).
     let host = if ip.is_some() {

@@ -140,7 +140,9 @@ struct EarlyRequest {
 /// The `:path` of a request header list.
 fn path_of(list: &Headers) -> Option<&[u8]> {
     use tokio_quiche::quiche::h3::NameValue;
-    list.iter().find(|h| h.name() == b":path").map(|h| h.value())
+    list.iter()
+        .find(|h| h.name() == b":path")
+        .map(|h| h.value())
 }
 
 /// The outcome of one HTTP/3 write: done (with its value), blocked
@@ -360,7 +362,10 @@ impl H3App {
     /// `filter` says their method is idempotent (it gets the `:path`);
     /// the others are refused with `H3_REQUEST_REJECTED` before any call
     /// starts. Without this, every early-data request is refused.
-    #[allow(dead_code, reason = "the server calls it once services say which methods are idempotent")]
+    #[allow(
+        dead_code,
+        reason = "the server calls it once services say which methods are idempotent"
+    )]
     pub(crate) fn serve_early_data(&mut self, filter: EarlyDataFilter) {
         self.early_filter = Some(filter);
     }
@@ -563,7 +568,10 @@ impl H3App {
     /// handshake is complete.
     fn resend_refused(&mut self, id: u64, s: Stream, early: EarlyRequest) {
         let Some(events) = s.events else { return };
-        tracing::debug!(stream_id = id, "early-data request refused; sending it after the handshake");
+        tracing::debug!(
+            stream_id = id,
+            "early-data request refused; sending it after the handshake"
+        );
         self.shared.early_refused.fetch_add(1, Ordering::Relaxed);
         early.slot.store(u64::MAX, Ordering::Release);
         let req = Box::new(OpenRequest {
@@ -653,7 +661,11 @@ impl H3App {
                         if code == H3_REQUEST_REJECTED && !s.got_headers {
                             if let Some(early) = s.early.take() {
                                 self.dirty.remove(&id);
-                                let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_CANCELLED);
+                                let _ = qconn.stream_shutdown(
+                                    id,
+                                    Shutdown::Write,
+                                    H3_REQUEST_CANCELLED,
+                                );
                                 self.resend_refused(id, s, early);
                                 continue;
                             }

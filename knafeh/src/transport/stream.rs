@@ -172,7 +172,10 @@ pub(crate) struct StreamTx {
     /// Server: the request's headers arrived in 0-RTT early data, which an
     /// attacker can replay. The connection only hands such a request to a
     /// call when its [`EarlyDataFilter`] says the method is idempotent.
-    #[allow(dead_code, reason = "for the server's call path (e.g. its call context)")]
+    #[allow(
+        dead_code,
+        reason = "for the server's call path (e.g. its call context)"
+    )]
     pub(crate) early_data: bool,
     pub(super) cmd: mpsc::UnboundedSender<Command>,
     pub(super) credit: Arc<Semaphore>,

@@ -300,7 +300,11 @@ impl TicketKeys {
         };
         cipher.init_decrypt(&Cipher::aes_256_cbc(), &key.aes, iv)?;
         hmac.init(&key.hmac, &MessageDigest::sha256())?;
-        Ok(if renew { R::DecryptSuccessRenew } else { R::Success })
+        Ok(if renew {
+            R::DecryptSuccessRenew
+        } else {
+            R::Success
+        })
     }
 }
 
