@@ -151,7 +151,10 @@ impl Impairments {
             }
         }
         if self.rate == Some(0) {
-            return Err(bad("rate", "0 bytes/s delivers nothing; use None for no limit".into()));
+            return Err(bad(
+                "rate",
+                "0 bytes/s delivers nothing; use None for no limit".into(),
+            ));
         }
         if self.rate.is_some() && self.queue_bytes < 1500 {
             return Err(bad(
@@ -179,14 +182,23 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let e = Impairments::none().with_loss(1.5).validate("a_to_b").unwrap_err();
+        let e = Impairments::none()
+            .with_loss(1.5)
+            .validate("a_to_b")
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "link emulator setting `a_to_b.loss`: 1.5 is not a probability in [0, 1]"
         );
-        let e = Impairments::none().with_rate(1000, 100).validate("b_to_a").unwrap_err();
+        let e = Impairments::none()
+            .with_rate(1000, 100)
+            .validate("b_to_a")
+            .unwrap_err();
         assert!(e.to_string().contains("b_to_a.queue_bytes"), "{e}");
-        let e = Impairments::none().with_duplicate(f64::NAN).validate("x").unwrap_err();
+        let e = Impairments::none()
+            .with_duplicate(f64::NAN)
+            .validate("x")
+            .unwrap_err();
         assert!(e.to_string().contains("x.duplicate"), "{e}");
         assert!(Impairments::none().validate("a").is_ok());
     }

@@ -213,7 +213,10 @@ impl LinkBuilder {
                 format!("{}{pid}-{n}-a", netns::PREFIX),
                 format!("{}{pid}-{n}-b", netns::PREFIX),
             ],
-            addrs: [Ipv4Addr::new(10, 77, subnet, 1), Ipv4Addr::new(10, 77, subnet, 2)],
+            addrs: [
+                Ipv4Addr::new(10, 77, subnet, 1),
+                Ipv4Addr::new(10, 77, subnet, 2),
+            ],
             created: Vec::new(),
             relay: None,
         };
@@ -350,7 +353,9 @@ impl Link {
     /// any [`Command`].
     pub fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", self.namespace(side)]).arg(program);
+        command
+            .args(["netns", "exec", self.namespace(side)])
+            .arg(program);
         command
     }
 
@@ -366,7 +371,11 @@ impl Link {
     pub fn impairments(&self, direction: Direction) -> Impairments {
         self.relay
             .as_ref()
-            .map(|relay| relay::lock_shaper(&relay.directions[direction.index()]).config().clone())
+            .map(|relay| {
+                relay::lock_shaper(&relay.directions[direction.index()])
+                    .config()
+                    .clone()
+            })
             .unwrap_or_default()
     }
 
@@ -377,7 +386,11 @@ impl Link {
     /// # Errors
     ///
     /// [`Error::Config`] for a setting out of range.
-    pub fn set_impairments(&self, direction: Direction, impairments: Impairments) -> Result<(), Error> {
+    pub fn set_impairments(
+        &self,
+        direction: Direction,
+        impairments: Impairments,
+    ) -> Result<(), Error> {
         impairments.validate(direction.label())?;
         if let Some(relay) = &self.relay {
             relay::lock_shaper(&relay.directions[direction.index()]).set_config(impairments);

@@ -97,7 +97,12 @@ pub(crate) fn create_tun(name: &str) -> Result<OwnedFd, Error> {
 fn open_tun() -> Result<OwnedFd, Error> {
     let path = c"/dev/net/tun";
     // SAFETY: a valid NUL-terminated path and plain flags.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
     if fd < 0 {
         return Err(Error::tun("open /dev/net/tun", io::Error::last_os_error()));
     }
@@ -167,6 +172,10 @@ mod tests {
         }
         let e = check_prerequisites("/nonexistent/ip").unwrap_err();
         assert!(matches!(e, Error::IpMissing(_)), "{e:?}");
-        assert!(e.to_string().contains("the `ip` program (iproute2) cannot be run"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the `ip` program (iproute2) cannot be run"),
+            "{e}"
+        );
     }
 }

@@ -33,9 +33,12 @@ impl Counters {
         self.packets_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(len as u64, Relaxed);
         self.lost.fetch_add(u64::from(verdict.lost), Relaxed);
-        self.duplicated.fetch_add(u64::from(verdict.duplicated), Relaxed);
-        self.queue_dropped.fetch_add(u64::from(verdict.queue_dropped), Relaxed);
-        self.reordered.fetch_add(u64::from(verdict.reordered), Relaxed);
+        self.duplicated
+            .fetch_add(u64::from(verdict.duplicated), Relaxed);
+        self.queue_dropped
+            .fetch_add(u64::from(verdict.queue_dropped), Relaxed);
+        self.reordered
+            .fetch_add(u64::from(verdict.reordered), Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> DirectionStats {
@@ -65,7 +68,9 @@ struct Schedule {
 type Shared = Arc<(Mutex<Schedule>, Condvar)>;
 
 fn lock(schedule: &Mutex<Schedule>) -> MutexGuard<'_, Schedule> {
-    schedule.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    schedule
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One direction's shared state (a lane of the link).
@@ -177,8 +182,16 @@ impl Drop for Relay {
 /// Waits until `fd` is readable or the relay is woken to stop.
 fn wait_readable(fd: &OwnedFd, wake: &OwnedFd) -> io::Result<()> {
     let mut fds = [
-        libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     // SAFETY: `fds` is a valid array of two pollfd for the whole call.
     if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
@@ -187,13 +200,7 @@ fn wait_readable(fd: &OwnedFd, wake: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn read_loop(
-    from: &OwnedFd,
-    wake: &OwnedFd,
-    stop: &AtomicBool,
-    direction: &Lane,
-    shared: &Shared,
-) {
+fn read_loop(from: &OwnedFd, wake: &OwnedFd, stop: &AtomicBool, direction: &Lane, shared: &Shared) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Relaxed) {
         if let Err(e) = wait_readable(from, wake) {
@@ -219,7 +226,9 @@ fn read_loop(
             for release in verdict.releases {
                 let seq = schedule.next_seq;
                 schedule.next_seq += 1;
-                schedule.heap.push(Reverse((release, seq, buf[..len].to_vec())));
+                schedule
+                    .heap
+                    .push(Reverse((release, seq, buf[..len].to_vec())));
             }
             drop(schedule);
             shared.1.notify_one();
@@ -228,7 +237,10 @@ fn read_loop(
 }
 
 pub(crate) fn lock_shaper(direction: &Lane) -> MutexGuard<'_, Shaper> {
-    direction.shaper.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    direction
+        .shaper
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn write_loop(to: &OwnedFd, counters: &Counters, shared: &Shared) {
@@ -249,7 +261,10 @@ fn write_loop(to: &OwnedFd, counters: &Counters, shared: &Shared) {
             schedule = match schedule.heap.peek() {
                 Some(Reverse((release, _, _))) => {
                     let wait = *release - now;
-                    condvar.wait_timeout(schedule, wait).unwrap_or_else(|p| p.into_inner()).0
+                    condvar
+                        .wait_timeout(schedule, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
                 None => condvar.wait(schedule).unwrap_or_else(|p| p.into_inner()),
             };

@@ -79,6 +79,9 @@ mod tests {
         let samples: Vec<f64> = (0..n).map(|_| a.normal()).collect();
         let m = samples.iter().sum::<f64>() / n as f64;
         let var = samples.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n as f64;
-        assert!(m.abs() < 0.01 && (var - 1.0).abs() < 0.02, "normal {m} {var}");
+        assert!(
+            m.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "normal {m} {var}"
+        );
     }
 }

@@ -135,7 +135,9 @@ mod tests {
         let config = Impairments::none().with_loss(0.1);
         let run = |seed| {
             let mut s = Shaper::new(config.clone(), seed);
-            (0..100_000).map(|_| s.admit(t0, 100).lost).collect::<Vec<_>>()
+            (0..100_000)
+                .map(|_| s.admit(t0, 100).lost)
+                .collect::<Vec<_>>()
         };
         let a = run(5);
         assert_eq!(a, run(5));
@@ -173,7 +175,10 @@ mod tests {
             let sent = t0 + ms(i * 10);
             let r = s.admit(sent, 100).releases[0];
             assert!(r >= last, "jitter reordered packet {i}");
-            assert!(r >= sent + ms(15) && r <= sent + ms(25), "packet {i}: {r:?}");
+            assert!(
+                r >= sent + ms(15) && r <= sent + ms(25),
+                "packet {i}: {r:?}"
+            );
             last = r;
         }
     }

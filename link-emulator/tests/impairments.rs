@@ -15,14 +15,21 @@ fn duplicates_arrive_twice() {
     let _serial = serial();
     let link = start(
         Link::builder()
-            .direction(Direction::AToB, Impairments::none().with_delay(ms(5)).with_duplicate(0.05))
+            .direction(
+                Direction::AToB,
+                Impairments::none().with_delay(ms(5)).with_duplicate(0.05),
+            )
             .seed(5),
     );
     let receiver = udp_socket(&link, Side::B, 7500);
     let sender = udp_socket(&link, Side::A, 7501);
     let to = sock(link.addr(Side::B), 7500);
     let collector = std::thread::spawn(move || {
-        udp_collect(&receiver, Duration::from_millis(500), Duration::from_secs(20))
+        udp_collect(
+            &receiver,
+            Duration::from_millis(500),
+            Duration::from_secs(20),
+        )
     });
     udp_send_paced(&sender, to, 2_000, 64, 2_000.0);
     let got = collector.join().unwrap();
@@ -44,7 +51,11 @@ fn reordered_packets_are_overtaken() {
     let sender = udp_socket(&link, Side::A, 7601);
     let to = sock(link.addr(Side::B), 7600);
     let collector = std::thread::spawn(move || {
-        udp_collect(&receiver, Duration::from_millis(500), Duration::from_secs(20))
+        udp_collect(
+            &receiver,
+            Duration::from_millis(500),
+            Duration::from_secs(20),
+        )
     });
     udp_send_paced(&sender, to, 1_000, 64, 1_000.0);
     let got = collector.join().unwrap();
@@ -81,17 +92,23 @@ fn tcp_and_udp_cross_a_link_with_every_impairment() {
         .unwrap();
     let echo = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let mut buf = vec![0u8; 65_536];
         while let Ok(n @ 1..) = stream.read(&mut buf) {
             stream.write_all(&buf[..n]).unwrap();
         }
     });
     let mut stream = link
-        .run_in(Side::A, move || TcpStream::connect_timeout(&sock(b, 7700), ms(5000)))
+        .run_in(Side::A, move || {
+            TcpStream::connect_timeout(&sock(b, 7700), ms(5000))
+        })
         .unwrap()
         .expect("TCP connect across the link");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 251) as u8).collect();
     let mut writer = stream.try_clone().unwrap();
     let sent = data.clone();
@@ -108,7 +125,11 @@ fn tcp_and_udp_cross_a_link_with_every_impairment() {
     let client = udp_socket(&link, Side::A, 7702);
     let rtts = udp_ping(&client, sock(b, 7701), 50);
     println!("UDP: {} of 50 pings answered", rtts.len());
-    assert!(rtts.len() >= 40, "only {} of 50 UDP pings answered", rtts.len());
+    assert!(
+        rtts.len() >= 40,
+        "only {} of 50 UDP pings answered",
+        rtts.len()
+    );
     drop(echo);
     let stats = link.stats(Direction::AToB);
     println!("A to B: {stats:?}");

@@ -13,16 +13,24 @@ use link_emulator::{Link, Side};
 fn namespace_exists(name: &str) -> bool {
     let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
-    let in_list = listed.lines().any(|l| l.split_whitespace().next() == Some(name));
+    let in_list = listed
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name));
     in_list || Path::new("/var/run/netns").join(name).exists()
 }
 
 #[test]
 fn namespaces_exist_while_running_and_are_gone_after_drop() {
     let link = start(Link::builder());
-    let names = [link.namespace(Side::A).to_owned(), link.namespace(Side::B).to_owned()];
+    let names = [
+        link.namespace(Side::A).to_owned(),
+        link.namespace(Side::B).to_owned(),
+    ];
     for (side, name) in [(Side::A, &names[0]), (Side::B, &names[1])] {
-        assert!(name.starts_with(&format!("knafeh-link-{}-", std::process::id())), "{name}");
+        assert!(
+            name.starts_with(&format!("knafeh-link-{}-", std::process::id())),
+            "{name}"
+        );
         assert!(namespace_exists(name), "{name} missing while the link runs");
         let out = link
             .command(side, "ip")
@@ -30,11 +38,23 @@ fn namespaces_exist_while_running_and_are_gone_after_drop() {
             .output()
             .unwrap();
         let shown = String::from_utf8_lossy(&out.stdout);
-        assert!(shown.contains(&format!("{}/30", link.addr(side))), "{shown}");
-        assert!(shown.contains("mtu 1500") && shown.contains("UP"), "{shown}");
+        assert!(
+            shown.contains(&format!("{}/30", link.addr(side))),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("mtu 1500") && shown.contains("UP"),
+            "{shown}"
+        );
     }
-    let root = Command::new("ip").args(["link", "show", Link::TUN_DEVICE]).output().unwrap();
-    assert!(!root.status.success(), "a TUN device appeared in the root namespace");
+    let root = Command::new("ip")
+        .args(["link", "show", Link::TUN_DEVICE])
+        .output()
+        .unwrap();
+    assert!(
+        !root.status.success(),
+        "a TUN device appeared in the root namespace"
+    );
     drop(link);
     for name in &names {
         assert!(!namespace_exists(name), "{name} left after drop");
@@ -46,8 +66,14 @@ fn namespaces_are_gone_after_a_panic() {
     let names = std::sync::Mutex::new(Vec::new());
     let result = std::panic::catch_unwind(|| {
         let link = start(Link::builder());
-        names.lock().unwrap().push(link.namespace(Side::A).to_owned());
-        names.lock().unwrap().push(link.namespace(Side::B).to_owned());
+        names
+            .lock()
+            .unwrap()
+            .push(link.namespace(Side::A).to_owned());
+        names
+            .lock()
+            .unwrap()
+            .push(link.namespace(Side::B).to_owned());
         panic!("a test failing while the link runs");
     });
     assert!(result.is_err());
@@ -64,11 +90,16 @@ fn leftovers_of_a_dead_process_are_removed_at_start() {
     let dead = child.id();
     child.wait().unwrap();
     let leftover = format!("knafeh-link-{dead}-0-a");
-    let added = Command::new("ip").args(["netns", "add", &leftover]).status().unwrap();
+    let added = Command::new("ip")
+        .args(["netns", "add", &leftover])
+        .status()
+        .unwrap();
     assert!(added.success(), "ip netns add {leftover}");
     let link = start(Link::builder());
     let gone = !namespace_exists(&leftover);
-    let _ = Command::new("ip").args(["netns", "delete", &leftover]).output();
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &leftover])
+        .output();
     drop(link);
     assert!(gone, "{leftover} (pid {dead} is dead) was not removed");
 }
@@ -77,9 +108,19 @@ fn leftovers_of_a_dead_process_are_removed_at_start() {
 fn code_run_in_a_side_binds_in_its_namespace() {
     let link = start(Link::builder());
     let a = link.addr(Side::A);
-    let bound = link.run_in(Side::A, move || UdpSocket::bind((a, 0)).map(|_| ())).unwrap();
-    assert!(bound.is_ok(), "cannot bind {a} inside namespace A: {bound:?}");
-    let in_b = link.run_in(Side::B, move || UdpSocket::bind((a, 0)).map(|_| ())).unwrap();
+    let bound = link
+        .run_in(Side::A, move || UdpSocket::bind((a, 0)).map(|_| ()))
+        .unwrap();
+    assert!(
+        bound.is_ok(),
+        "cannot bind {a} inside namespace A: {bound:?}"
+    );
+    let in_b = link
+        .run_in(Side::B, move || UdpSocket::bind((a, 0)).map(|_| ()))
+        .unwrap();
     assert!(in_b.is_err(), "A's address is bindable in namespace B");
-    assert!(UdpSocket::bind((a, 0)).is_err(), "A's address is bindable in the root namespace");
+    assert!(
+        UdpSocket::bind((a, 0)).is_err(),
+        "A's address is bindable in the root namespace"
+    );
 }

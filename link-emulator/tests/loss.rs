@@ -15,14 +15,21 @@ const SENT: u32 = 5_000;
 fn lost_with_seed(seed: u64) -> (BTreeSet<u32>, u64) {
     let link = start(
         Link::builder()
-            .direction(Direction::AToB, Impairments::none().with_delay(ms(5)).with_loss(0.02))
+            .direction(
+                Direction::AToB,
+                Impairments::none().with_delay(ms(5)).with_loss(0.02),
+            )
             .seed(seed),
     );
     let receiver = udp_socket(&link, Side::B, 7200);
     let sender = udp_socket(&link, Side::A, 7201);
     let to = sock(link.addr(Side::B), 7200);
     let collector = std::thread::spawn(move || {
-        udp_collect(&receiver, Duration::from_millis(500), Duration::from_secs(20))
+        udp_collect(
+            &receiver,
+            Duration::from_millis(500),
+            Duration::from_secs(20),
+        )
     });
     udp_send_paced(&sender, to, SENT, 64, 5_000.0);
     let got = collector.join().unwrap();
@@ -30,7 +37,11 @@ fn lost_with_seed(seed: u64) -> (BTreeSet<u32>, u64) {
     for (seq, _, _) in &got {
         missing.remove(seq);
     }
-    assert_eq!(got.len() as u32 + missing.len() as u32, SENT, "unexpected duplicates");
+    assert_eq!(
+        got.len() as u32 + missing.len() as u32,
+        SENT,
+        "unexpected duplicates"
+    );
     (missing, link.stats(Direction::AToB).lost)
 }
 
@@ -46,6 +57,11 @@ fn udp_loss_is_binomial_and_reproducible_from_the_seed() {
     let (again, _) = lost_with_seed(11);
     assert_eq!(first, again, "the same seed lost other packets");
     let (other, _) = lost_with_seed(12);
-    assert_binomial("UDP loss at 2%, seed 12", other.len() as u64, u64::from(SENT), 0.02);
+    assert_binomial(
+        "UDP loss at 2%, seed 12",
+        other.len() as u64,
+        u64::from(SENT),
+        0.02,
+    );
     assert_ne!(first, other, "another seed lost the same packets");
 }

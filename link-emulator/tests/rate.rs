@@ -42,7 +42,9 @@ fn tcp_bulk_transfer_runs_at_the_rate() {
         .unwrap();
     let receiver = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = vec![0u8; 65_536];
         let (mut total, mut samples) = (0u64, Vec::new());
         while let Ok(n @ 1..) = stream.read(&mut buf) {
@@ -52,10 +54,14 @@ fn tcp_bulk_transfer_runs_at_the_rate() {
         samples
     });
     let mut stream = link
-        .run_in(Side::A, move || TcpStream::connect_timeout(&sock(b, 7300), ms(5000)))
+        .run_in(Side::A, move || {
+            TcpStream::connect_timeout(&sock(b, 7300), ms(5000))
+        })
         .unwrap()
         .expect("TCP connect across the link");
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let chunk = vec![7u8; 16_384];
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
@@ -66,7 +72,12 @@ fn tcp_bulk_transfer_runs_at_the_rate() {
     // Skip slow start; each 1500-byte IP packet carries 1448 bytes of data
     // (20 IP + 20 TCP + 12 timestamp option bytes of header).
     let goodput = rate_after(&samples, Duration::from_secs(1));
-    assert_close("TCP rate at 20 Mbit/s, IP bytes/s", goodput * 1500.0 / 1448.0, RATE, 0.10);
+    assert_close(
+        "TCP rate at 20 Mbit/s, IP bytes/s",
+        goodput * 1500.0 / 1448.0,
+        RATE,
+        0.10,
+    );
 }
 
 #[test]
@@ -77,7 +88,11 @@ fn udp_flood_is_cut_to_the_rate() {
     let sender = udp_socket(&link, Side::A, 7401);
     let to = sock(link.addr(Side::B), 7400);
     let collector = std::thread::spawn(move || {
-        udp_collect(&receiver, Duration::from_millis(500), Duration::from_secs(20))
+        udp_collect(
+            &receiver,
+            Duration::from_millis(500),
+            Duration::from_secs(20),
+        )
     });
     // 1200 bytes of payload = 1228-byte IP packets, offered at 30 Mbit/s.
     let per_second = 30e6 / 8.0 / 1228.0;
@@ -99,5 +114,8 @@ fn udp_flood_is_cut_to_the_rate() {
     );
     let stats = link.stats(link_emulator::Direction::AToB);
     println!("UDP flood: {stats:?}");
-    assert!(stats.queue_dropped > 0, "the queue never overflowed at 1.5× the rate");
+    assert!(
+        stats.queue_dropped > 0,
+        "the queue never overflowed at 1.5× the rate"
+    );
 }

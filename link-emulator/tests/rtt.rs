@@ -16,7 +16,11 @@ fn udp_rtt_median(link: &Link, count: u32) -> (Duration, Vec<Duration>) {
     let to = sock(link.addr(Side::B), 7000);
     udp_ping(&client, to, 3); // warm-up
     let rtts = udp_ping(&client, to, count);
-    assert!(rtts.len() as u32 >= count * 9 / 10, "only {} answers of {count}", rtts.len());
+    assert!(
+        rtts.len() as u32 >= count * 9 / 10,
+        "only {} answers of {count}",
+        rtts.len()
+    );
     drop(echo);
     (median(rtts.clone()), rtts)
 }
@@ -45,12 +49,20 @@ fn jitter_spreads_the_rtt_around_the_setting() {
         .with_jitter(ms(5), Jitter::Uniform);
     let link = start(Link::builder().each_way(each_way).seed(2));
     let (measured, rtts) = udp_rtt_median(&link, 80);
-    assert_close("UDP RTT with jitter (median of 80)", measured.as_secs_f64() * 1e3, 40.0, 0.10);
+    assert_close(
+        "UDP RTT with jitter (median of 80)",
+        measured.as_secs_f64() * 1e3,
+        40.0,
+        0.10,
+    );
     let (p10, p90) = (percentile(&rtts, 0.1), percentile(&rtts, 0.9));
     let min = rtts.iter().min().copied().unwrap_or_default();
     println!("jitter: min {min:?}, p10 {p10:?}, p90 {p90:?}");
     assert!(min >= ms(29), "an RTT below the 30 ms floor: {min:?}");
-    assert!(p90 - p10 >= ms(5), "jitter not visible: p10 {p10:?}, p90 {p90:?}");
+    assert!(
+        p90 - p10 >= ms(5),
+        "jitter not visible: p10 {p10:?}, p90 {p90:?}"
+    );
 }
 
 #[test]

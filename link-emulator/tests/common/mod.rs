@@ -53,7 +53,12 @@ pub fn set_big_buffers(socket: &impl AsRawFd) {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        assert_eq!(rc, 0, "setsockopt buffer: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt buffer: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -96,7 +101,13 @@ pub fn udp_ping(socket: &UdpSocket, to: SocketAddr, count: u32) -> Vec<Duration>
 
 /// Sends `count` datagrams of `size` bytes (sequence number first) at
 /// `per_second`, paced in 1 ms steps.
-pub fn udp_send_paced(socket: &UdpSocket, to: SocketAddr, count: u32, size: usize, per_second: f64) {
+pub fn udp_send_paced(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    count: u32,
+    size: usize,
+    per_second: f64,
+) {
     let mut payload = vec![0u8; size.max(4)];
     let start = Instant::now();
     let mut seq = 0u32;
@@ -113,7 +124,11 @@ pub fn udp_send_paced(socket: &UdpSocket, to: SocketAddr, count: u32, size: usiz
 
 /// Receives datagrams until none came for `idle` (after the first) or
 /// `limit` passed: (sequence number, arrival time, length) of each.
-pub fn udp_collect(socket: &UdpSocket, idle: Duration, limit: Duration) -> Vec<(u32, Instant, usize)> {
+pub fn udp_collect(
+    socket: &UdpSocket,
+    idle: Duration,
+    limit: Duration,
+) -> Vec<(u32, Instant, usize)> {
     socket.set_read_timeout(Some(idle)).unwrap();
     let deadline = Instant::now() + limit;
     let mut got = Vec::new();
@@ -147,7 +162,10 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
 /// Asserts `measured` is within `fraction` of `expected`.
 pub fn assert_close(what: &str, measured: f64, expected: f64, fraction: f64) {
     let error = (measured - expected).abs() / expected;
-    println!("{what}: measured {measured:.3}, expected {expected:.3}, error {:.1}%", error * 100.0);
+    println!(
+        "{what}: measured {measured:.3}, expected {expected:.3}, error {:.1}%",
+        error * 100.0
+    );
     assert!(
         error <= fraction,
         "{what}: measured {measured:.3}, expected {expected:.3} ± {:.0}%",
@@ -159,7 +177,10 @@ pub fn assert_close(what: &str, measured: f64, expected: f64, fraction: f64) {
 pub fn assert_binomial(what: &str, count: u64, n: u64, p: f64) {
     let mean = n as f64 * p;
     let sigma = (n as f64 * p * (1.0 - p)).sqrt();
-    println!("{what}: {count} of {n}, expected {mean:.1} ± 4σ ({:.1})", 4.0 * sigma);
+    println!(
+        "{what}: {count} of {n}, expected {mean:.1} ± 4σ ({:.1})",
+        4.0 * sigma
+    );
     assert!(
         (count as f64 - mean).abs() <= 4.0 * sigma,
         "{what}: {count} of {n}, expected {mean:.1} ± {:.1} (4σ)",
