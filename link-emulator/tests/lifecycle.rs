@@ -124,3 +124,65 @@ fn code_run_in_a_side_binds_in_its_namespace() {
         "A's address is bindable in the root namespace"
     );
 }
+
+#[test]
+fn threads_started_inside_a_side_stay_in_its_namespace() {
+    let link = start(Link::builder());
+    let a = link.addr(Side::A);
+    let bound = link
+        .run_in(Side::A, move || {
+            std::thread::spawn(move || UdpSocket::bind((a, 0)).map(|_| ()))
+                .join()
+                .unwrap()
+        })
+        .unwrap();
+    assert!(
+        bound.is_ok(),
+        "a thread started in namespace A left it: {bound:?}"
+    );
+}
+
+#[test]
+fn a_bad_setting_is_refused_before_anything_is_created() {
+    let e = Link::builder().loss(2.0).start().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "link emulator setting `a_to_b.loss`: 2 is not a probability in [0, 1]"
+    );
+}
+
+/// Run as an unprivileged user, `start()` says that root is missing. The test
+/// runs its own binary again under `setpriv` as nobody (uid 65534).
+#[test]
+fn not_being_root_is_reported_by_name() {
+    if std::env::var_os("LINK_EMULATOR_PROBE").is_some() {
+        match Link::builder().start() {
+            Ok(_) => println!("PROBE: started"),
+            Err(e) => println!("PROBE: {e}"),
+        }
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "not_being_root_is_reported_by_name",
+            "--nocapture",
+        ])
+        .env("LINK_EMULATOR_PROBE", "1")
+        .output()
+        .expect("run setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("PROBE: "));
+    assert_eq!(
+        line,
+        Some(
+            "PROBE: link emulator unavailable: not running as root (euid 65534); \
+             network namespaces and TUN devices need root"
+        ),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
