@@ -1,6 +1,6 @@
 //! An emulated network link between two Linux network namespaces.
 //!
-//! [`Link::start`] creates two network namespaces, `A` and `B`, each with one
+//! [`LinkBuilder::start`] creates two network namespaces, `A` and `B`, each with one
 //! TUN device (`kn0`, MTU 1500) holding the address `10.77.N.1/30` (A) or
 //! `10.77.N.2/30` (B), and the loopback device up. A user-space relay reads
 //! every IP packet that one namespace sends to the other from its TUN device
@@ -14,10 +14,10 @@
 //! a tokio runtime built on that thread, live in the namespace) or
 //! [`Link::command`] (`ip netns exec`). Dropping the [`Link`] stops the relay
 //! and deletes both namespaces, also when a test panics; namespaces left by a
-//! process that died are removed by the next [`Link::start`].
+//! process that died are removed by the next [`LinkBuilder::start`].
 //!
 //! Linux only; needs root, `/dev/net/tun` and the `ip` program (iproute2).
-//! When one is missing, [`Link::start`] returns an [`Error`] naming it.
+//! When one is missing, [`LinkBuilder::start`] returns an [`Error`] naming it.
 //!
 //! ```no_run
 //! use std::time::Duration;
