@@ -294,6 +294,9 @@ impl Link {
     /// built inside `f`, say), belong to the namespace. The thread may
     /// outlive the `Link`, but its sockets then have no link to cross.
     ///
+    /// A server of a test or benchmark typically builds its runtime there:
+    /// `link.spawn_in(Side::B, || tokio::runtime::Runtime::new()?.block_on(serve()))`.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if the namespace cannot be opened or entered, or the

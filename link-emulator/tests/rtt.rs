@@ -102,3 +102,24 @@ fn tcp_connect_takes_one_rtt() {
         0.10,
     );
 }
+
+/// The bench's shortest link: 1 ms RTT, within ±0.3 ms (timer wake-ups and
+/// the two kernels' paths are a larger share of it).
+#[test]
+fn udp_rtt_of_1_ms_within_300_us() {
+    let _serial = serial();
+    let link = start(Link::builder().rtt(ms(1)).seed(9));
+    let (measured, _) = udp_rtt_median(&link, 200);
+    println!("UDP RTT at 1 ms (median of 200): {measured:?}");
+    let error = measured.as_secs_f64() * 1e3 - 1.0;
+    assert!(error.abs() <= 0.3, "UDP RTT at 1 ms: measured {measured:?}");
+}
+
+#[test]
+fn a_link_without_delay_adds_under_2_ms() {
+    let _serial = serial();
+    let link = start(Link::builder());
+    let (measured, _) = udp_rtt_median(&link, 200);
+    println!("UDP RTT without delay (median of 200): {measured:?}");
+    assert!(measured < ms(2), "the relay alone adds {measured:?}");
+}
