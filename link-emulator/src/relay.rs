@@ -85,6 +85,7 @@ pub(crate) struct Relay {
     wake: Arc<OwnedFd>,
     schedules: Vec<Shared>,
     threads: Vec<JoinHandle<()>>,
+    early_wake: Duration,
     pub(crate) directions: [Arc<Lane>; 2],
 }
 
@@ -95,6 +96,7 @@ impl Relay {
         b: OwnedFd,
         config: [Impairments; 2],
         seed: u64,
+        early_wake: Duration,
     ) -> Result<Relay, Error> {
         // SAFETY: plain flags; the result is checked.
         let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -119,6 +121,7 @@ impl Relay {
             wake,
             schedules: Vec::new(),
             threads: Vec::new(),
+            early_wake,
             directions,
         };
         let (a, b) = (Arc::new(a), Arc::new(b));
@@ -142,7 +145,8 @@ impl Relay {
             let (shared, direction) = (shared.clone(), direction.clone());
             move || read_loop(&from, &wake, &stop, &direction, &shared)
         };
-        let writer = move || write_loop(&to, &direction.counters, &shared);
+        let early_wake = self.early_wake;
+        let writer = move || write_loop(&to, &direction.counters, &shared, early_wake);
         for (role, body) in [
             ("read", Box::new(reader) as Box<dyn FnOnce() + Send>),
             ("write", Box::new(writer)),
@@ -254,14 +258,16 @@ pub(crate) fn lock_shaper(direction: &Lane) -> MutexGuard<'_, Shaper> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// How long before a delivery time the writer stops sleeping and polls the
-/// clock instead: timed sleeps on a busy (or virtual) machine wake a few
-/// hundred microseconds late, which would lengthen every delay.
-const EARLY_WAKE: Duration = Duration::from_micros(400);
-
-fn write_loop(to: &OwnedFd, counters: &Counters, shared: &Shared) {
+/// Hands packets to `to` at their delivery time.
+///
+/// Timed sleeps on a busy or virtual machine wake a few hundred microseconds
+/// late, which would lengthen every delay. So the writer measures how late
+/// its sleeps end (a running average, at most `early_wake`), sleeps that much
+/// less, and polls the clock (yielding the CPU) for the rest.
+fn write_loop(to: &OwnedFd, counters: &Counters, shared: &Shared, early_wake: Duration) {
     let (mutex, condvar) = &**shared;
     let mut due = Vec::new();
+    let mut lateness = early_wake / 2;
     let mut schedule = lock(mutex);
     while !schedule.stopped {
         let now = Instant::now();
@@ -280,12 +286,16 @@ fn write_loop(to: &OwnedFd, counters: &Counters, shared: &Shared) {
                 .map(|Reverse((release, _, _))| *release);
             schedule = match next {
                 None => condvar.wait(schedule).unwrap_or_else(|p| p.into_inner()),
-                Some(release) if release - now > EARLY_WAKE => {
-                    let sleep = release - now - EARLY_WAKE;
-                    condvar
-                        .wait_timeout(schedule, sleep)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                Some(release) if release - now > lateness => {
+                    let wake_at = release - lateness;
+                    let (guard, waited) = condvar
+                        .wait_timeout(schedule, wake_at - now)
+                        .unwrap_or_else(|p| p.into_inner());
+                    if waited.timed_out() {
+                        let late = Instant::now().saturating_duration_since(wake_at);
+                        lateness = (lateness * 7 + late.min(early_wake)) / 8;
+                    }
+                    guard
                 }
                 Some(_) => {
                     drop(schedule);
