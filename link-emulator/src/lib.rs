@@ -2,12 +2,19 @@
 //!
 //! [`LinkBuilder::start`] creates two network namespaces, `A` and `B`, each with one
 //! TUN device (`kn0`, MTU 1500) holding the address `10.77.N.1/30` (A) or
-//! `10.77.N.2/30` (B), and the loopback device up. A user-space relay reads
+//! `10.77.N.2/30` (B), and the loopback device up (IPv6 is switched off in
+//! both, so only the IPv4 traffic of the code under test crosses the link,
+//! and a seed reproduces the same losses). A user-space relay reads
 //! every IP packet that one namespace sends to the other from its TUN device
 //! and writes it to the other's after applying that direction's
 //! [`Impairments`]: seeded random loss, duplication, a rate limit with a
 //! drop-tail queue, delay with jitter, and reordering. Both TCP and UDP cross
 //! it, as on a real path; nothing outside the two namespaces is touched.
+//!
+//! Accuracy on a loaded 2-core virtual machine (the crate's tests): median
+//! UDP round trip 1.08–1.09 ms for 1 ms, 20.3 ms for 20 ms, 80.3–80.4 ms for
+//! 80 ms; an unimpaired link adds about 70 µs; a 20 Mbit/s limit carries
+//! 2.48–2.50 MB/s of IP packets for TCP and UDP.
 //!
 //! Code runs inside a namespace with [`Link::spawn_in`] / [`Link::run_in`]
 //! (a new OS thread that has entered it: sockets created there, including by
