@@ -252,14 +252,7 @@ impl ServerBuilder {
     /// built-in service that is on), the address in use, or a certificate
     /// or key that cannot be loaded.
     pub async fn start(mut self) -> io::Result<ServerHandle> {
-        if let Some(name) = self.duplicate {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("service {name} was added twice"),
-            ));
-        }
-        let builtins = Builtins::install(&mut self.services, self.describe, self.health.take())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let builtins = self.all_services()?;
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -333,6 +326,20 @@ impl ServerBuilder {
             task,
             state,
         })
+    }
+}
+
+impl ServerBuilder {
+    /// Adds the built-in services to the application's.
+    fn all_services(&mut self) -> io::Result<Builtins> {
+        if let Some(name) = self.duplicate {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("service {name} was added twice"),
+            ));
+        }
+        Builtins::install(&mut self.services, self.describe, self.health.take())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
     }
 }
 
