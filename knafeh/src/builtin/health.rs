@@ -346,3 +346,72 @@ impl Stream for WatchStream {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watcher(reporter: &HealthReporter, closing: &watch::Sender<bool>, name: &str) -> Watcher {
+        Watcher {
+            service: name.into(),
+            statuses: reporter.statuses.subscribe(),
+            closing: closing.subscribe(),
+            last: None,
+        }
+    }
+
+    async fn expect_status(w: Watcher, want: ServingStatus) -> Watcher {
+        match w.next().await {
+            Next::Status(got, w) => {
+                assert_eq!(got, want);
+                w
+            }
+            Next::End(s) => panic!("ended with {s:?}, wanted {want}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_at_once_still_sends_not_serving_before_the_end() {
+        let reporter = HealthReporter::new();
+        let (closing, _) = watch::channel(false);
+        reporter.set("", ServingStatus::Serving);
+        let w = watcher(&reporter, &closing, "");
+        let w = expect_status(w, ServingStatus::Serving).await;
+        // Both happen before the watcher runs again, as at shutdown.
+        reporter.set_all(ServingStatus::NotServing);
+        closing.send_replace(true);
+        let w = expect_status(w, ServingStatus::NotServing).await;
+        match w.next().await {
+            Next::End(Some(s)) => assert_eq!(s.code(), crate::Code::Unavailable),
+            Next::End(None) => panic!("ended without a status"),
+            Next::Status(s, _) => panic!("another status after shutdown: {s}"),
+        }
+    }
+
+    #[test]
+    fn set_all_covers_every_name_and_the_whole_server() {
+        let reporter = HealthReporter::new();
+        reporter.set("a", ServingStatus::Serving);
+        reporter.set("b", ServingStatus::Unknown);
+        reporter.set_all(ServingStatus::NotServing);
+        for name in ["", "a", "b"] {
+            assert_eq!(reporter.status(name), Some(ServingStatus::NotServing));
+        }
+        assert_eq!(reporter.status("c"), None);
+    }
+
+    #[test]
+    fn statuses_are_the_documented_json() {
+        for (status, json) in [
+            (ServingStatus::Unknown, "\"UNKNOWN\""),
+            (ServingStatus::Serving, "\"SERVING\""),
+            (ServingStatus::NotServing, "\"NOT_SERVING\""),
+            (ServingStatus::ServiceUnknown, "\"SERVICE_UNKNOWN\""),
+        ] {
+            assert_eq!(serde_json::to_string(&status).unwrap(), json);
+            assert_eq!(format!("\"{status}\""), json);
+        }
+        let req: HealthCheckRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(req, HealthCheckRequest::new(""));
+    }
+}
