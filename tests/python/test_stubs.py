@@ -5,6 +5,7 @@ the line, with the error code and text, that the line's `# E: code: text`
 comment names (and nothing else); the correct greeter script also runs
 against a server, so the stub's promises are the classes' behaviour."""
 import asyncio
+import collections.abc
 import importlib
 import json
 import os
@@ -24,6 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TYPING = ROOT / "tests" / "python" / "typing"
 SCHEMAS = ROOT / "tests" / "python" / "schemas"
 GREETER_STUB = ROOT / "examples" / "greeter-py" / "python" / "greeter" / "__init__.pyi"
+KNAFEH = ROOT / "knafeh-py" / "python" / "knafeh"
 MARK = re.compile(r"#\s*E:\s*([a-z-]+):\s*(.*?)\s*$")
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*?)(?:  \[(?P<code>[a-z-]+)\])?$")
 
@@ -44,8 +46,8 @@ def fake_module(name, schema_file, prefix):
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory):
     """One `mypy --strict` run over typing/, the greeter stub, knafeh's
-    stub and a stub generated from schemas/shapes.json: the errors (with
-    their notes) by file name and line."""
+    stub and stubgen, and a stub generated from schemas/shapes.json: the
+    errors (with their notes) by file name (typing/) or path, and line."""
     tmp = tmp_path_factory.mktemp("stubs")
     shapes = tmp / "shapes"
     shapes.mkdir()
@@ -60,7 +62,8 @@ def mypy_report(tmp_path_factory):
     cmd = [
         sys.executable, "-m", "mypy", "--strict", "--no-color-output", "--no-error-summary",
         "--show-error-codes", "--hide-error-context", "--cache-dir", str(tmp / ".mypy_cache"),
-        str(TYPING), str(shapes / "__init__.pyi"), "-p", "greeter", "-p", "knafeh",
+        str(TYPING), str(shapes / "__init__.pyi"), str(GREETER_STUB),
+        str(KNAFEH / "__init__.pyi"), str(KNAFEH / "stubgen.py"),
     ]
     out = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 1), out.stdout + out.stderr
@@ -76,7 +79,7 @@ def mypy_report(tmp_path_factory):
     return report
 
 
-def test_stubs_themselves_check(mypy_report):
+def test_stubs_and_stubgen_pass_mypy_strict(mypy_report):
     stub_errors = {k: v for k, v in mypy_report.items() if not k[0].endswith(".py")}
     assert stub_errors == {}
 
@@ -136,9 +139,9 @@ def test_ok_greeter_runs_as_typed(tmp_path):
         addr = await server.start()
         try:
             client = await greeter.GreeterClient.connect(addr, ca=ca)
-            future = client.say_hello(name="Ada")
-            assert isinstance(future, asyncio.Future)  # as the stub says
-            await future
+            pending = client.say_hello(name="Ada")
+            assert isinstance(pending, collections.abc.Coroutine)  # as the stub says
+            await asyncio.create_task(pending)
             got_async = await ok.use_async(addr, ca)
             got_blocking = await asyncio.to_thread(ok.use_blocking, addr, ca)
         finally:

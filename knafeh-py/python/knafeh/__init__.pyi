@@ -1,12 +1,6 @@
-"""Type stubs for the `knafeh` Python runtime.
-
-Awaitables are `asyncio.Future`s (created on the running loop), so they
-work with `asyncio.gather`, `asyncio.wait_for` and `asyncio.ensure_future`
-(not `asyncio.create_task`, which takes coroutines only).
-"""
+"""Type stubs for the `knafeh` Python runtime."""
 import enum
-from asyncio import Future
-from typing import Any, AsyncIterator, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union, overload
 
 __version__: str
 
@@ -64,7 +58,7 @@ class RequestStream(Generic[T], AsyncIterator[T], Iterator[T]):
     that does not decode raises `RpcError(INVALID_ARGUMENT)`; reading after
     the client cancelled raises `RpcError(CANCELLED)`."""
     def __aiter__(self) -> "RequestStream[T]": ...
-    def __anext__(self) -> Future[T]: ...
+    def __anext__(self) -> Coroutine[Any, Any, T]: ...
     def __iter__(self) -> "RequestStream[T]": ...
     def __next__(self) -> T: ...
 
@@ -76,19 +70,19 @@ class BidiCall(Generic[Req, Resp]):
     replies while sending requests, independently. Dropping it, or
     `cancel()`, cancels the call."""
     def __aiter__(self) -> "BidiCall[Req, Resp]": ...
-    def __anext__(self) -> Future[Resp]:
+    def __anext__(self) -> Coroutine[Any, Any, Resp]:
         """The next reply; raises `RpcError` when the call fails, after the replies before it."""
     @overload
-    def send(self, request: Req, /) -> Future[None]:
+    def send(self, request: Req, /) -> Coroutine[Any, Any, None]:
         """Queues one request (waits while the server is not reading). Raises
         `RpcError(INVALID_ARGUMENT)` at once for a request that does not convert,
         `RpcError` with the call's status once it failed, `asyncio.InvalidStateError`
         after `done_writing()` or when the call was given an iterable."""
     @overload
-    def send(self, /, **fields: Any) -> Future[None]:
+    def send(self, /, **fields: Any) -> Coroutine[Any, Any, None]:
         """Queues one request given as keyword fields (a generated stub types
         them: the method returns a subclass naming the request's fields)."""
-    def done_writing(self) -> Future[None]:
+    def done_writing(self) -> Coroutine[Any, Any, None]:
         """Ends the requests; the replies keep coming."""
     def cancel(self) -> bool:
         """Cancels the call; True if it was still running."""
@@ -106,9 +100,9 @@ class Server:
         drain_timeout: Optional[float] = None,
     ) -> None: ...
     def add_service(self, service: object) -> None: ...
-    def start(self) -> Future[str]:
+    def start(self) -> Coroutine[Any, Any, str]:
         """Starts serving; resolves to the bound `host:port`."""
-    def stop(self) -> Future[None]:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Graceful shutdown."""
 
 def dev_cert(directory: str, names: list[str] = ...) -> Tuple[str, str, str]:

@@ -14,7 +14,7 @@ It imports MODULE, finds the generated classes (`{Trait}Client`,
   its other variants as one-key dicts `{"Variant": value}`);
 - the async and blocking clients, with each method's exact signature: a
   request given as one dict or as keyword fields (`Unpack[...]`),
-  `asyncio.Future`s, `AsyncIterator`/`Iterator` for response streams,
+  coroutines, `AsyncIterator`/`Iterator` for response streams,
   iterables of requests for request streams, `knafeh.BidiCall` for the
   async bidirectional calls;
 - a `Protocol` (`{Trait}Impl`) for a Python implementation, whose methods
@@ -36,7 +36,7 @@ import pathlib
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["StubError", "GeneratedClass", "find_classes", "render", "stub_path", "main"]
 
@@ -54,12 +54,12 @@ _PRIMITIVES = {
 
 # Where each name the stub may use comes from, in the order of the imports.
 _IMPORTS = {
-    "Future": "asyncio",
     "Any": "typing",
     "AsyncIterable": "typing",
     "AsyncIterator": "typing",
     "Awaitable": "typing",
     "Callable": "typing",
+    "Coroutine": "typing",
     "Iterable": "typing",
     "Iterator": "typing",
     "Literal": "typing",
@@ -176,7 +176,7 @@ class _Stub:
     module: str
     classes: List[GeneratedClass]
     types: Dict[str, Any] = field(default_factory=dict)
-    used: set = field(default_factory=set)
+    used: Set[str] = field(default_factory=set)
     local: Dict[str, str] = field(default_factory=dict)
     taken: Dict[str, str] = field(default_factory=dict)
 
@@ -214,7 +214,7 @@ class _Stub:
         if kind == "ref":
             if arg not in self.types:
                 raise StubError(f"format refers to `{arg}`, which is not among the types")
-            return arg
+            return str(arg)
         if kind == "option":
             inner = self.fmt(arg)
             return inner if inner.endswith("| None") or inner == "None" else f"{inner} | None"
@@ -230,6 +230,11 @@ class _Stub:
                 return self.tuple_of([item] * length)
             return f"tuple[{item}, ...]"
         raise StubError(f"unknown format {json.dumps(f)}")
+
+    def coroutine(self, result: str) -> str:
+        """What an async call returns: a coroutine (`await` it, or give it
+        to `asyncio.create_task`)."""
+        return f"{self.n('Coroutine')}[{self.n('Any')}, {self.n('Any')}, {result}]"
 
     @staticmethod
     def tuple_of(items: Sequence[str]) -> str:
@@ -382,7 +387,7 @@ class _Stub:
             if streams_responses:
                 ret = f"{self.n('Iterator' if blocking else 'AsyncIterator')}[{resp}]"
             else:
-                ret = resp if blocking else f"{self.n('Future')}[{resp}]"
+                ret = resp if blocking else self.coroutine(resp)
         else:
             items = f"{self.n('Iterable')}[{req}]"
             if not blocking:
@@ -393,7 +398,7 @@ class _Stub:
                 ret = self.bidi_call_name(c, m) or f"{self.n('BidiCall')}[{req}, {resp}]"
                 items += " | None = None"
             else:
-                ret = resp if blocking else f"{self.n('Future')}[{resp}]"
+                ret = resp if blocking else self.coroutine(resp)
             forms = [["self", f"requests: {items}", "/", *self.options()]]
         out = []
         for params in forms:
@@ -417,7 +422,7 @@ class _Stub:
             return []
         self.take(name, f"the call type of {c.name}.{m['name']}")
         req, resp = self.fmt(m["request"]), self.fmt(m["response"])
-        future = f"{self.n('Future')}[None]"
+        future = self.coroutine("None")
         doc = _wrap(f"A call of `{c.name}.{m['name']}`: `send()` takes one `{struct.name}` or its fields.", 72)
         lines = [
             f"@{self.n('type_check_only')}",
@@ -453,7 +458,7 @@ class _Stub:
             + " The server certificate is verified against `ca` (a PEM file) unless `insecure=True`.",
             72,
         )
-        ret = c.name if blocking else f"{self.n('Future')}[{c.name}]"
+        ret = c.name if blocking else self.coroutine(c.name)
         lines = [f"class {c.name}:", *_docstring(doc, "    ")]
         lines += ["    @staticmethod", *_def("connect", params, ret, connect_doc, "    ")]
         lines += ["    @staticmethod", *_def("__knafeh_schema__", [], "str", _SCHEMA_DOC, "    ")]
@@ -538,7 +543,7 @@ class _Stub:
 
     def imports(self) -> List[str]:
         lines = []
-        for source in ("asyncio", "typing", "typing_extensions", "knafeh"):
+        for source in ("typing", "typing_extensions", "knafeh"):
             names = [n for n, s in _IMPORTS.items() if s == source and n in self.used]
             if not names:
                 continue
@@ -608,10 +613,11 @@ def stub_path(module: Any) -> pathlib.Path:
     file = getattr(module, "__file__", None)
     if file is None:
         raise StubError(f"{module.__name__} has no file to put a stub beside; pass -o FILE")
-    path = pathlib.Path(file)
+    path = pathlib.Path(str(file))
     if hasattr(module, "__path__"):
         return path.parent / "__init__.pyi"
-    return path.parent / (module.__name__.rpartition(".")[2] + ".pyi")
+    name = str(module.__name__)
+    return path.parent / (name.rpartition(".")[2] + ".pyi")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -42,7 +42,8 @@ class BlockingGreeter:
         return {"message": f"Hello, {req['name']}! (say_hello)"}
 
     def count_to(self, req: greeter.CountRequest, ctx: knafeh.CallContext) -> Iterator[greeter.Count]:
-        yield from ({"value": v} for v in range(1, req["n"] + 1))
+        for value in range(1, req["n"] + 1):
+            yield {"value": value}
 
     def add_up(self, requests: knafeh.RequestStream[greeter.Count]) -> greeter.Total:
         values = [count["value"] for count in requests]
@@ -90,5 +91,6 @@ def use_blocking(addr: str, ca: str) -> list[object]:
     hello = client.say_hello(name="Ada")
     counted = [c["value"] for c in client.count_to({"n": 2})]
     total = client.add_up({"value": v} for v in (4, 5))
-    replies = [r["message"] for r in client.chat(iter([{"name": "Bo"}]))]
+    requests: list[greeter.HelloRequest] = [{"name": "Bo"}]
+    replies = [r["message"] for r in client.chat(iter(requests))]
     return [hello["message"], counted, total, replies]
