@@ -238,6 +238,7 @@ class _Stub:
 
     @staticmethod
     def tuple_of(items: Sequence[str]) -> str:
+        """A tuple type of exactly these items."""
         return f"tuple[{', '.join(items)}]" if items else "tuple[()]"
 
     # -- named types --------------------------------------------------------
@@ -360,6 +361,7 @@ class _Stub:
         return kinds[m["kind"]]
 
     def options(self) -> List[str]:
+        """The keyword-only call options every client method takes."""
         return [
             "*",
             "timeout: float | None = None",
@@ -416,6 +418,7 @@ class _Stub:
         return c.prefix + "".join(w[:1].upper() + w[1:] for w in m["name"].split("_")) + "Call"
 
     def bidi_call(self, c: GeneratedClass, m: Dict[str, Any]) -> List[str]:
+        """The class of `bidi_call_name`, if the method has one."""
         name = self.bidi_call_name(c, m)
         struct = self.struct_of(m["request"])
         if name is None or struct is None:
@@ -436,6 +439,7 @@ class _Stub:
         return lines
 
     def client(self, c: GeneratedClass) -> List[str]:
+        """An async or blocking client class."""
         blocking = c.role == "blocking_client"
         what = "blocking" if blocking else "asyncio"
         schema = c.schema
@@ -495,6 +499,7 @@ class _Stub:
         return lines
 
     def service(self, c: GeneratedClass) -> List[str]:
+        """`{Trait}Service`, which takes a `{Trait}Impl`."""
         impl = f"{c.prefix}Impl"
         doc = (
             f"Serves a Python implementation of `{c.schema['name']}` "
@@ -509,6 +514,7 @@ class _Stub:
     # -- the whole file -----------------------------------------------------
 
     def render(self) -> str:
+        """The whole stub: types, call classes, protocols, then classes."""
         self.collect_types()
         for c in self.classes:
             self.take(c.name, f"class {c.name}")
@@ -529,6 +535,7 @@ class _Stub:
         return "\n".join([*self.header(), *self.imports(), *_join(body)]) + "\n"
 
     def header(self) -> List[str]:
+        """The module docstring: what the stub is and how to regenerate it."""
         services = sorted({c.schema["name"] for c in self.classes})
         doc = (
             f"Type stubs for `{self.module}`: the classes #[pyservice] generated for "
@@ -542,6 +549,7 @@ class _Stub:
         return [*_docstring(_wrap(doc), ""), ""]
 
     def imports(self) -> List[str]:
+        """The imports of the names the stub used (renamed where a type has the name)."""
         lines = []
         for source in ("typing", "typing_extensions", "knafeh"):
             names = [n for n, s in _IMPORTS.items() if s == source and n in self.used]

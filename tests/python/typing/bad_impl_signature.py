@@ -23,5 +23,5 @@ class WrongRequest(WrongReply):
         return {"message": "hi"}
 
 
-greeter.GreeterService(WrongReply())  # E: arg-type: Argument 1 to "GreeterService" has incompatible type "WrongReply"; expected "GreeterImpl"
-greeter.GreeterService(WrongRequest())  # E: arg-type: Argument 1 to "GreeterService" has incompatible type "WrongRequest"; expected "GreeterImpl"
+greeter.GreeterService(WrongReply())  # E: arg-type: say_hello: expected "Callable[[HelloRequest], HelloReply | Awaitable[HelloReply]] | Callable[[HelloRequest, CallContext], HelloReply | Awaitable[HelloReply]]", got "Callable[[HelloRequest], Coroutine[Any, Any, str]]"
+greeter.GreeterService(WrongRequest())  # E: arg-type: got "Callable[[CountRequest], Coroutine[Any, Any, HelloReply]]"
