@@ -24,7 +24,8 @@ from knafeh import stubgen
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TYPING = ROOT / "tests" / "python" / "typing"
 SCHEMAS = ROOT / "tests" / "python" / "schemas"
-GREETER_STUB = ROOT / "examples" / "greeter-py" / "python" / "greeter" / "__init__.pyi"
+EXAMPLE = ROOT / "examples" / "greeter-py"
+GREETER_STUB = EXAMPLE / "python" / "greeter" / "__init__.pyi"
 KNAFEH = ROOT / "knafeh-py" / "python" / "knafeh"
 MARK = re.compile(r"#\s*E:\s*([a-z-]+):\s*(.*?)\s*$")
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*?)(?:  \[(?P<code>[a-z-]+)\])?$")
@@ -45,9 +46,10 @@ def fake_module(name, schema_file, prefix):
 
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory):
-    """One `mypy --strict` run over typing/, the greeter stub, knafeh's
-    stub and stubgen, and a stub generated from schemas/shapes.json: the
-    errors (with their notes) by file name (typing/) or path, and line."""
+    """One `mypy --strict` run over typing/, the greeter stub and the
+    example's scripts, knafeh's stub and stubgen, and a stub generated
+    from schemas/shapes.json: the errors (with their notes) by file name
+    (typing/) or path, and line."""
     tmp = tmp_path_factory.mktemp("stubs")
     shapes = tmp / "shapes"
     shapes.mkdir()
@@ -64,6 +66,7 @@ def mypy_report(tmp_path_factory):
         "--show-error-codes", "--hide-error-context", "--cache-dir", str(tmp / ".mypy_cache"),
         str(TYPING), str(shapes / "__init__.pyi"), str(GREETER_STUB),
         str(KNAFEH / "__init__.pyi"), str(KNAFEH / "stubgen.py"),
+        str(EXAMPLE / "client.py"), str(EXAMPLE / "server.py"),
     ]
     out = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 1), out.stdout + out.stderr
@@ -71,7 +74,8 @@ def mypy_report(tmp_path_factory):
     for raw in out.stdout.splitlines():
         m = LINE.match(raw)
         assert m, f"unparsed mypy line: {raw}"
-        key = (pathlib.Path(m["path"]).name if "typing" in m["path"] else m["path"], int(m["line"]))
+        path = pathlib.Path(m["path"])
+        key = (path.name if path.resolve().parent == TYPING else str(path), int(m["line"]))
         if m["kind"] == "error":
             report[key].append([m["code"], m["text"]])
         elif report[key]:
@@ -79,7 +83,7 @@ def mypy_report(tmp_path_factory):
     return report
 
 
-def test_stubs_and_stubgen_pass_mypy_strict(mypy_report):
+def test_stubs_stubgen_and_example_pass_mypy_strict(mypy_report):
     stub_errors = {k: v for k, v in mypy_report.items() if not k[0].endswith(".py")}
     assert stub_errors == {}
 
