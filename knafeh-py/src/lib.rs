@@ -122,7 +122,8 @@ pub mod __private {
     pub fn schema_json<S: serde::Serialize, E: std::fmt::Display>(
         schema: Result<S, E>,
     ) -> pyo3::PyResult<String> {
-        let schema = schema.map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        let schema =
+            schema.map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
         serde_json::to_string(&schema).map_err(|e| {
             pyo3::exceptions::PyRuntimeError::new_err(format!(
                 "the service schema does not serialize to JSON: {e}"

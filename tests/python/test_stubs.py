@@ -193,3 +193,10 @@ def test_stubgen_finds_classes_by_role():
         ("ShapesClient", "client", "Shapes"),
         ("ShapesService", "service", "Shapes"),
     ]
+
+
+def test_stubgen_refuses_a_class_whose_schema_is_not_one():
+    module = types.ModuleType("odd")
+    module.OddClient = type("OddClient", (), {"__knafeh_schema__": staticmethod(lambda: '"odd.Odd"')})
+    with pytest.raises(stubgen.StubError, match=r"odd.OddClient.__knafeh_schema__\(\) is not a service schema"):
+        stubgen.find_classes(module)

@@ -135,6 +135,8 @@ def find_classes(module: Any) -> List[GeneratedClass]:
             schema = json.loads(cls.__knafeh_schema__())
         except Exception as e:  # the Rust side raises with the SchemaError text
             raise StubError(f"{module.__name__}.{name}.__knafeh_schema__() failed: {e}") from e
+        if not isinstance(schema, dict) or not {"name", "methods", "types"} <= schema.keys():
+            raise StubError(f"{module.__name__}.{name}.__knafeh_schema__() is not a service schema")
         found.append(GeneratedClass(name, role, prefix, schema))
     return found
 
