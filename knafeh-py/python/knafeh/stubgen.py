@@ -289,16 +289,15 @@ class _Stub:
 
     def container(self, name: str, c: Any) -> List[str]:
         """The definition(s) of one named type."""
-        alias = self.n("TypeAlias")
         if c == "unit_struct":
-            return [f"{name}: {alias} = None"]
+            return [f"{name}: {self.n('TypeAlias')} = None"]
         if not isinstance(c, dict) or len(c) != 1:
             raise StubError(f"type `{name}`: not a container: {json.dumps(c)}")
         ((kind, arg),) = c.items()
         if kind == "newtype":
-            return [f"{name}: {alias} = {self.fmt(arg)}"]
+            return [f"{name}: {self.n('TypeAlias')} = {self.fmt(arg)}"]
         if kind == "tuple_struct":
-            return [f"{name}: {alias} = {self.tuple_of([self.fmt(x) for x in arg])}"]
+            return [f"{name}: {self.n('TypeAlias')} = {self.tuple_of([self.fmt(x) for x in arg])}"]
         if kind == "struct":
             return self.typed_dict(name, self.struct_items(arg))
         if kind == "enum":
@@ -559,7 +558,7 @@ class _Stub:
                 continue
             parts = [n if self.local[n] == n else f"{n} as {self.local[n]}" for n in names]
             lines += _wrap_import(source, parts)
-        return lines + [""]
+        return lines + ["", ""]
 
 
 _SCHEMA_DOC = "The service's schema, `knafeh::schema::ServiceSchema` as JSON."

@@ -25,8 +25,9 @@ from typing import (
     overload,
     type_check_only,
 )
-from typing_extensions import TypeAlias, TypedDict, Unpack
+from typing_extensions import TypedDict, Unpack
 from knafeh import BidiCall, CallContext, Metadata, RequestStream
+
 
 @type_check_only
 class Count(TypedDict):
