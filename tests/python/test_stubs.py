@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import greeter
 import knafeh
+import knafeh_probe
 import pytest
 from knafeh import stubgen
 
@@ -47,15 +48,17 @@ def fake_module(name, schema_file, prefix):
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory):
     """One `mypy --strict` run over typing/, the greeter stub and the
-    example's scripts, knafeh's stub and stubgen, and a stub generated
-    from schemas/shapes.json: the errors (with their notes) by file name
-    (typing/) or path, and line."""
+    example's scripts, knafeh's stub and stubgen, and the stubs generated
+    from schemas/shapes.json and from the probe module: the errors (with
+    their notes) by file name (typing/) or path, and line."""
     tmp = tmp_path_factory.mktemp("stubs")
     shapes = tmp / "shapes"
     shapes.mkdir()
     (shapes / "__init__.py").write_text("")
     module = fake_module("shapes", "shapes.json", "Shapes")
     (shapes / "__init__.pyi").write_text(stubgen.render("shapes", stubgen.find_classes(module)))
+    # A real #[pyservice] module with enums, bytes and nested types.
+    (tmp / "knafeh_probe.pyi").write_text(stubgen.render("knafeh_probe", stubgen.find_classes(knafeh_probe)))
     env = dict(os.environ)
     # The stubs of this tree, whichever tree the venv's packages point at.
     env["MYPYPATH"] = os.pathsep.join(
@@ -64,7 +67,7 @@ def mypy_report(tmp_path_factory):
     cmd = [
         sys.executable, "-m", "mypy", "--strict", "--no-color-output", "--no-error-summary",
         "--show-error-codes", "--hide-error-context", "--cache-dir", str(tmp / ".mypy_cache"),
-        str(TYPING), str(shapes / "__init__.pyi"), str(GREETER_STUB),
+        str(TYPING), str(shapes / "__init__.pyi"), str(tmp / "knafeh_probe.pyi"), str(GREETER_STUB),
         str(KNAFEH / "__init__.pyi"), str(KNAFEH / "stubgen.py"),
         str(EXAMPLE / "client.py"), str(EXAMPLE / "server.py"),
     ]
