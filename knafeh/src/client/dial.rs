@@ -9,6 +9,8 @@ use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
 use crate::transport::conn::H3App;
+use crate::transport::icmp;
+use crate::transport::stream::{Command, ConnShared};
 use crate::transport::tls::{client_context, CertRefusal, ClientTlsConfig, TlsHook};
 use crate::Status;
 
@@ -24,6 +26,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
         }
     }
     let (socket, peer) = open_socket(addr).await?;
+    let errors = socket.send.clone();
     let server_name = cfg.server_name.clone().unwrap_or_else(|| host.to_owned());
     let ip = server_name.parse::<std::net::IpAddr>().ok();
     let refusal = Arc::new(CertRefusal::default());
@@ -43,6 +46,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
     let outcome = tokio::select! {
         r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
         reason = refusal.wait() => return Err(failed(format!(" as {server_name:?}: {reason}"))),
+        () = icmp::refused(errors.clone()) => return Err(failed(format!(": {REFUSED}"))),
     };
     match outcome {
         Ok(Ok(_conn)) => {}
@@ -55,11 +59,42 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
         }
     }
     tracing::debug!(addr = %addr, %peer, "connected");
+    tokio::spawn(watch_refusals(
+        errors,
+        cmd.downgrade(),
+        shared.clone(),
+        peer,
+    ));
     Ok(ConnHandle {
         cmd,
         shared,
         authority: Arc::from(addr),
     })
+}
+
+/// What a client reports when the server's host says nothing listens on
+/// its port (PROTOCOL.md §8.4).
+const REFUSED: &str = "connection refused (nothing listens on that UDP port)";
+
+/// Closes the connection at once, failing its calls with `UNAVAILABLE`,
+/// when the server's host says nothing listens at `peer` any more (a
+/// server that stopped without closing its connections); ends with the
+/// connection.
+async fn watch_refusals(
+    socket: Arc<tokio::net::UdpSocket>,
+    cmd: tokio::sync::mpsc::WeakUnboundedSender<Command>,
+    shared: Arc<ConnShared>,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        () = icmp::refused(socket) => {
+            // Weak: a watcher must not keep a dropped client's connection open.
+            if let Some(cmd) = cmd.upgrade() {
+                let _ = cmd.send(Command::Lost(format!("{peer}: {REFUSED}")));
+            }
+        }
+        () = shared.wait_closed() => {}
+    }
 }
 
 type ClientSocket =
@@ -86,6 +121,7 @@ async fn open_socket(addr: &str) -> Result<(ClientSocket, SocketAddr), Status> {
         .connect(peer)
         .await
         .map_err(|e| io_err("connecting to", e))?;
+    icmp::queue_errors(&socket, peer.is_ipv6()).map_err(|e| io_err("preparing socket for", e))?;
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut socket: ClientSocket = socket
         .try_into()

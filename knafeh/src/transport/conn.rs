@@ -397,6 +397,15 @@ impl H3App {
                 }
             }
             Command::Close { force } => self.closing.request(force),
+            Command::Lost(why) => {
+                tracing::debug!(peer = %self.peer, why, "peer gone; closing");
+                *self
+                    .shared
+                    .close_reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(why);
+                self.closing.request(true);
+            }
         }
     }
 
@@ -868,11 +877,14 @@ impl ApplicationOverQuic for H3App {
         if let Some(reason) = &reason {
             tracing::debug!(peer = %self.peer, reason, "connection closed");
         }
-        *self
-            .shared
-            .close_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = reason;
+        if reason.is_some() {
+            // Keeps a reason recorded earlier (`Command::Lost`) otherwise.
+            *self
+                .shared
+                .close_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = reason;
+        }
         self.finish_all();
     }
 }

@@ -4,5 +4,6 @@
 pub(crate) mod close;
 pub(crate) mod conn;
 pub(crate) mod devcert;
+pub(crate) mod icmp;
 pub(crate) mod stream;
 pub(crate) mod tls;

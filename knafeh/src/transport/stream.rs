@@ -118,6 +118,9 @@ pub(crate) enum Command {
     /// Close the connection once every stream is finished and its last
     /// data acknowledged; with `force`, at once.
     Close { force: bool },
+    /// The peer is gone (its host said nothing listens at its address):
+    /// record why and close at once.
+    Lost(String),
 }
 
 /// A new request the server side hands to its call handler.
@@ -281,6 +284,19 @@ impl ConnShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Resolves once the connection has closed.
+    pub(crate) async fn wait_closed(&self) {
+        loop {
+            let closed = self.closed_notify.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            closed.await;
+        }
     }
 
     /// The largest header block the peer accepts.
