@@ -48,13 +48,7 @@ impl Session {
             // DEADLINE_EXCEEDED; the dial must not give up before it.
             builder = builder.connect_timeout(timeout + Duration::from_secs(1));
         }
-        let client = builder.connect().await.map_err(|status| {
-            let mut failure = Failure::from(status);
-            if !failure.message.contains(&target.addr) {
-                failure.message = format!("{}: {}", target.addr, failure.message);
-            }
-            failure
-        })?;
+        let client = builder.connect().await?;
         Ok(Session {
             client,
             metadata: target.metadata.clone(),
