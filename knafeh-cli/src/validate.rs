@@ -79,7 +79,7 @@ impl Path<'_> {
         }
     }
 
-    fn to_string(self) -> String {
+    fn rendered(self) -> String {
         let mut s = String::new();
         self.render(&mut s);
         s
@@ -420,7 +420,7 @@ impl<'a> Checker<'a> {
 
 fn mismatch(at: Path<'_>, reason: String) -> Mismatch {
     Mismatch {
-        path: at.to_string(),
+        path: at.rendered(),
         reason,
         schema_fault: false,
     }

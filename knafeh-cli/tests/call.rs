@@ -433,9 +433,17 @@ async fn nobody_listening() {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap().to_string();
     drop(socket);
-    let args: Vec<String> = ["call", &addr, SAY_HELLO, "{}", "--kind", "unary", "--insecure"]
-        .map(str::to_owned)
-        .to_vec();
+    let args: Vec<String> = [
+        "call",
+        &addr,
+        SAY_HELLO,
+        "{}",
+        "--kind",
+        "unary",
+        "--insecure",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let run = support::run(&args, None).await;
     run.fails(Code::Unavailable, "");
     assert!(run.stderr.contains("connection refused"), "{run:?}");
