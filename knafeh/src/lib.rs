@@ -144,13 +144,19 @@
 //! - [`ServerBuilder`] sets limits, keepalive, mutual TLS and several
 //!   sockets; [`ClientBuilder`] sets the CA, server name, timeouts, codec
 //!   and several endpoints;
-//! - [`as_bytes`] carries byte fields as one block.
+//! - [`as_bytes`] carries byte fields as one block;
+//! - [`schema`] describes a service and its message types, traced from
+//!   their serde `Deserialize` (no extra derive): every generated client
+//!   has `schema()`, e.g. `GreeterClient::schema()`, giving a
+//!   [`schema::ServiceSchema`]; mark a method `#[knafeh(idempotent)]` to
+//!   say so in it.
 
 pub mod as_bytes;
 mod client;
 mod context;
 mod intercept;
 mod proto;
+pub mod schema;
 mod server;
 mod service;
 mod streaming;
