@@ -769,6 +769,146 @@ mod tests {
         }
     }
 
+    /// Types traced by knafeh's own tracer: the checker agrees with
+    /// serde_json's decoding (except that it also refuses unknown fields).
+    mod traced {
+        use super::*;
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        struct Rich {
+            a: u8,
+            b: Option<i64>,
+            c: Vec<Inner>,
+            d: BTreeMap<u16, String>,
+            e: (u8, char),
+            f: [u8; 3],
+            #[serde(with = "knafeh::as_bytes")]
+            g: Vec<u8>,
+            h: Vec<Shape>,
+            i: Id,
+            j: Marker,
+            k: Pair,
+            l: i128,
+            m: f32,
+            n: (),
+            o: Option<Box<Rich>>,
+        }
+        #[derive(Serialize, Deserialize)]
+        struct Inner {
+            s: String,
+        }
+        #[derive(Serialize, Deserialize)]
+        enum Shape {
+            Empty,
+            Circle(f64),
+            Line(i32, i32),
+            Rect { w: u8, h: u8 },
+        }
+        #[derive(Serialize, Deserialize)]
+        struct Id(u64);
+        #[derive(Serialize, Deserialize)]
+        struct Marker;
+        #[derive(Serialize, Deserialize)]
+        struct Pair(i16, String);
+
+        fn sample() -> Value {
+            let rich = Rich {
+                a: 1,
+                b: None,
+                c: vec![Inner { s: "x".into() }],
+                d: [(7, "seven".into())].into(),
+                e: (2, 'z'),
+                f: [1, 2, 3],
+                g: vec![0, 255],
+                h: vec![
+                    Shape::Empty,
+                    Shape::Circle(0.5),
+                    Shape::Line(1, -1),
+                    Shape::Rect { w: 1, h: 2 },
+                ],
+                i: Id(u64::MAX),
+                j: Marker,
+                k: Pair(-4, "p".into()),
+                l: -5,
+                m: 1.25,
+                n: (),
+                o: None,
+            };
+            serde_json::to_value(rich).unwrap()
+        }
+
+        #[test]
+        fn agrees_with_serde_json() {
+            let mut tracer = knafeh::schema::Tracer::new();
+            let format = tracer.trace::<Rich>().unwrap();
+            let types = tracer.into_types();
+            let checker = Checker::new(&types);
+            let mut nested = sample();
+            nested["o"] = sample();
+            let edits: Vec<(&str, Value)> = vec![
+                ("a", json!(255)),
+                ("a", json!(256)),
+                ("a", json!(-1)),
+                ("b", json!(-9007199254740993i64)),
+                ("b", json!("1")),
+                ("c", json!([])),
+                ("c", json!([{"s": 1}])),
+                ("c", json!([{}])),
+                ("d", json!({"65535": "x"})),
+                ("d", json!({"65536": "x"})),
+                ("d", json!({"x": "x"})),
+                ("e", json!([1, "ab"])),
+                ("e", json!([1, "a", 2])),
+                ("f", json!([1, 2])),
+                ("f", json!([1, 2, 256])),
+                ("g", json!("text")),
+                ("g", json!([1, 300])),
+                (
+                    "h",
+                    json!(["Empty", {"Circle": 2}, {"Line": [1, 2]}, {"Rect": {"w": 0, "h": 0}}]),
+                ),
+                ("h", json!(["Circle"])),
+                ("h", json!([{"Line": [1]}])),
+                ("h", json!([{"Rect": {"w": 0}}])),
+                ("h", json!(["Nope"])),
+                ("i", json!(0)),
+                ("i", json!([0])),
+                ("j", json!(null)),
+                ("j", json!(0)),
+                ("k", json!([1, "q"])),
+                ("k", json!([1])),
+                ("l", json!(-9223372036854775808i64)),
+                ("l", json!(1.5)),
+                ("m", json!(3)),
+                ("m", json!("3")),
+                ("n", json!(0)),
+                ("o", nested["o"].clone()),
+                ("o", json!({"a": 1})),
+            ];
+            let mut refused = 0;
+            for (field, v) in edits {
+                let mut message = sample();
+                message[field] = v.clone();
+                // As the server decodes: from the text.
+                let serde_ok = serde_json::from_str::<Rich>(&message.to_string()).is_ok();
+                let checked = checker.check(&message, &format);
+                assert_eq!(checked.is_ok(), serde_ok, "{field} = {v}: {checked:?}");
+                refused += usize::from(!serde_ok);
+            }
+            assert!(refused > 20);
+            // Unknown fields: serde_json ignores them, the checker refuses.
+            let mut message = sample();
+            message["zz"] = json!(1);
+            assert!(serde_json::from_str::<Rich>(&message.to_string()).is_ok());
+            let err = checker.check(&message, &format).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "zz: unknown field of Rich (it has a, b, c, d, e, f, g, h, i, j, k, l, m, n, o)"
+            );
+        }
+    }
+
     #[test]
     fn broken_schemas_are_the_schemas_fault() {
         let types = types();
