@@ -19,7 +19,7 @@ pub(crate) struct Member {
 }
 
 /// The generated Rust members a method name could clash with.
-pub(crate) const RUST_MEMBERS: [Member; 3] = [
+pub(crate) const RUST_MEMBERS: [Member; 4] = [
     Member {
         name: "new",
         what: "constructors",
@@ -28,6 +28,11 @@ pub(crate) const RUST_MEMBERS: [Member; 3] = [
     Member {
         name: "client",
         what: "method",
+        owner: Owner::Client,
+    },
+    Member {
+        name: "schema",
+        what: "associated function",
         owner: Owner::Client,
     },
     Member {

@@ -8,8 +8,8 @@ use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Expr, FnArg, GenericArgument, Ident, ItemTrait, PatType, PathArguments, PathSegment, Receiver,
-    ReturnType, Signature, Token, TraitItem, TraitItemFn, Type,
+    Attribute, Expr, FnArg, GenericArgument, Ident, ItemTrait, PatType, PathArguments, PathSegment,
+    Receiver, ReturnType, Signature, Token, TraitItem, TraitItemFn, Type,
 };
 
 /// One `key = value` of `#[service(key = value, ...)]`, not yet checked.
@@ -77,6 +77,8 @@ pub(crate) struct Method<'a> {
     pub args: Vec<&'a PatType>,
     /// The return type, if the method declares one.
     pub output: Option<&'a Type>,
+    /// The method's `#[knafeh(...)]` attributes, not yet checked.
+    pub options: Vec<&'a Attribute>,
 }
 
 impl<'a> Method<'a> {
@@ -104,6 +106,7 @@ impl<'a> Method<'a> {
             receiver,
             args,
             output,
+            options: item.attrs.iter().filter(|a| is_option(a)).collect(),
         }
     }
 
@@ -111,6 +114,44 @@ impl<'a> Method<'a> {
     pub(crate) fn wire_name(&self) -> String {
         self.name.unraw().to_string()
     }
+}
+
+/// Whether `attr` is one of knafeh's method attributes, `#[knafeh(...)]`
+/// (which the macro consumes: it never reaches the emitted trait).
+pub(crate) fn is_option(attr: &Attribute) -> bool {
+    attr.path().is_ident("knafeh")
+}
+
+/// The text of `#[doc = "..."]` attributes (doc comments): their lines
+/// without the indentation they share, trimmed; empty if none. Docs that
+/// are not string literals (`#[doc = include_str!(...)]`) are skipped.
+pub(crate) fn doc_text<'a>(attrs: impl IntoIterator<Item = &'a Attribute>) -> String {
+    let mut lines = Vec::new();
+    for attr in attrs {
+        if !attr.path().is_ident("doc") {
+            continue;
+        }
+        if let syn::Meta::NameValue(nv) = &attr.meta {
+            if let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
+            {
+                lines.extend(s.value().split('\n').map(str::to_owned));
+            }
+        }
+    }
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let lines: Vec<&str> = lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// The last segment of a plain type path (`a::b::C<D>` gives `C<D>`), or
@@ -203,6 +244,28 @@ mod tests {
         assert!(n.receiver.is_none());
         assert_eq!(n.args.len(), 1);
         assert!(n.output.is_none());
+    }
+
+    #[test]
+    fn knafeh_attributes_are_the_options_and_docs_are_unindented() {
+        let f: TraitItemFn = parse_quote!(
+            /// Says hello.
+            ///
+            ///     indented
+            #[knafeh(idempotent)]
+            #[allow(unused)]
+            async fn m(&self, r: R) -> Result<X, Status>;
+        );
+        let m = Method::new(&f);
+        assert_eq!(m.options.len(), 1);
+        assert_eq!(doc_text(&f.attrs), "Says hello.\n\n    indented");
+        let f: TraitItemFn = parse_quote!(
+            #[doc = "  two\n  lines  "]
+            #[doc = include_str!("x")]
+            async fn m(&self, r: R) -> Result<X, Status>;
+        );
+        assert_eq!(doc_text(&f.attrs), "two\nlines");
+        assert_eq!(doc_text(&[]), "");
     }
 
     #[test]

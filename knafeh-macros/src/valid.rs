@@ -66,6 +66,8 @@ pub(crate) struct Rpc<'a> {
     pub wire_name: String,
     /// The user's `#[doc]` attributes.
     pub docs: Vec<&'a Attribute>,
+    /// `#[knafeh(idempotent)]`: calling it twice has the effect of once.
+    pub idempotent: bool,
     pub request: &'a Type,
     /// The type of the optional second (context) argument.
     pub context: Option<&'a Type>,
@@ -266,14 +268,16 @@ pub(crate) fn service<'a>(model: &parse::Trait<'a>, errors: &mut Errors) -> Serv
 /// One trait method as an RPC, or `None` after reporting every problem
 /// with it (all of them: signature, receiver, arguments, output).
 fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
+    // In source order: the attributes come before the signature.
+    let idempotent = method_options(m, errors);
     let signature_ok = signature(m, errors);
     let receiver_ok = receiver(m, errors);
     let args = arguments(m, errors);
     let requests = args.and_then(|(request, _)| requests(request, errors));
     let responses = output(m, errors);
     let body_ok = no_default_body(m, errors);
-    let ((request, context), requests, responses, output) =
-        (args?, requests?, responses?, m.output?);
+    let ((request, context), requests, responses, output, idempotent) =
+        (args?, requests?, responses?, m.output?, idempotent?);
     if !(signature_ok && receiver_ok && body_ok) {
         return None;
     }
@@ -292,11 +296,98 @@ fn method<'a>(m: &Method<'a>, errors: &mut Errors) -> Option<Rpc<'a>> {
             .iter()
             .filter(|a| a.path().is_ident("doc"))
             .collect(),
+        idempotent,
         request,
         context,
         output,
         kind,
     })
+}
+
+const METHOD_OPTIONS: &str = "expected `#[knafeh(idempotent)]`";
+
+/// The method's `#[knafeh(...)]` options: only `idempotent`, at most once.
+/// `Some(idempotent)`, or `None` after reporting every bad option.
+fn method_options(m: &Method<'_>, errors: &mut Errors) -> Option<bool> {
+    let mut ok = true;
+    let mut idempotent = false;
+    for attr in &m.options {
+        let list = match &attr.meta {
+            syn::Meta::List(list) => list,
+            syn::Meta::Path(path) => {
+                ok = false;
+                errors.spanned(
+                    path,
+                    format_args!("`#[knafeh]` needs an option: {METHOD_OPTIONS}"),
+                );
+                continue;
+            }
+            syn::Meta::NameValue(nv) => {
+                ok = false;
+                let (eq, value) = (&nv.eq_token, &nv.value);
+                errors.spanned(
+                    quote::quote!(#eq #value),
+                    format_args!("`#[knafeh = ...]` is not an option: {METHOD_OPTIONS}"),
+                );
+                continue;
+            }
+        };
+        let metas = match list.parse_args_with(
+            syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+        ) {
+            Ok(metas) => metas,
+            Err(e) => {
+                ok = false;
+                errors.push(Error::new(e.span(), format_args!("{e}: {METHOD_OPTIONS}")));
+                continue;
+            }
+        };
+        if metas.is_empty() {
+            ok = false;
+            errors.spanned(attr, format_args!("empty `#[knafeh()]`: {METHOD_OPTIONS}"));
+        }
+        for meta in &metas {
+            ok &= method_option(meta, &mut idempotent, errors);
+        }
+    }
+    ok.then_some(idempotent)
+}
+
+/// One option inside `#[knafeh(...)]`; `false` after reporting it.
+fn method_option(meta: &syn::Meta, idempotent: &mut bool, errors: &mut Errors) -> bool {
+    let path = meta.path();
+    if !path.is_ident("idempotent") {
+        let shown = path.to_token_stream().to_string().replace(' ', "");
+        errors.spanned(
+            path,
+            format_args!("unknown method option `{shown}`; {METHOD_OPTIONS}"),
+        );
+        return false;
+    }
+    match meta {
+        syn::Meta::Path(_) => {}
+        syn::Meta::NameValue(nv) => {
+            let (eq, value) = (&nv.eq_token, &nv.value);
+            errors.spanned(
+                quote::quote!(#eq #value),
+                "`idempotent` takes no value: write `#[knafeh(idempotent)]`",
+            );
+            return false;
+        }
+        syn::Meta::List(list) => {
+            errors.push(Error::new(
+                list.delimiter.span().join(),
+                "`idempotent` takes no arguments: write `#[knafeh(idempotent)]`",
+            ));
+            return false;
+        }
+    }
+    if *idempotent {
+        errors.spanned(path, "duplicate option `idempotent`");
+        return false;
+    }
+    *idempotent = true;
+    true
 }
 
 /// The signature's qualifiers and shape: `async fn`, no generics, no
@@ -930,7 +1021,7 @@ mod tests {
 
     #[test]
     fn names_that_clash_with_generated_items() {
-        for name in ["new", "client", "from_arc", "service_name"] {
+        for name in ["new", "client", "from_arc", "schema", "service_name"] {
             let item: ItemTrait = syn::parse_str(&format!(
                 "trait T {{ async fn {name}(&self, r: R) -> Result<X, Status>; }}"
             ))
@@ -965,6 +1056,92 @@ mod tests {
             },
             "both get the path constant `TClient::FOO_BAR`",
         );
+    }
+
+    #[test]
+    fn idempotent_is_the_one_method_option() {
+        let item: ItemTrait = parse_quote! {
+            trait T {
+                #[knafeh(idempotent)]
+                async fn get(&self, r: R) -> Result<X, Status>;
+                async fn put(&self, r: R) -> Result<X, Status>;
+            }
+        };
+        let mut errors = Errors::default();
+        let model = parse::Trait::new(&item);
+        let svc = service(&model, &mut errors);
+        assert!(errors.finish().is_ok());
+        assert!(svc.rpcs[0].idempotent);
+        assert!(!svc.rpcs[1].idempotent);
+    }
+
+    #[test]
+    fn method_option_errors() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "#[knafeh(idempotnt)]",
+                "unknown method option `idempotnt`; expected `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh(a::b)]",
+                "unknown method option `a::b`; expected `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh(idempotent = true)]",
+                "`idempotent` takes no value: write `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh(idempotent(yes))]",
+                "`idempotent` takes no arguments: write `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh]",
+                "`#[knafeh]` needs an option: expected `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh()]",
+                "empty `#[knafeh()]`: expected `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh = \"idempotent\"]",
+                "`#[knafeh = ...]` is not an option: expected `#[knafeh(idempotent)]`",
+            ),
+            (
+                "#[knafeh(idempotent, idempotent)]",
+                "duplicate option `idempotent`",
+            ),
+            (
+                "#[knafeh(idempotent)] #[knafeh(idempotent)]",
+                "duplicate option `idempotent`",
+            ),
+            ("#[knafeh(1)]", "expected `#[knafeh(idempotent)]`"),
+        ];
+        for (attr, expected) in cases {
+            let item: ItemTrait = syn::parse_str(&format!(
+                "trait T {{ {attr} async fn m(&self, r: R) -> Result<X, Status>; }}"
+            ))
+            .unwrap_or_else(|e| panic!("{attr}: {e}"));
+            let errs = errors(item);
+            assert_eq!(errs.len(), 1, "{attr}: {errs:?}");
+            assert!(errs[0].ends_with(expected), "{attr}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn method_option_errors_are_reported_with_the_others() {
+        let errs = errors(parse_quote! {
+            trait T {
+                #[knafeh(idempotnt, retry)]
+                fn a(&self, r: R) -> Result<X, Status>;
+                #[knafeh]
+                async fn b(&self, r: R) -> Result<X, Status>;
+            }
+        });
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].contains("`idempotnt`"), "{errs:?}");
+        assert!(errs[1].contains("`retry`"), "{errs:?}");
+        assert!(errs[2].contains("must be `async fn`"), "{errs:?}");
+        assert!(errs[3].contains("needs an option"), "{errs:?}");
     }
 
     #[test]

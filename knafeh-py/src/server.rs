@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use knafeh::__private::{BoxFuture, Call, Reply, Request, RequestShape, Service};
+use knafeh::schema::{SchemaError, ServiceSchema};
 use knafeh::{Code, Codec, Status, StreamSender, Streaming};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -149,6 +150,28 @@ pub struct PyService {
     service: Arc<Py<PyAny>>,
     implementation: Arc<Py<PyAny>>,
     locals: Arc<OnceLock<TaskLocals>>,
+    /// What the generated class says of itself, read once.
+    schema: Result<ServiceSchema, SchemaError>,
+}
+
+/// The schema a generated service class gives (`__knafeh_schema__()`, the
+/// JSON of a `ServiceSchema`).
+fn class_schema(service: &Bound<'_, PyAny>, name: &str) -> Result<ServiceSchema, SchemaError> {
+    let text: String = service
+        .call_method0("__knafeh_schema__")
+        .and_then(|t| t.extract())
+        .map_err(|e| {
+            SchemaError::new(
+                name,
+                format!("the service class gives no schema (`__knafeh_schema__()`: {e})"),
+            )
+        })?;
+    ServiceSchema::from_json(&text).map_err(|e| {
+        SchemaError::new(
+            name,
+            format!("`__knafeh_schema__()` is not a service schema: {e}"),
+        )
+    })
 }
 
 impl PyService {
@@ -176,7 +199,9 @@ impl PyService {
             .iter()
             .map(|(m, _, _)| (m.clone(), Arc::new(OnceLock::new())))
             .collect();
+        let schema = class_schema(service, &name);
         Ok(PyService {
+            schema,
             // One per service for the life of the server.
             name: Box::leak(name.into_boxed_str()),
             methods: methods
@@ -418,6 +443,10 @@ impl Handler {
 impl Service for PyService {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn schema(&self) -> Result<ServiceSchema, SchemaError> {
+        self.schema.clone()
     }
 
     fn request_shape(&self, method: &str) -> Option<RequestShape> {
@@ -674,6 +703,10 @@ struct ArcService(Arc<PyService>);
 impl Service for ArcService {
     fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    fn schema(&self) -> Result<ServiceSchema, SchemaError> {
+        self.0.schema()
     }
 
     fn request_shape(&self, method: &str) -> Option<RequestShape> {

@@ -12,6 +12,7 @@ use futures_core::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::schema::{Format, SchemaError, ServiceSchema, Tracer};
 use crate::{Codec, Context, Status, Streaming};
 
 /// A boxed, sendable future.
@@ -61,6 +62,12 @@ pub struct Call {
 pub trait Service: Send + Sync + 'static {
     /// The fully qualified service name, `package.Trait`.
     fn name(&self) -> &'static str;
+    /// The service's schema: its methods and the formats of their
+    /// messages (what the describe service sends).
+    ///
+    /// # Errors
+    /// A [`SchemaError`] naming a message type that cannot be described.
+    fn schema(&self) -> Result<ServiceSchema, SchemaError>;
     /// How `method` takes its request; `None` when there is no such
     /// method.
     fn request_shape(&self, method: &str) -> Option<RequestShape>;
@@ -345,6 +352,11 @@ pub trait Message: Send + 'static {
     fn decode_message(codec: Codec, payload: &[u8]) -> Result<Self, String>
     where
         Self: Sized;
+    /// Traces this type's format with `tracer` (for generated `schema()`s).
+    #[doc(hidden)]
+    fn trace_schema(tracer: &mut Tracer) -> Result<Format, SchemaError>
+    where
+        Self: Sized;
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {
@@ -354,6 +366,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {
 
     fn decode_message(codec: Codec, payload: &[u8]) -> Result<Self, String> {
         codec.decode(payload)
+    }
+
+    fn trace_schema(tracer: &mut Tracer) -> Result<Format, SchemaError> {
+        tracer.trace::<T>()
     }
 }
 

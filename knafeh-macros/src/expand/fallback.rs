@@ -15,7 +15,8 @@ pub(super) fn fallback(errors: Errors, item: TokenStream) -> TokenStream {
 
 /// The user's trait with what rustc would reject on its own taken out
 /// (patterns and `mut` in arguments, `const fn`, a second method of the
-/// same name), so a rejected trait gives our error and not rustc's too.
+/// same name, the `#[knafeh(...)]` attributes only the macro knows), so a
+/// rejected trait gives our error and not rustc's too.
 /// Everything else is left as written.
 pub(super) fn quiet_trait(item: &ItemTrait) -> ItemTrait {
     let mut item = item.clone();
@@ -26,6 +27,7 @@ pub(super) fn quiet_trait(item: &ItemTrait) -> ItemTrait {
             return false;
         }
         seen.push(f.sig.ident.clone());
+        f.attrs.retain(|a| !parse::is_option(a));
         f.sig.constness = None;
         // rustc would also complain about `Streaming`'s argument count.
         if let ReturnType::Type(_, ty) = &f.sig.output {

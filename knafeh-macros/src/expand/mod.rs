@@ -336,6 +336,101 @@ mod tests {
     }
 
     #[test]
+    fn the_client_describes_the_service() {
+        let out = expand(
+            quote!(package = "helloworld"),
+            quote! {
+                /// Greets.
+                ///
+                /// Politely.
+                pub trait Greeter {
+                    /// Unary.
+                    #[knafeh(idempotent)]
+                    async fn say_hello(&self, req: HelloRequest) -> Result<HelloReply, Status>;
+                    async fn count_to(&self, req: CountRequest) -> Result<Streaming<Count>, Status>;
+                    async fn add_up(&self, req: Streaming<Count>) -> Result<Total, Status>;
+                    async fn chat(&self, req: Streaming<Hello>) -> Result<Streaming<Reply>, Status>;
+                }
+            },
+        );
+        assert!(out.contains("pub fn schema () -> :: core :: result :: Result < :: knafeh :: schema :: ServiceSchema , :: knafeh :: schema :: SchemaError > where"), "{out}");
+        assert!(out.contains(r#"name : :: std :: string :: String :: from (Self :: SERVICE_NAME) , doc : :: std :: string :: String :: from ("Greets.\n\nPolitely.")"#), "{out}");
+        let method = |name: &str,
+                      path: &str,
+                      kind: &str,
+                      idem: bool,
+                      doc: &str,
+                      req: &str,
+                      resp: &str| {
+            format!(
+                ":: knafeh :: schema :: MethodSchema {{ name : :: std :: string :: String :: from (\"{name}\") , \
+                 path : :: std :: string :: String :: from (Self :: {path}) , \
+                 kind : :: knafeh :: schema :: CallKind :: {kind} , idempotent : {idem} , \
+                 doc : :: std :: string :: String :: from (\"{doc}\") , \
+                 request : < {req} as :: knafeh :: __private :: Message > :: trace_schema (& mut tracer) ? , \
+                 response : < {resp} as :: knafeh :: __private :: Message > :: trace_schema (& mut tracer) ? , }}"
+            )
+        };
+        for m in [
+            method(
+                "say_hello",
+                "SAY_HELLO",
+                "Unary",
+                true,
+                "Unary.",
+                "HelloRequest",
+                "HelloReply",
+            ),
+            method(
+                "count_to",
+                "COUNT_TO",
+                "ServerStreaming",
+                false,
+                "",
+                "CountRequest",
+                "Count",
+            ),
+            method(
+                "add_up",
+                "ADD_UP",
+                "ClientStreaming",
+                false,
+                "",
+                "Count",
+                "Total",
+            ),
+            method("chat", "CHAT", "BidiStreaming", false, "", "Hello", "Reply"),
+        ] {
+            assert!(out.contains(&m), "{m}\n{out}");
+        }
+        // The server's Service impl answers with the client's schema.
+        assert!(out.contains("fn schema (& self ,) -> :: core :: result :: Result < :: knafeh :: schema :: ServiceSchema , :: knafeh :: schema :: SchemaError , > { GreeterClient :: schema () }"), "{out}");
+        // The attribute is the macro's: it does not reach the trait.
+        assert!(!out.contains("# [knafeh"), "{out}");
+        assert!(
+            out.contains(r#"# [doc = r" Unary."] fn say_hello"#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn on_error_the_passed_through_trait_loses_the_method_options() {
+        let out = expand(
+            quote!(),
+            quote!(
+                trait T {
+                    #[knafeh(idempotnt)]
+                    async fn m(&self, r: R) -> Result<X, Status>;
+                }
+            ),
+        );
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+        assert!(out.contains("unknown method option `idempotnt`"), "{out}");
+        assert!(!out.contains("# [knafeh"), "{out}");
+        assert!(out.contains("async fn m (& self , r : R)"), "{out}");
+    }
+
+    #[test]
     fn crate_option_replaces_every_runtime_path() {
         let out = expand(quote!(crate = "::renamed"), greeter());
         assert!(!out.contains(":: knafeh"), "{out}");

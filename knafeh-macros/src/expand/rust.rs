@@ -23,6 +23,7 @@ impl Gen<'_> {
         item.supertraits.push(syn::parse_quote!('static));
         for it in &mut item.items {
             let TraitItem::Fn(f) = it else { continue };
+            f.attrs.retain(|a| !parse::is_option(a));
             f.sig.asyncness = None;
             if let ReturnType::Type(arrow, ty) = &f.sig.output {
                 let span = ty.span();
@@ -124,6 +125,15 @@ impl Gen<'_> {
                     #client::SERVICE_NAME
                 }
 
+                fn schema(
+                    &self,
+                ) -> ::core::result::Result<
+                    #krate::schema::ServiceSchema,
+                    #krate::schema::SchemaError,
+                > {
+                    #client::schema()
+                }
+
                 fn request_shape(
                     &self,
                     method: &str,
@@ -212,6 +222,7 @@ impl Gen<'_> {
         let full_name = &self.full_name;
         let name_doc = format!("The service name, `{full_name}`.");
         let consts = self.svc.rpcs.iter().map(|r| self.path_const_item(r));
+        let schema = self.client_schema();
         let methods = self.svc.rpcs.iter().map(|r| self.client_methods(r));
         quote! {
             impl #client {
@@ -229,7 +240,70 @@ impl Gen<'_> {
                     &self.client
                 }
 
+                #schema
+
                 #(#methods)*
+            }
+        }
+    }
+
+    /// `schema()`: the service's methods and the formats of their
+    /// messages, traced from the message types when called.
+    pub(super) fn client_schema(&self) -> TokenStream {
+        let krate = self.krate;
+        let s = quote!(#krate::schema);
+        let doc = parse::doc_text(&self.svc.item.attrs);
+        let bounds = self.message_bounds(&self.svc.rpcs);
+        let methods = self.svc.rpcs.iter().map(|rpc| {
+            let name = &rpc.wire_name;
+            let path = self.path_const(rpc);
+            let kind = match rpc.kind {
+                Kind::Unary { .. } => quote!(Unary),
+                Kind::ServerStreaming { .. } => quote!(ServerStreaming),
+                Kind::ClientStreaming { .. } => quote!(ClientStreaming),
+                Kind::BidiStreaming { .. } => quote!(BidiStreaming),
+            };
+            let idempotent = rpc.idempotent;
+            let doc = parse::doc_text(rpc.docs.iter().copied());
+            let [req, resp] = message_types(rpc);
+            let trace =
+                |ty: &Type| quote!(<#ty as #krate::__private::Message>::trace_schema(&mut tracer)?);
+            let (req, resp) = (trace(req), trace(resp));
+            quote! {
+                #s::MethodSchema {
+                    name: ::std::string::String::from(#name),
+                    path: ::std::string::String::from(Self::#path),
+                    kind: #s::CallKind::#kind,
+                    idempotent: #idempotent,
+                    doc: ::std::string::String::from(#doc),
+                    request: #req,
+                    response: #resp,
+                }
+            }
+        });
+        let fn_doc = format!(
+            "The schema of the `{}` service: its methods, and the formats of their \
+             messages traced from the message types.",
+            self.full_name
+        );
+        quote! {
+            #[doc = #fn_doc]
+            #[doc = ""]
+            #[doc = " # Errors"]
+            #[doc = " A `SchemaError` naming a message type that cannot be described."]
+            pub fn schema() -> ::core::result::Result<#s::ServiceSchema, #s::SchemaError>
+            where
+                #bounds
+            {
+                #[allow(unused_mut)]
+                let mut tracer = #s::Tracer::new();
+                let methods = ::std::vec![#(#methods),*];
+                ::core::result::Result::Ok(#s::ServiceSchema {
+                    name: ::std::string::String::from(Self::SERVICE_NAME),
+                    doc: ::std::string::String::from(#doc),
+                    methods,
+                    types: tracer.into_types(),
+                })
             }
         }
     }

@@ -224,6 +224,24 @@ pub struct ServiceSchema {
     pub types: BTreeMap<String, Container>,
 }
 
+impl ServiceSchema {
+    /// The JSON text of this schema, in the documented format (what
+    /// `#[pyservice]` classes' `__knafeh_schema__()` return).
+    pub fn to_json(&self) -> String {
+        // Only strings, numbers, lists and string-keyed maps: cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses the JSON text [`ServiceSchema::to_json`] makes.
+    ///
+    /// # Errors
+    /// The parser's message (with the line and column) when `text` is not
+    /// a service schema.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 /// Why a type cannot be described: names the Rust type and the reason.
 ///
 /// Displayed as ``cannot describe `greeter::Foo`: <reason>``.

@@ -590,6 +590,11 @@ fn service_schema_json() {
         assert_eq!(serde_json::from_str::<CallKind>(&text).unwrap(), kind);
     }
     assert_eq!(json(&CallKind::BidiStreaming), r#""bidi_streaming""#);
+    let schema = greeter_schema();
+    assert_eq!(schema.to_json(), json(&schema));
+    assert_eq!(ServiceSchema::from_json(&schema.to_json()), Ok(schema));
+    let err = ServiceSchema::from_json(r#"{"name":"x"}"#).unwrap_err();
+    assert!(err.contains("missing field `doc`"), "{err}");
     assert_eq!(json(&CallKind::ClientStreaming), r#""client_streaming""#);
 }
 
