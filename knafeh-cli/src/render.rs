@@ -159,8 +159,8 @@ fn field_lines(fields: &[Field], indent: &str) -> String {
     out
 }
 
-/// Every named type, in the order the methods reach them (depth first,
-/// request before response), then any the methods do not reach.
+/// The named types the methods reach, in that order (depth first, request
+/// before response). The describe service sends no others.
 pub(crate) fn reached_types(schema: &ServiceSchema) -> Vec<String> {
     let mut seen = Vec::new();
     for m in &schema.methods {
@@ -219,4 +219,108 @@ pub(crate) fn only_method(schema: &ServiceSchema, method: &MethodSchema) -> Serv
     let reached = reached_types(&narrowed);
     narrowed.types.retain(|name, _| reached.contains(name));
     narrowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const GREETER: &str = "\
+// Greets people and counts.
+service helloworld.Greeter {
+    /// Unary: answers `\"Hello, {name}!\"`.
+    rpc say_hello(HelloRequest) -> HelloReply;  // unary
+    /// Server streaming: `1..=n`, one message each.
+    rpc count_to(CountRequest) -> stream Count;  // server streaming
+    /// Client streaming: sums the `value`s and counts the messages.
+    rpc add_up(stream Count) -> Total;  // client streaming
+    /// Bidirectional: one `\"Hello, {name}!\"` per request, sent as soon as
+    /// that request arrives. An empty `name` ends the call with
+    /// `INVALID_ARGUMENT` after the replies before it.
+    rpc chat(stream HelloRequest) -> stream HelloReply;  // bidirectional streaming
+}
+
+struct HelloRequest {
+    name: str,
+}
+
+struct HelloReply {
+    message: str,
+}
+
+struct CountRequest {
+    n: u32,
+}
+
+struct Count {
+    value: u32,
+}
+
+struct Total {
+    sum: u64,
+    count: u32,
+}
+";
+
+    #[test]
+    fn the_greeter() {
+        let schema = greeter::GreeterClient::schema().unwrap();
+        assert_eq!(service(&schema), GREETER);
+        let add_up = &schema.methods[2];
+        let narrowed = service(&only_method(&schema, add_up));
+        assert!(narrowed.contains(
+            "    rpc add_up(stream Count) -> Total;  // client streaming\n}\n\nstruct Count {"
+        ));
+        assert!(!narrowed.contains("HelloRequest") && !narrowed.contains("CountRequest"));
+    }
+
+    #[test]
+    fn every_shape() {
+        let schema: ServiceSchema = serde_json::from_value(json!({
+            "name": "shapes.Store", "doc": "",
+            "methods": [{"name": "put", "path": "/shapes.Store/put", "kind": "unary",
+                "idempotent": true, "doc": "", "request": {"seq": {"ref": "Shape"}},
+                "response": {"map": {"key": "str", "value": {"option": {"tuple": ["u8", "bytes"]}}}}}],
+            "types": {
+                "Shape": {"enum": [
+                    {"name": "Empty", "shape": "unit"},
+                    {"name": "Circle", "shape": {"newtype": "f64"}},
+                    {"name": "Line", "shape": {"tuple": [{"ref": "Point"}, {"ref": "Point"}]}},
+                    {"name": "Rect", "shape": {"struct": [{"name": "w", "type": "u8"}]}}
+                ]},
+                "Point": {"tuple_struct": ["i16", "i16"]},
+                "Unused": {"newtype": {"array": {"item": "char", "len": 4}}},
+                "Marker": "unit_struct"
+            }
+        }))
+        .unwrap();
+        let text = service(&schema);
+        let want = "\
+service shapes.Store {
+    rpc put(Vec<Shape>) -> Map<str, Option<(u8, bytes)>>;  // unary, idempotent
+}
+
+enum Shape {
+    Empty,
+    Circle(f64),
+    Line(Point, Point),
+    Rect {
+        w: u8,
+    },
+}
+
+struct Point(i16, i16);
+";
+        assert_eq!(text, want);
+        assert_eq!(type_name(&Format::Tuple(vec![Format::Unit])), "((),)");
+        assert_eq!(
+            container("Marker", &Container::UnitStruct),
+            "struct Marker;\n"
+        );
+        assert_eq!(
+            container("Unused", &schema.types["Unused"]),
+            "struct Unused([char; 4]);\n"
+        );
+    }
 }
