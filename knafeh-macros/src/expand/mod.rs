@@ -354,7 +354,7 @@ mod tests {
             },
         );
         assert!(out.contains("pub fn schema () -> :: core :: result :: Result < :: knafeh :: schema :: ServiceSchema , :: knafeh :: schema :: SchemaError > where"), "{out}");
-        assert!(out.contains(r#"name : :: std :: string :: String :: from (Self :: SERVICE_NAME) , doc : :: std :: string :: String :: from ("Greets.\n\nPolitely.")"#), "{out}");
+        assert!(out.contains(r#"name : :: std :: borrow :: ToOwned :: to_owned (Self :: SERVICE_NAME) , doc : :: std :: borrow :: ToOwned :: to_owned ("Greets.\n\nPolitely.")"#), "{out}");
         let method = |name: &str,
                       path: &str,
                       kind: &str,
@@ -363,10 +363,10 @@ mod tests {
                       req: &str,
                       resp: &str| {
             format!(
-                ":: knafeh :: schema :: MethodSchema {{ name : :: std :: string :: String :: from (\"{name}\") , \
-                 path : :: std :: string :: String :: from (Self :: {path}) , \
+                ":: knafeh :: schema :: MethodSchema {{ name : :: std :: borrow :: ToOwned :: to_owned (\"{name}\") , \
+                 path : :: std :: borrow :: ToOwned :: to_owned (Self :: {path}) , \
                  kind : :: knafeh :: schema :: CallKind :: {kind} , idempotent : {idem} , \
-                 doc : :: std :: string :: String :: from (\"{doc}\") , \
+                 doc : :: std :: borrow :: ToOwned :: to_owned (\"{doc}\") , \
                  request : < {req} as :: knafeh :: __private :: Message > :: trace_schema (& mut tracer) ? , \
                  response : < {resp} as :: knafeh :: __private :: Message > :: trace_schema (& mut tracer) ? , }}"
             )

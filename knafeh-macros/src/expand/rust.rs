@@ -271,11 +271,11 @@ impl Gen<'_> {
             let (req, resp) = (trace(req), trace(resp));
             quote! {
                 #s::MethodSchema {
-                    name: ::std::string::String::from(#name),
-                    path: ::std::string::String::from(Self::#path),
+                    name: ::std::borrow::ToOwned::to_owned(#name),
+                    path: ::std::borrow::ToOwned::to_owned(Self::#path),
                     kind: #s::CallKind::#kind,
                     idempotent: #idempotent,
-                    doc: ::std::string::String::from(#doc),
+                    doc: ::std::borrow::ToOwned::to_owned(#doc),
                     request: #req,
                     response: #resp,
                 }
@@ -299,8 +299,8 @@ impl Gen<'_> {
                 let mut tracer = #s::Tracer::new();
                 let methods = ::std::vec![#(#methods),*];
                 ::core::result::Result::Ok(#s::ServiceSchema {
-                    name: ::std::string::String::from(Self::SERVICE_NAME),
-                    doc: ::std::string::String::from(#doc),
+                    name: ::std::borrow::ToOwned::to_owned(Self::SERVICE_NAME),
+                    doc: ::std::borrow::ToOwned::to_owned(#doc),
                     methods,
                     types: tracer.into_types(),
                 })

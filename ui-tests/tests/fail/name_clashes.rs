@@ -12,6 +12,7 @@ pub trait Generated {
     async fn client(&self, req: Req) -> Result<Resp, Status>;
     async fn from_arc(&self, req: Req) -> Result<Resp, Status>;
     async fn service_name(&self, req: Req) -> Result<Resp, Status>;
+    async fn schema(&self, req: Req) -> Result<Resp, Status>;
 }
 
 #[knafeh::service]
