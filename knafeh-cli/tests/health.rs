@@ -1,5 +1,3 @@
-// WAITS FOR i13-builtin (knafeh::health, ServerBuilder::health/describe): moved to
-// knafeh-cli/tests/health.rs once main has them. Passed against i13-builtin 2fcabf2.
 //! `knafeh health` end to end, against the Greeter served with a
 //! `HealthReporter`; and what the commands say when the built-in services
 //! are turned off.
@@ -45,7 +43,14 @@ async fn watch_prints_every_change() {
     let reporter = health.clone();
     let g = Greeter::start_with(move |b| b.health(reporter)).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_knafeh"))
-        .args(["health", &g.addr, "helloworld.Greeter", "--watch", "--ca", &g.ca()])
+        .args([
+            "health",
+            &g.addr,
+            "helloworld.Greeter",
+            "--watch",
+            "--ca",
+            &g.ca(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,12 +82,28 @@ async fn watch_ends_at_the_timeout_with_the_last_status() {
     let reporter = health.clone();
     let g = Greeter::start_with(move |b| b.health(reporter)).await;
     let run = g
-        .knafeh(&["health", "{addr}", "--watch", "--timeout", "1.5", "--ca", "{ca}"])
+        .knafeh(&[
+            "health",
+            "{addr}",
+            "--watch",
+            "--timeout",
+            "1.5",
+            "--ca",
+            "{ca}",
+        ])
         .await;
     assert_eq!(run.ok_lines(), ["SERVING"]);
     health.set("", ServingStatus::NotServing);
     let run = g
-        .knafeh(&["health", "{addr}", "--watch", "--timeout", "1.5", "--ca", "{ca}"])
+        .knafeh(&[
+            "health",
+            "{addr}",
+            "--watch",
+            "--timeout",
+            "1.5",
+            "--ca",
+            "{ca}",
+        ])
         .await;
     assert_eq!(run.stdout, "NOT_SERVING\n");
     run.fails(Code::Unavailable, "the server is NOT_SERVING");
@@ -95,11 +116,21 @@ async fn without_the_builtin_services() {
     run.fails(Code::Unimplemented, "");
     assert!(run.stderr.contains("--kind"), "{run:?}");
     let run = g
-        .knafeh(&["call", "{addr}", "helloworld.Greeter/say_hello", "{}", "--ca", "{ca}"])
+        .knafeh(&[
+            "call",
+            "{addr}",
+            "helloworld.Greeter/say_hello",
+            "{}",
+            "--ca",
+            "{ca}",
+        ])
         .await;
     run.fails(Code::Unimplemented, "");
     assert_eq!(g.calls(), 0);
     let run = g.knafeh(&["health", "{addr}", "--ca", "{ca}"]).await;
     run.fails(Code::Unimplemented, "");
-    assert!(run.stderr.contains("does not serve knafeh.Health"), "{run:?}");
+    assert!(
+        run.stderr.contains("does not serve knafeh.Health"),
+        "{run:?}"
+    );
 }
