@@ -397,16 +397,19 @@ impl H3App {
                 }
             }
             Command::Close { force } => self.closing.request(force),
-            Command::Lost(why) => {
-                tracing::debug!(peer = %self.peer, why, "peer gone; closing");
-                *self
-                    .shared
-                    .close_reason
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(why);
-                self.closing.request(true);
-            }
+            Command::Lost(why) => self.lost(why),
         }
+    }
+
+    /// The peer is gone: remember why (calls report it) and close at once.
+    fn lost(&mut self, why: String) {
+        tracing::debug!(peer = %self.peer, why, "peer gone; closing");
+        *self
+            .shared
+            .close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.closing.request(true);
     }
 
     fn abort_stream(&mut self, qconn: &mut QuicheConnection, id: u64) {
