@@ -247,9 +247,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 .map(|s| (s.system, s.target.clone()))
                 .collect();
             let st = st.clone();
+            let before = link_counts(&link);
             let outcomes = link
                 .run_in(Side::A, move || run_cell(&targets, &st))
                 .map_err(|e| format!("wan: running the client in namespace A: {e}"))??;
+            show_losses(before, link_counts(&link));
             rows.push((cell, outcomes));
         }
     }
@@ -277,6 +279,32 @@ fn print_header(o: &Options, st: &Settings) {
         st.duration,
         st.connect_samples,
     );
+}
+
+/// (packets in, packets lost at random) of each direction so far.
+fn link_counts(link: &Link) -> [(u64, u64); 2] {
+    [Direction::AToB, Direction::BToA].map(|d| {
+        let s = link.stats(d);
+        (s.packets_in, s.lost)
+    })
+}
+
+/// Shows on stderr the loss each direction applied during a cell.
+fn show_losses(before: [(u64, u64); 2], after: [(u64, u64); 2]) {
+    let shown: Vec<String> = ["a->b", "b->a"]
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(name, (b, a))| {
+            let (n, lost) = (a.0 - b.0, a.1 - b.1);
+            let pct = if n == 0 {
+                0.0
+            } else {
+                lost as f64 * 100.0 / n as f64
+            };
+            format!("{name} {n} packets, {lost} lost ({pct:.2} %)")
+        })
+        .collect();
+    eprintln!("  link: {}", shown.join("; "));
 }
 
 /// Sets both directions of the link to the cell's settings.
