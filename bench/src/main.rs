@@ -1,10 +1,12 @@
 //! knafeh's benchmark: the same 64-byte echo service on knafeh, tonic
 //! (gRPC over HTTP/2) and a bare tokio-quiche HTTP/3 echo (the floor),
-//! over loopback, servers in child processes.
+//! over loopback, servers in child processes; `wan`: knafeh, tonic with TLS
+//! and tonic h2c over an emulated link (see `wan.rs`).
 //!
 //! ```text
-//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,floor]
+//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,floor]
 //!              [--rounds N] [--duration 2s]
+//! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
 //! ```
