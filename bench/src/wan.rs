@@ -212,12 +212,10 @@ fn settings(o: &Options) -> Settings {
 pub fn main(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let st = settings(&o);
-    let link = Link::builder().seed(o.seed).start().map_err(|e| {
-        format!(
-            "wan: cannot set up the emulated link: {e} \
-             (it needs root, network namespaces, /dev/net/tun and iproute2's `ip`)"
-        )
-    })?;
+    let link = Link::builder()
+        .seed(o.seed)
+        .start()
+        .map_err(|e| format!("wan: the emulated link cannot be set up here: {e}"))?;
     let server_ip = link.addr(Side::B);
     let certs = Certs::generate(&["localhost", &server_ip.to_string()])?;
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
