@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Python extensions (knafeh-py as `knafeh`, examples/greeter-py
 # as `greeter`) with maturin into a virtualenv under target/, then runs
-# the pytest suite against the Rust example server.
+# the pytest suite against the Rust example server (test_stubs.py also
+# checks that the example's .pyi is what `python -m knafeh.stubgen greeter`
+# writes, and runs mypy --strict on tests/python/typing/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,7 +15,10 @@ reuse_boringssl
 
 venv=target/py-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c "import maturin, pytest" 2>/dev/null || "$venv/bin/pip" install -q "maturin>=1.7,<2" pytest
+# mypy (with typing_extensions) for tests/python/test_stubs.py, which
+# type-checks the generated stubs.
+"$venv/bin/python" -c "import maturin, pytest, mypy" 2>/dev/null ||
+    "$venv/bin/pip" install -q "maturin>=1.7,<2" pytest "mypy>=1.11"
 export VIRTUAL_ENV="$PWD/$venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 (cd knafeh-py && maturin develop -q)

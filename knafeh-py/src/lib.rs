@@ -112,4 +112,22 @@ pub mod __private {
     pub use crate::server::{decode_to_py, encode_from_py};
     pub use knafeh;
     pub use pyo3;
+
+    /// `__knafeh_schema__()` of the generated classes: the service's
+    /// schema as JSON (what `python -m knafeh.stubgen` reads).
+    ///
+    /// # Errors
+    /// `RuntimeError` with the reason when the schema cannot be made (the
+    /// `SchemaError` names the type) or written.
+    pub fn schema_json<S: serde::Serialize, E: std::fmt::Display>(
+        schema: Result<S, E>,
+    ) -> pyo3::PyResult<String> {
+        let schema =
+            schema.map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        serde_json::to_string(&schema).map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "the service schema does not serialize to JSON: {e}"
+            ))
+        })
+    }
 }

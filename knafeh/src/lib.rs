@@ -162,6 +162,10 @@ mod service;
 mod streaming;
 mod transport;
 
+// The built-in services: `knafeh::describe` and `knafeh::health`.
+mod builtin;
+pub use builtin::{describe, health};
+
 pub use client::{Client, ClientBuilder};
 pub use context::{CallOptions, Context, Response};
 pub use intercept::{CallInfo, Interceptor};

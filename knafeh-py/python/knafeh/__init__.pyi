@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union, overload
 
 __version__: str
 
@@ -72,11 +72,16 @@ class BidiCall(Generic[Req, Resp]):
     def __aiter__(self) -> "BidiCall[Req, Resp]": ...
     def __anext__(self) -> Coroutine[Any, Any, Resp]:
         """The next reply; raises `RpcError` when the call fails, after the replies before it."""
-    def send(self, request: Optional[Req] = None, /, **fields: object) -> Coroutine[Any, Any, None]:
+    @overload
+    def send(self, request: Req, /) -> Coroutine[Any, Any, None]:
         """Queues one request (waits while the server is not reading). Raises
         `RpcError(INVALID_ARGUMENT)` at once for a request that does not convert,
         `RpcError` with the call's status once it failed, `asyncio.InvalidStateError`
         after `done_writing()` or when the call was given an iterable."""
+    @overload
+    def send(self, /, **fields: Any) -> Coroutine[Any, Any, None]:
+        """Queues one request given as keyword fields (a generated stub types
+        them: the method returns a subclass naming the request's fields)."""
     def done_writing(self) -> Coroutine[Any, Any, None]:
         """Ends the requests; the replies keep coming."""
     def cancel(self) -> bool:

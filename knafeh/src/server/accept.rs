@@ -111,6 +111,9 @@ pub(super) async fn accept_loop(
             },
         }
     }
+    // Health first: watchers and load balancers hear NOT_SERVING before
+    // the GOAWAY.
+    state.builtins.shutting_down();
     drain(&state, &mut conns, &mut accept, drain_timeout).await;
     // Closing the listeners lets tokio-quiche release the sockets once
     // their connections are gone.

@@ -14,6 +14,8 @@ use tokio_quiche::metrics::DefaultMetrics;
 use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
+use crate::builtin::Builtins;
+use crate::health::HealthReporter;
 use crate::intercept::Interceptor;
 use crate::service::Service;
 use crate::transport::conn::Keepalive;
@@ -58,6 +60,8 @@ pub struct ServerBuilder {
     pub(super) keepalive: Keepalive,
     pub(super) listeners: usize,
     pub(super) request_read_timeout: Duration,
+    pub(super) describe: bool,
+    pub(super) health: Option<HealthReporter>,
 }
 
 impl Default for ServerBuilder {
@@ -77,6 +81,8 @@ impl Default for ServerBuilder {
             keepalive: Keepalive::default(),
             listeners: 1,
             request_read_timeout: Duration::from_secs(30),
+            describe: true,
+            health: None,
         }
     }
 }
@@ -192,18 +198,61 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether to serve the built-in `knafeh.Describe` service (default
+    /// `true`): it lists the server's services and describes their methods
+    /// and message schemas (see `PROTOCOL.md`). Turned off, its path
+    /// answers `UNIMPLEMENTED` like any unknown service; turn it off on a
+    /// server whose message types should not be visible to its clients.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = knafeh::Server::builder()
+    ///     .tls("cert.pem", "key.pem")
+    ///     .describe(false)
+    ///     .start()
+    ///     .await?;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn describe(mut self, on: bool) -> Self {
+        self.describe = on;
+        self
+    }
+
+    /// Serves the built-in `knafeh.Health` service (the semantics of
+    /// `grpc.health.v1`) with the statuses of `reporter`. When the server
+    /// starts it sets `""` (the whole server) and every added service to
+    /// `SERVING`; when a graceful shutdown begins it sets everything to
+    /// `NOT_SERVING` before draining, and ends open `watch` calls. See
+    /// [`crate::health`].
+    ///
+    /// ```no_run
+    /// use knafeh::health::{HealthReporter, ServingStatus};
+    /// # async fn run() -> std::io::Result<()> {
+    /// let health = HealthReporter::new();
+    /// let server = knafeh::Server::builder()
+    ///     .tls("cert.pem", "key.pem")
+    ///     .health(health.clone())
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(health.status(""), Some(ServingStatus::Serving));
+    /// health.set("", ServingStatus::NotServing); // e.g. in maintenance
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn health(mut self, reporter: HealthReporter) -> Self {
+        self.health = Some(reporter);
+        self
+    }
+
     /// Binds the socket and starts serving in the background.
     ///
     /// # Errors
-    /// No TLS configured, a service added twice, the address in use, or a
-    /// certificate or key that cannot be loaded.
-    pub async fn start(self) -> io::Result<ServerHandle> {
-        if let Some(name) = self.duplicate {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("service {name} was added twice"),
-            ));
-        }
+    /// No TLS configured, a service added twice (or under the name of a
+    /// built-in service that is on), the address in use, or a certificate
+    /// or key that cannot be loaded.
+    pub async fn start(mut self) -> io::Result<ServerHandle> {
+        let builtins = self.all_services()?;
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -259,7 +308,9 @@ impl ServerBuilder {
             active_calls: AtomicUsize::new(0),
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
+            builtins,
         });
+        state.builtins.started();
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(
             listeners,
@@ -275,6 +326,20 @@ impl ServerBuilder {
             task,
             state,
         })
+    }
+}
+
+impl ServerBuilder {
+    /// Adds the built-in services to the application's.
+    fn all_services(&mut self) -> io::Result<Builtins> {
+        if let Some(name) = self.duplicate {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("service {name} was added twice"),
+            ));
+        }
+        Builtins::install(&mut self.services, self.describe, self.health.take())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
     }
 }
 

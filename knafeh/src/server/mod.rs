@@ -107,6 +107,7 @@ pub(super) struct ServerState {
     pub(super) active_calls: AtomicUsize,
     pub(super) idle: Notify,
     pub(super) connections: AtomicUsize,
+    pub(super) builtins: crate::builtin::Builtins,
 }
 
 /// A snapshot of a server's load, from [`ServerHandle::stats`].

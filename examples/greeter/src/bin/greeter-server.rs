@@ -9,7 +9,9 @@
 //! Without `--cert`/`--key` it generates a development certificate for
 //! `localhost` and the listen address, writes it to `--dev-cert-dir`
 //! (default: `knafeh-dev` in the system temp dir) and prints where the CA
-//! is, for clients to trust. Stops gracefully on Ctrl-C.
+//! is, for clients to trust. Serves the built-in `knafeh.Health` (all
+//! SERVING while up, NOT_SERVING once Ctrl-C starts the graceful
+//! shutdown) and `knafeh.Describe`. Stops gracefully on Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = knafeh::Server::builder()
         .bind(addr)
         .tls(cert, key)
-        .add_service(GreeterServer::new(MyGreeter));
+        .add_service(GreeterServer::new(MyGreeter))
+        .health(knafeh::health::HealthReporter::new());
     if let Some(auth) = auth {
         builder = builder.interceptor(auth);
     }
