@@ -1,10 +1,12 @@
 //! knafeh's benchmark: the same 64-byte echo service on knafeh, tonic
 //! (gRPC over HTTP/2) and a bare tokio-quiche HTTP/3 echo (the floor),
-//! over loopback, servers in child processes.
+//! over loopback, servers in child processes; `wan`: knafeh, tonic with TLS
+//! and tonic h2c over an emulated link (see `wan.rs`).
 //!
 //! ```text
-//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,floor]
+//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,floor]
 //!              [--rounds N] [--duration 2s]
+//! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
 //! ```
@@ -15,6 +17,7 @@ mod load;
 mod scenarios;
 mod stats;
 mod systems;
+mod wan;
 
 use std::time::Duration;
 
@@ -24,7 +27,9 @@ use stats::{fmt_num, parse_duration};
 use systems::System;
 
 pub const USAGE: &str = "\
-usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor] [--rounds N] [--duration 2s]
+usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor,tonic-tls] [--rounds N] [--duration 2s]
+       knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
+                        [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
 
@@ -42,6 +47,7 @@ fn main() {
         Some("serve") => child::serve_main(&args[1..]),
         Some("load") => runtime().and_then(|rt| rt.block_on(load::main(&args[1..]))),
         Some("codec") => codec::main(&args[1..]),
+        Some("wan") => wan::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -73,7 +79,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         only: SCENARIOS.iter().map(|s| s.id).collect(),
-        systems: System::ALL.to_vec(),
+        systems: System::DEFAULT.to_vec(),
         rounds: None,
         duration: None,
     };
@@ -100,7 +106,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .split(',')
                     .map(|s| {
                         System::parse(s.trim()).ok_or(format!(
-                            "--systems: unknown system {s:?} (knafeh, tonic, floor)"
+                            "--systems: unknown system {s:?} (knafeh, tonic, tonic-tls, floor)"
                         ))
                     })
                     .collect::<Result<_, _>>()?
@@ -171,7 +177,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
         st.duration,
         st.idle_rounds,
     );
-    let certs = Certs::generate()?;
+    let certs = Certs::generate(&["localhost", "127.0.0.1"])?;
     let mut servers = Vec::new();
     for &s in &o.systems {
         servers.push(ServerChild::spawn(s, &certs, 100)?);
