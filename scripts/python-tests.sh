@@ -25,4 +25,6 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 (cd examples/greeter-py && maturin develop -q)
 (cd tests/python/probe && maturin develop -q)
 cargo build -q -p greeter --bins
+# test_health.py checks a Python server's health with the `knafeh` command line.
+cargo build -q -p knafeh-cli
 timeout 600 python -m pytest -q -p no:cacheprovider tests/python

@@ -52,7 +52,7 @@ class PyGreeter:
 async def main(addr: str, cert_dir: str) -> None:
     ca, cert, key = knafeh.dev_cert(cert_dir)
     print(f"development CA written to {ca}", flush=True)
-    server = knafeh.Server(addr, cert=cert, key=key)
+    server = knafeh.Server(addr, cert=cert, key=key, health=True)
     server.add_service(greeter.GreeterService(PyGreeter()))
     address = await server.start()
     print(f"greeter listening on {address}", flush=True)

@@ -524,6 +524,8 @@ enum ServerState {
 #[pyclass(module = "knafeh", name = "Server")]
 pub struct PyServer {
     state: Arc<Mutex<ServerState>>,
+    /// The health reporter, when the server serves `knafeh.Health`.
+    health: Option<knafeh::health::HealthReporter>,
 }
 
 fn lock(state: &Mutex<ServerState>) -> std::sync::MutexGuard<'_, ServerState> {
@@ -533,13 +535,14 @@ fn lock(state: &Mutex<ServerState>) -> std::sync::MutexGuard<'_, ServerState> {
 #[pymethods]
 impl PyServer {
     #[new]
-    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None))]
+    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None, health = false))]
     fn new(
         addr: &str,
         cert: String,
         key: String,
         max_message_size: Option<usize>,
         drain_timeout: Option<f64>,
+        health: bool,
     ) -> PyResult<Self> {
         let addr: std::net::SocketAddr = addr
             .parse()
@@ -553,12 +556,41 @@ impl PyServer {
                 pyo3::exceptions::PyValueError::new_err("drain_timeout must be >= 0")
             })?);
         }
+        let health = health.then(knafeh::health::HealthReporter::new);
+        if let Some(h) = &health {
+            b = b.health(h.clone());
+        }
         Ok(PyServer {
             state: Arc::new(Mutex::new(ServerState::Building(
                 Some(Box::new(b)),
                 Vec::new(),
             ))),
+            health,
         })
+    }
+
+    /// Sets what `knafeh.Health` reports for `service` (`""`: the whole
+    /// server): `"SERVING"` or `"NOT_SERVING"` (or `"UNKNOWN"`). Needs
+    /// `Server(..., health=True)`.
+    fn set_health(&self, service: &str, status: &str) -> PyResult<()> {
+        use knafeh::health::ServingStatus;
+        let Some(health) = &self.health else {
+            return Err(PyRuntimeError::new_err(
+                "health is not served: create the server with health=True",
+            ));
+        };
+        let status = match status {
+            "SERVING" => ServingStatus::Serving,
+            "NOT_SERVING" => ServingStatus::NotServing,
+            "UNKNOWN" => ServingStatus::Unknown,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "status {other:?}: expected \"SERVING\", \"NOT_SERVING\" or \"UNKNOWN\""
+                )))
+            }
+        };
+        health.set(service, status);
+        Ok(())
     }
 
     /// Adds a generated `{Trait}Service(implementation)` object.

@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Literal, Mapping, Optional, Tuple, TypeVar, Union, overload
 
 __version__: str
 
@@ -98,8 +98,11 @@ class Server:
         key: str,
         max_message_size: Optional[int] = None,
         drain_timeout: Optional[float] = None,
+        health: bool = False,
     ) -> None: ...
     def add_service(self, service: object) -> None: ...
+    def set_health(self, service: str, status: Literal["SERVING", "NOT_SERVING", "UNKNOWN"]) -> None:
+        """What knafeh.Health reports for `service` ("" = the whole server); needs health=True."""
     def start(self) -> Coroutine[Any, Any, str]:
         """Starts serving; resolves to the bound `host:port`."""
     def stop(self) -> Coroutine[Any, Any, None]:
