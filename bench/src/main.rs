@@ -280,34 +280,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
             table.push(row);
         }
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (n, row) in table.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                if c < 3 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-        if n == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            println!("|-{}-|", rule.join("-|-"));
-        }
-    }
+    stats::print_aligned(&table, 3);
     for (sc, outcomes) in rows {
         for o in outcomes {
             if let Some(e) = &o.error {

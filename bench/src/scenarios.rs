@@ -274,7 +274,7 @@ async fn measure(
     }
 }
 
-async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
+pub(crate) async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
     let got = c.echo(vec![0xa5; size]).await?;
     if got != size {
         return Err(format!("echo returned {got} bytes, sent {size}"));

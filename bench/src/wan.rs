@@ -11,7 +11,8 @@ use link_emulator::{Direction, Impairments, Link, Side};
 use tokio::task::JoinSet;
 
 use crate::child::{Certs, ServerChild};
-use crate::stats::{fmt_num, median, parse_duration, percentile_sorted};
+use crate::scenarios::{checked_echo, LARGE, SMALL};
+use crate::stats::{fmt_num, median, parse_duration, percentile_sorted, print_aligned};
 use crate::systems::knafeh::KnafehConn;
 use crate::systems::tonic::TonicConn;
 use crate::systems::{Conn, System, Target};
@@ -20,8 +21,6 @@ use crate::systems::{Conn, System, Target};
 const SYSTEMS: [System; 3] = [System::Knafeh, System::TonicTls, System::Tonic];
 /// Calls kept in flight on one connection (scenario inflight32).
 const IN_FLIGHT: usize = 32;
-const SMALL: usize = 64;
-const LARGE: usize = 1 << 20;
 
 /// What one cell measures, per system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -459,14 +458,6 @@ async fn measure_with<C: Conn>(
     }
 }
 
-async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
-    let got = c.echo(vec![0xa5; size]).await?;
-    if got != size {
-        return Err(format!("echo returned {got} bytes, sent {size}"));
-    }
-    Ok(())
-}
-
 /// [`IN_FLIGHT`] callers on one connection for `time`: calls/s and the
 /// sorted latencies of the calls that ended within it.
 async fn in_flight<C: Conn>(c: &C, time: Duration) -> Result<(f64, Vec<Duration>), String> {
@@ -559,39 +550,6 @@ fn print_table(systems: &[System], rows: &[(Cell, Vec<Outcome>)]) {
                 o.system.wan_name(),
                 o.error.as_deref().unwrap_or_default()
             );
-        }
-    }
-}
-
-/// Prints `table` as a Markdown table; the first `left` columns are
-/// left-aligned, the others right-aligned.
-fn print_aligned(table: &[Vec<String>], left: usize) {
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (n, row) in table.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                if c < left {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-        if n == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            println!("|-{}-|", rule.join("-|-"));
         }
     }
 }

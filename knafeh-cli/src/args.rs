@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use knafeh::schema::CallKind;
 use knafeh::Metadata;
 
 /// What `knafeh` was asked to do.
@@ -36,7 +37,7 @@ pub(crate) enum Command {
         /// Where the request messages come from, in order; empty: stdin.
         data: Vec<Data>,
         /// `--kind`: the call kind, instead of asking the describe service.
-        kind: Option<Kind>,
+        kind: Option<CallKind>,
     },
     /// `health ADDR [SERVICE]`.
     Health {
@@ -79,31 +80,18 @@ pub(crate) enum Data {
     Stdin,
 }
 
-/// A call kind named on the command line (`--kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// One request, one reply.
-    Unary,
-    /// One request, a stream of replies.
-    ServerStreaming,
-    /// A stream of requests, one reply.
-    ClientStreaming,
-    /// A stream each way.
-    BidiStreaming,
-}
-
-impl Kind {
-    fn parse(s: &str) -> Result<Kind, UsageError> {
-        match s.replace('-', "_").as_str() {
-            "unary" => Ok(Kind::Unary),
-            "server_streaming" => Ok(Kind::ServerStreaming),
-            "client_streaming" => Ok(Kind::ClientStreaming),
-            "bidi_streaming" | "bidi" => Ok(Kind::BidiStreaming),
-            _ => Err(UsageError(format!(
-                "--kind {s}: expected one of unary, server-streaming, client-streaming, \
-                 bidi-streaming"
-            ))),
-        }
+/// The call kind `--kind` names: `unary`, `server-streaming`,
+/// `client-streaming`, `bidi-streaming` (or `bidi`); `_` for `-` too.
+fn parse_kind(s: &str) -> Result<CallKind, UsageError> {
+    match s.replace('-', "_").as_str() {
+        "unary" => Ok(CallKind::Unary),
+        "server_streaming" => Ok(CallKind::ServerStreaming),
+        "client_streaming" => Ok(CallKind::ClientStreaming),
+        "bidi_streaming" | "bidi" => Ok(CallKind::BidiStreaming),
+        _ => Err(UsageError(format!(
+            "--kind {s}: expected one of unary, server-streaming, client-streaming, \
+             bidi-streaming"
+        ))),
     }
 }
 
@@ -123,7 +111,7 @@ struct Options {
     metadata: Metadata,
     timeout: Option<Duration>,
     data: Vec<Data>,
-    kind: Option<Kind>,
+    kind: Option<CallKind>,
     json: bool,
     watch: bool,
     help: bool,
@@ -249,7 +237,7 @@ fn set_valued(opts: &mut Options, canonical: &str, value: String) -> Result<(), 
         "-H" => add_header(&mut opts.metadata, &value)?,
         "--timeout" => opts.timeout = Some(parse_timeout(&value)?),
         "-d" => opts.data.push(parse_data(value)),
-        _ => opts.kind = Some(Kind::parse(&value)?),
+        _ => opts.kind = Some(parse_kind(&value)?),
     }
     Ok(())
 }
@@ -458,7 +446,7 @@ mod tests {
                 Data::Stdin
             ]
         );
-        assert_eq!(kind, Some(Kind::ClientStreaming));
+        assert_eq!(kind, Some(CallKind::ClientStreaming));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use knafeh::schema::{CallKind, Container, Format};
 use knafeh::Streaming;
 use serde_json::Value;
 
-use crate::args::{Data, Kind};
+use crate::args::Data;
 use crate::describe;
 use crate::fail::Failure;
 use crate::input::{self, Check};
@@ -53,7 +53,7 @@ pub(crate) struct CallArgs {
     /// Where the requests come from; empty: stdin.
     pub(crate) data: Vec<Data>,
     /// `--kind`, if given.
-    pub(crate) kind: Option<Kind>,
+    pub(crate) kind: Option<CallKind>,
 }
 
 /// Makes the call and prints the replies.
@@ -68,7 +68,7 @@ pub(crate) async fn call(
         None => {
             let (schema, _) = describe::fetch(session, &args.service).await?;
             let method = describe::find_method(&schema, &args.method)?;
-            let kind = kind_of(&method.kind)?;
+            let kind = method.kind;
             let request = RequestSchema {
                 format: method.request.clone(),
                 types: schema.types,
@@ -81,24 +81,24 @@ pub(crate) async fn call(
         data.push(Data::Stdin);
     }
     match kind {
-        Kind::Unary => {
+        CallKind::Unary => {
             let request = one_message(&data, schema.as_ref(), &args.method)?;
             let reply = session.unary(&path, &request).await?;
             out.json_line(reply.get())
         }
-        Kind::ServerStreaming => {
+        CallKind::ServerStreaming => {
             let request = one_message(&data, schema.as_ref(), &args.method)?;
             let replies = session.server_streaming(&path, &request).await?;
             print_all(replies, out).await
         }
-        Kind::ClientStreaming => {
+        CallKind::ClientStreaming => {
             let requests = every_message(&data, schema.as_ref())?;
             let reply = session
                 .client_streaming(&path, Streaming::iter(requests))
                 .await?;
             out.json_line(reply.get())
         }
-        Kind::BidiStreaming => {
+        CallKind::BidiStreaming => {
             let requests = if data.contains(&Data::Stdin) {
                 // Read as the call goes: each message is checked as it comes.
                 let check: Check = match schema {
@@ -113,15 +113,6 @@ pub(crate) async fn call(
             print_all(replies, out).await
         }
     }
-}
-
-fn kind_of(kind: &CallKind) -> Result<Kind, Failure> {
-    Ok(match kind {
-        CallKind::Unary => Kind::Unary,
-        CallKind::ServerStreaming => Kind::ServerStreaming,
-        CallKind::ClientStreaming => Kind::ClientStreaming,
-        CallKind::BidiStreaming => Kind::BidiStreaming,
-    })
 }
 
 /// The one request of a unary or server-streaming call, checked.

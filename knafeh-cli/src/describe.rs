@@ -1,9 +1,9 @@
 //! `list` and `describe`, and the schema lookups `call` makes: all through
 //! the server's `knafeh.Describe` service (PROTOCOL.md).
 
+use knafeh::describe::ServiceList;
 use knafeh::schema::{MethodSchema, ServiceSchema};
 use knafeh::Code;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::fail::Failure;
@@ -14,29 +14,16 @@ use crate::session::{parse_reply, Reply, Session};
 const LIST: &str = "/knafeh.Describe/list";
 const DESCRIBE: &str = "/knafeh.Describe/describe";
 
-#[derive(Deserialize)]
-struct ListReply {
-    services: Vec<String>,
-}
-
 /// A server without the describe service answers UNIMPLEMENTED: say so.
 fn explain(failure: Failure) -> Failure {
-    if failure.code != Code::Unimplemented {
-        return failure;
-    }
-    Failure::new(
-        Code::Unimplemented,
-        format!(
-            "{} (the server does not serve knafeh.Describe; `knafeh call --kind KIND` calls \
-             without it)",
-            failure.message
-        ),
+    failure.when_unimplemented(
+        "the server does not serve knafeh.Describe; `knafeh call --kind KIND` calls without it",
     )
 }
 
 /// The names of the services the server serves.
 pub(crate) async fn services(session: &Session) -> Result<Vec<String>, Failure> {
-    let reply: ListReply = session.unary_as(LIST, &json!({})).await.map_err(explain)?;
+    let reply: ServiceList = session.unary_as(LIST, &json!({})).await.map_err(explain)?;
     Ok(reply.services)
 }
 

@@ -33,6 +33,15 @@ impl Failure {
         Failure::new(Code::Internal, message)
     }
 
+    /// `UNIMPLEMENTED` (the server does not serve what was asked) with
+    /// `hint` added to the message; any other failure as it is.
+    pub(crate) fn when_unimplemented(self, hint: &str) -> Self {
+        if self.code != Code::Unimplemented {
+            return self;
+        }
+        Failure::new(Code::Unimplemented, format!("{} ({hint})", self.message))
+    }
+
     /// The process exit status: the code's number.
     pub(crate) fn exit_status(&self) -> i32 {
         self.code.as_i32()

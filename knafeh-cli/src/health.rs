@@ -36,16 +36,7 @@ fn verdict(status: &str, service: &str) -> Result<(), Failure> {
 }
 
 fn explain(failure: Failure) -> Failure {
-    if failure.code != Code::Unimplemented {
-        return failure;
-    }
-    Failure::new(
-        Code::Unimplemented,
-        format!(
-            "{} (the server does not serve knafeh.Health)",
-            failure.message
-        ),
-    )
+    failure.when_unimplemented("the server does not serve knafeh.Health")
 }
 
 /// `knafeh health ADDR [SERVICE]`: one check.

@@ -6,9 +6,9 @@
 //!
 //! Install: `cargo install --path knafeh-cli`.
 //!
-//! The arguments are parsed by hand with std (`args.rs`, about 250 lines
-//! with tests): four commands and a dozen options do not earn clap's
-//! compile time and dependencies, and the hand parser gives exactly the
+//! The arguments are parsed by hand with std (`args.rs`): four commands
+//! and a dozen options do not earn clap's compile time and dependencies,
+//! and the hand parser gives exactly the
 //! rules documented in the manual (options anywhere after the command,
 //! `--opt=value`, `-Hvalue`, `--`, negative numbers as JSON values).
 

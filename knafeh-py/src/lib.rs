@@ -118,16 +118,12 @@ pub mod __private {
     ///
     /// # Errors
     /// `RuntimeError` with the reason when the schema cannot be made (the
-    /// `SchemaError` names the type) or written.
-    pub fn schema_json<S: serde::Serialize, E: std::fmt::Display>(
-        schema: Result<S, E>,
+    /// `SchemaError` names the type).
+    pub fn schema_json<E: std::fmt::Display>(
+        schema: Result<knafeh::schema::ServiceSchema, E>,
     ) -> pyo3::PyResult<String> {
-        let schema =
-            schema.map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        serde_json::to_string(&schema).map_err(|e| {
-            pyo3::exceptions::PyRuntimeError::new_err(format!(
-                "the service schema does not serialize to JSON: {e}"
-            ))
-        })
+        schema
+            .map(|s| s.to_json())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
     }
 }

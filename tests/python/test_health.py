@@ -7,25 +7,9 @@ import subprocess
 import greeter
 import knafeh
 import pytest
+from conftest import StreamingGreeter
 
 KNAFEH = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "knafeh"
-
-
-class Greeter:
-    async def say_hello(self, req):
-        return {"message": f"Hello, {req['name']}!"}
-
-    async def count_to(self, req):
-        for i in range(1, req["n"] + 1):
-            yield {"value": i}
-
-    async def add_up(self, requests):
-        values = [r["value"] async for r in requests]
-        return {"sum": sum(values), "count": len(values)}
-
-    async def chat(self, requests):
-        async for r in requests:
-            yield {"message": f"Hello, {r['name']}!"}
 
 
 def health(addr: str, ca: str, *service: str) -> tuple[int, str]:
@@ -39,7 +23,7 @@ def test_a_python_server_serves_health_and_the_application_sets_it(tmp_path):
     async def go():
         ca, cert, key = knafeh.dev_cert(str(tmp_path))
         server = knafeh.Server("127.0.0.1:0", cert=cert, key=key, health=True)
-        server.add_service(greeter.GreeterService(Greeter()))
+        server.add_service(greeter.GreeterService(StreamingGreeter()))
         addr = await server.start()
         try:
             assert health(addr, ca) == (0, "SERVING")

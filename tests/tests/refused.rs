@@ -40,7 +40,7 @@ async fn a_dial_to_a_closed_port_fails_at_once() {
 }
 
 #[tokio::test]
-async fn a_call_after_the_server_stopped_fails_at_once() {
+async fn a_call_after_the_server_stopped_redials_and_fails_at_once() {
     bounded(async {
         let certs = Certs::new();
         let (server, _state) = start_probe_server(&certs, |b| b).await;

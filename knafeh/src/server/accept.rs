@@ -74,18 +74,6 @@ pub(super) async fn next_connection(accept: &mut Accept) -> Option<Initial> {
     }
 }
 
-pub(super) async fn wait_closed(shared: &ConnShared) {
-    loop {
-        let closed = shared.closed_notify.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if shared.closed.load(Ordering::Acquire) {
-            return;
-        }
-        closed.await;
-    }
-}
-
 /// Serves until told to stop, then drains: GOAWAY, wait for the calls in
 /// flight (at most `drain_timeout`), close the connections, release the
 /// port.
@@ -220,7 +208,7 @@ async fn close_connections(conns: &ConnList) {
             .collect();
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             for shared in &live {
-                wait_closed(shared).await;
+                shared.wait_closed().await;
             }
         })
         .await;
