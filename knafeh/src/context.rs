@@ -86,27 +86,30 @@ impl Context {
         self.inner.peer_addr
     }
 
-    /// Edits the metadata sent back with the response (in the response
-    /// headers, or with the error status when the handler fails). Changes
-    /// made after a unary handler returns, or after a streaming handler
-    /// has returned its stream, are not sent.
+    /// The metadata sent back with the response (in the response headers,
+    /// or with the error status when the handler fails), to edit; the same
+    /// name as [`CallInfo::response_metadata_mut`](crate::CallInfo::response_metadata_mut)
+    /// for interceptors. Changes made after a unary handler returns, or
+    /// after a streaming handler has returned its stream, are not sent.
+    ///
+    /// The returned guard locks the call's response metadata: drop it
+    /// before the next `.await` (it is not `Send`, so a handler that holds
+    /// it across an await does not compile).
     ///
     /// ```
     /// # fn demo(ctx: &knafeh::Context) -> Result<(), knafeh::MetadataError> {
-    /// ctx.with_response_metadata(|md| md.insert("x-served-by", "node-1"))?;
+    /// ctx.response_metadata_mut().insert("x-served-by", "node-1")?;
     /// # Ok(()) }
     /// ```
-    pub fn with_response_metadata<R>(&self, edit: impl FnOnce(&mut Metadata) -> R) -> R {
-        let mut md = self
-            .inner
+    pub fn response_metadata_mut(&self) -> impl std::ops::DerefMut<Target = Metadata> + '_ {
+        self.inner
             .response_metadata
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        edit(&mut md)
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn take_response_metadata(&self) -> Metadata {
-        self.with_response_metadata(std::mem::take)
+        std::mem::take(&mut *self.response_metadata_mut())
     }
 }
 

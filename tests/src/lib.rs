@@ -468,12 +468,12 @@ impl Probe for ProbeImpl {
     async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
         let got = ctx.metadata().get("x-in").unwrap_or("").to_owned();
         let bin = ctx.metadata().get_bin("x-raw-bin").map(<[u8]>::to_vec);
-        ctx.with_response_metadata(|md| {
-            md.insert("x-out", &format!("{got}!")).unwrap();
-            if let Some(b) = bin {
-                md.insert_bin("x-raw-bin", &b).unwrap();
-            }
-        });
+        let mut md = ctx.response_metadata_mut();
+        md.insert("x-out", &format!("{got}!")).unwrap();
+        if let Some(b) = bin {
+            md.insert_bin("x-raw-bin", &b).unwrap();
+        }
+        drop(md);
         Ok(Echo {
             text: format!("{}|{}|{}", req.text, got, ctx.peer_addr().ip()),
         })

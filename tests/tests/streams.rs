@@ -99,7 +99,7 @@ pub struct PipeImpl(Arc<PipeState>);
 
 fn copy_metadata(ctx: &Context) {
     if let Some(v) = ctx.metadata().get("x-req").map(str::to_owned) {
-        ctx.with_response_metadata(|md| md.insert("x-resp", &v).unwrap());
+        ctx.response_metadata_mut().insert("x-resp", &v).unwrap();
     }
 }
 

@@ -76,24 +76,29 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
 /// its port (PROTOCOL.md §8.4).
 const REFUSED: &str = "connection refused (nothing listens on that UDP port)";
 
-/// Closes the connection at once, failing its calls with `UNAVAILABLE`,
-/// when the server's host says nothing listens at `peer` any more (a
-/// server that stopped without closing its connections); ends with the
-/// connection.
+/// Tells the connection each time the server's host says nothing listens
+/// at `peer` any more (a server that stopped without closing its
+/// connections); the connection closes, failing its calls with
+/// `UNAVAILABLE`, unless the peer shows it is alive (a forged report).
+/// Ends with the connection.
 async fn watch_refusals(
     socket: Arc<tokio::net::UdpSocket>,
     cmd: tokio::sync::mpsc::WeakUnboundedSender<Command>,
     shared: Arc<ConnShared>,
     peer: SocketAddr,
 ) {
-    tokio::select! {
-        () = icmp::refused(socket) => {
-            // Weak: a watcher must not keep a dropped client's connection open.
-            if let Some(cmd) = cmd.upgrade() {
-                let _ = cmd.send(Command::Lost(format!("{peer}: {REFUSED}")));
+    loop {
+        tokio::select! {
+            () = icmp::refused(socket.clone()) => {
+                // Weak: a watcher must not keep a dropped client's
+                // connection open.
+                let Some(cmd) = cmd.upgrade() else { return };
+                if cmd.send(Command::Refused(format!("{peer}: {REFUSED}"))).is_err() {
+                    return;
+                }
             }
+            () = shared.wait_closed() => return,
         }
-        () = shared.wait_closed() => {}
     }
 }
 
@@ -121,7 +126,11 @@ async fn open_socket(addr: &str) -> Result<(ClientSocket, SocketAddr), Status> {
         .connect(peer)
         .await
         .map_err(|e| io_err("connecting to", e))?;
-    icmp::queue_errors(&socket, peer.is_ipv6()).map_err(|e| io_err("preparing socket for", e))?;
+    if let Err(e) = icmp::queue_errors(&socket, peer.is_ipv6()) {
+        // Only fail-fast on a closed port is lost: a dial to one then ends
+        // at the connect timeout, like other clients'.
+        tracing::debug!(%peer, error = %e, "no ICMP error queue on this socket");
+    }
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut socket: ClientSocket = socket
         .try_into()

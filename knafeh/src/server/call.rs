@@ -174,7 +174,7 @@ pub(super) async fn serve(
     };
     let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
     if !response_md.is_empty() {
-        ctx.with_response_metadata(|md| *md = response_md);
+        *ctx.response_metadata_mut() = response_md;
     }
     let call = Call {
         codec,

@@ -252,6 +252,9 @@ pub(crate) struct H3App {
     shared: Arc<ConnShared>,
     /// Pings a silent peer and gives up on one that stays silent.
     liveness: Liveness,
+    /// Why the connection closes if an unconfirmed refusal stands (see
+    /// `Command::Refused`).
+    refusal: Option<String>,
     /// When `wait_for_data` must return for the next liveness check.
     next_check: Option<std::time::Instant>,
     check_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
@@ -283,6 +286,7 @@ impl H3App {
             wrote_since_read: false,
             shared,
             liveness: Liveness::new(Keepalive::default()),
+            refusal: None,
             next_check: None,
             check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
             timer_at: None,
@@ -397,19 +401,12 @@ impl H3App {
                 }
             }
             Command::Close { force } => self.closing.request(force),
-            Command::Lost(why) => self.lost(why),
+            Command::Refused(why) => {
+                let window = refusal_window(qconn);
+                self.liveness.on_refused(std::time::Instant::now(), window);
+                self.refusal.get_or_insert(why);
+            }
         }
-    }
-
-    /// The peer is gone: remember why (calls report it) and close at once.
-    fn lost(&mut self, why: String) {
-        tracing::debug!(peer = %self.peer, why, "peer gone; closing");
-        *self
-            .shared
-            .close_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(why);
-        self.closing.request(true);
     }
 
     fn abort_stream(&mut self, qconn: &mut QuicheConnection, id: u64) {
@@ -688,6 +685,19 @@ impl H3App {
                 let _ = qconn.send_ack_eliciting();
                 self.next_check = Some(at);
             }
+            LivenessAction::Refused => {
+                let why = self.refusal.take();
+                tracing::debug!(peer = %self.peer, why, "refused and silent; closing");
+                // Calls report why.
+                *self
+                    .shared
+                    .close_reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = why;
+                let _ = qconn.close(true, H3_NO_ERROR, b"");
+                self.finish_all();
+                return true;
+            }
             LivenessAction::Close { silent } => {
                 tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
                 let _ = qconn.close(true, H3_INTERNAL_ERROR, b"peer unresponsive");
@@ -766,6 +776,20 @@ impl Drop for H3App {
     fn drop(&mut self) {
         self.finish_all();
     }
+}
+
+/// How long a refusal of an established connection waits for a sign of
+/// life from the peer: three round trips, at least 100 ms (the PING and its
+/// acknowledgement must cross the path), at most one second.
+fn refusal_window(qconn: &QuicheConnection) -> std::time::Duration {
+    let rtt = qconn
+        .path_stats()
+        .next()
+        .map_or(std::time::Duration::ZERO, |p| p.rtt);
+    (3 * rtt).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    )
 }
 
 impl ApplicationOverQuic for H3App {
@@ -881,7 +905,7 @@ impl ApplicationOverQuic for H3App {
             tracing::debug!(peer = %self.peer, reason, "connection closed");
         }
         if reason.is_some() {
-            // Keeps a reason recorded earlier (`Command::Lost`) otherwise.
+            // Keeps a reason recorded earlier (a refusal) otherwise.
             *self
                 .shared
                 .close_reason

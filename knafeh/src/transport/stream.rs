@@ -118,9 +118,10 @@ pub(crate) enum Command {
     /// Close the connection once every stream is finished and its last
     /// data acknowledged; with `force`, at once.
     Close { force: bool },
-    /// The peer is gone (its host said nothing listens at its address):
-    /// record why and close at once.
-    Lost(String),
+    /// The peer's host said nothing listens at the peer's address (the
+    /// text says so, for the calls): close the connection unless the peer
+    /// shows it is alive (see `proto::liveness`).
+    Refused(String),
 }
 
 /// A new request the server side hands to its call handler.
