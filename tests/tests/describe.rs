@@ -42,12 +42,13 @@ fn only_message(r: &RawResponse) -> String {
 async fn list_names_every_service_built_ins_included_sorted() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(GreeterServer::new(MyGreeter))
                 .add_service(shapes::ShapesServer::new(shapes::Impl))
                 .health(HealthReporter::new())
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         let list = DescribeClient::new(client)
             .list(ListRequest::new())
             .await
@@ -70,8 +71,8 @@ async fn list_names_every_service_built_ins_included_sorted() {
         server.shutdown().await;
 
         // Without health, no knafeh.Health.
-        let (server, client) =
-            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let list = DescribeClient::new(client)
             .list(ListRequest::new())
             .await
@@ -86,7 +87,7 @@ async fn list_names_every_service_built_ins_included_sorted() {
 async fn describe_sends_the_greeter_schema_with_both_codecs() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
         let expected = GreeterClient::schema().unwrap();
         for codec in [Codec::Bincode, Codec::Json] {
             let client = certs
@@ -150,10 +151,11 @@ async fn describe_sends_the_greeter_schema_with_both_codecs() {
 async fn every_documented_shape_comes_back_as_protocol_md_shows_it() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(shapes::ShapesServer::new(shapes::Impl))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         let schema = describe(&client, "test.Shapes").await.unwrap();
         assert_eq!(schema, shapes::ShapesClient::schema().unwrap());
         let all = &schema.types["Everything"];
@@ -188,7 +190,8 @@ async fn every_documented_shape_comes_back_as_protocol_md_shows_it() {
 async fn the_built_in_services_describe_themselves() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| b.health(HealthReporter::new())).await;
+        let server = start(&certs, |b| b.health(HealthReporter::new())).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let d = describe(&client, "knafeh.Describe").await.unwrap();
         let names: Vec<_> = d.methods.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["list", "describe"]);
@@ -212,8 +215,8 @@ async fn the_built_in_services_describe_themselves() {
 async fn an_unknown_name_is_not_found_listing_what_exists() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) =
-            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let err = describe(&client, "helloworld.Nope").await.unwrap_err();
         assert_eq!(err.code(), Code::NotFound, "{err:?}");
         assert!(err.message().contains("\"helloworld.Nope\""), "{err:?}");
@@ -231,11 +234,12 @@ async fn an_unknown_name_is_not_found_listing_what_exists() {
 async fn a_type_that_cannot_be_described_is_internal_naming_it() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(shapes::BrokenServer::new(shapes::Impl))
                 .add_service(GreeterServer::new(MyGreeter))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         for _ in 0..2 {
             let err = describe(&client, "test.Broken").await.unwrap_err();
             assert_eq!(err.code(), Code::Internal, "{err:?}");
@@ -262,10 +266,11 @@ async fn a_type_that_cannot_be_described_is_internal_naming_it() {
 async fn turned_off_it_is_an_unknown_service() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(GreeterServer::new(MyGreeter)).describe(false)
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         let d = DescribeClient::new(client);
         let err = d.list(ListRequest::new()).await.unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
@@ -293,11 +298,12 @@ async fn turned_off_it_is_an_unknown_service() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("knafeh.Describe"), "{err}");
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(mine::DescribeServer::new(mine::Mine))
                 .describe(false)
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         assert_eq!(mine::DescribeClient::new(client).list(3).await.unwrap(), 3);
         server.shutdown().await;
     })

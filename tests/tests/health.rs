@@ -19,13 +19,14 @@ async fn health_server(
     configure: impl FnOnce(knafeh::ServerBuilder) -> knafeh::ServerBuilder,
 ) -> (ServerHandle, HealthReporter, HealthClient) {
     let reporter = HealthReporter::new();
-    let (server, client) = start(certs, |b| {
+    let server = start(certs, |b| {
         configure(
             b.add_service(GreeterServer::new(MyGreeter))
                 .health(reporter.clone()),
         )
     })
     .await;
+    let client = client_for(certs, server.local_addr()).await;
     (server, reporter, HealthClient::new(client))
 }
 
@@ -224,8 +225,8 @@ async fn dropping_the_handle_also_marks_not_serving() {
 async fn without_a_reporter_health_is_an_unknown_service() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) =
-            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let err = check(&HealthClient::new(client), "").await.unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
         server.shutdown().await;
@@ -248,10 +249,11 @@ async fn a_service_named_like_the_builtin_is_refused_at_start() {
             .unwrap_err();
         assert!(err.to_string().contains("knafeh.Health"), "{err}");
         // Without the built-in, the name is free.
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(clash::HealthServer::new(clash::Mine))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         let mine = clash::HealthClient::new(client);
         assert_eq!(mine.check(7).await.unwrap(), 7);
         server.shutdown().await;

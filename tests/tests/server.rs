@@ -13,11 +13,12 @@ use knafeh_tests::*;
 async fn port_zero_reports_the_bound_port_and_serves_several_services() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(GreeterServer::new(MyGreeter))
                 .add_service(ProbeServer::new(ProbeImpl::default()))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         assert_ne!(server.local_addr().port(), 0);
         let g = GreeterClient::new(client.clone());
         let p = ProbeClient::new(client);

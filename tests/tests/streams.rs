@@ -218,13 +218,14 @@ impl Fixture {
         let certs = Certs::new();
         let pipe = PipeImpl::default();
         let state = pipe.0.clone();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             configure(
                 b.add_service(PipeServer::new(pipe))
                     .add_service(GreeterServer::new(MyGreeter)),
             )
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         Fixture {
             server,
             pipe: PipeClient::new(client.clone()),
