@@ -155,6 +155,7 @@ pub mod as_bytes;
 mod client;
 mod context;
 mod intercept;
+mod propagate;
 mod proto;
 pub mod schema;
 mod server;
