@@ -221,8 +221,10 @@ impl Context {
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut opts = knafeh::CallOptions::new().timeout(Duration::from_secs(2));
-/// opts.metadata_mut().insert("x-request-id", "42").unwrap();
+/// let opts = knafeh::CallOptions::new()
+///     .timeout(Duration::from_secs(2))
+///     .header("x-request-id", "42")
+///     .header_bin("trace-bin", &[1, 2, 3]);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct CallOptions {
@@ -231,6 +233,9 @@ pub struct CallOptions {
     /// Inherits nothing from the call being served (see
     /// [`CallOptions::detached`]).
     pub(crate) detached: bool,
+    /// The first entry [`CallOptions::header`] could not take: the call
+    /// fails with `INVALID_ARGUMENT` saying so.
+    pub(crate) invalid: Option<String>,
 }
 
 impl CallOptions {
@@ -255,6 +260,39 @@ impl CallOptions {
     /// The metadata sent with the call, to add entries.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
+    }
+
+    /// Sets an ASCII metadata entry (replacing any for `key`), in a
+    /// builder chain. A key or value [`Metadata::insert`] would refuse
+    /// makes the call fail, before anything is sent, with
+    /// `INVALID_ARGUMENT` naming the key and the reason (the first such
+    /// entry counts); use [`CallOptions::metadata_mut`] to handle the
+    /// error where it arises instead.
+    pub fn header(mut self, key: &str, value: &str) -> Self {
+        if let Err(e) = self.metadata.insert(key, value) {
+            self.invalid.get_or_insert_with(|| e.to_string());
+        }
+        self
+    }
+
+    /// Sets a binary metadata entry (`key` must end in `-bin`), as
+    /// [`CallOptions::header`] does.
+    pub fn header_bin(mut self, key: &str, value: &[u8]) -> Self {
+        if let Err(e) = self.metadata.insert_bin(key, value) {
+            self.invalid.get_or_insert_with(|| e.to_string());
+        }
+        self
+    }
+
+    /// The call's refusal when [`CallOptions::header`] was given an entry
+    /// it could not take.
+    pub(crate) fn check(&self, path: &str) -> Result<(), crate::Status> {
+        match &self.invalid {
+            Some(e) => Err(crate::Status::invalid_argument(format!(
+                "{path}: call options: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Makes the call independent of the call being served. A call made
@@ -334,6 +372,31 @@ mod tests {
             (ctx.service(), ctx.method()),
             (info.service(), info.method())
         );
+    }
+
+    #[test]
+    fn header_chains_and_a_bad_entry_fails_the_call_naming_its_key() {
+        let opts = CallOptions::new()
+            .header("x-request-id", "42")
+            .header_bin("trace-bin", &[0, 1]);
+        assert!(opts.check("/p.S/m").is_ok());
+        assert_eq!(opts.metadata.get("x-request-id"), Some("42"));
+        assert_eq!(opts.metadata.get_bin("trace-bin"), Some(&[0u8, 1][..]));
+        let bad = CallOptions::new()
+            .header("Bad Key", "1")
+            .header("x-ok", "2")
+            .header_bin("no-suffix", &[1]);
+        let status = bad.check("/p.S/m").unwrap_err();
+        assert_eq!(status.code(), crate::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("/p.S/m: call options: ")
+                && status.message().contains("Bad Key"),
+            "{status:?}"
+        );
+        assert_eq!(bad.metadata.get("x-ok"), Some("2"));
+        let bad_value = CallOptions::new().header("x-a", "line\nbreak");
+        let status = bad_value.check("/p.S/m").unwrap_err();
+        assert!(status.message().contains("x-a"), "{status:?}");
     }
 
     #[test]

@@ -175,7 +175,7 @@ pub use proto::codec::Codec;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
-pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming};
+pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming, TrySendError};
 pub use transport::devcert::{DevCert, DevCertPaths, IssuedCert};
 pub use transport::tls::TlsError;
 

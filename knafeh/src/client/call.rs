@@ -59,6 +59,7 @@ impl Client {
         options: CallOptions,
     ) -> Result<Prepared, Status> {
         let cfg = &self.inner.cfg;
+        options.check(path)?;
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
         let own = timeout.and_then(|t| Instant::now().checked_add(t));
