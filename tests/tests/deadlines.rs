@@ -291,3 +291,9 @@ async fn a_detached_call_has_no_deadline_and_outlives_the_cancellation() {
     })
     .await
 }
+
+#[test]
+fn outside_a_handler_there_is_no_current_call() {
+    // Nothing to inherit: a call made here has only its own deadline.
+    assert!(Context::current().is_none());
+}
