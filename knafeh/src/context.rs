@@ -129,7 +129,9 @@ impl Context {
     /// happens; this is for work the handler handed elsewhere, e.g. a task
     /// spawned with [`Context::scope`] (knafeh calls made there are
     /// cancelled on their own), or a blocking loop that checks
-    /// [`Context::is_cancelled`].
+    /// [`Context::is_cancelled`]. A call that ends normally does not
+    /// resolve it (until its deadline, if it has one, passes): a task
+    /// should not wait on it alone past the end of the call.
     ///
     /// # Cancel safety
     /// Cancel safe: it only watches.

@@ -136,7 +136,10 @@
 //!
 //! Further:
 //! - a handler that needs the caller's metadata, deadline or address
-//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]);
+//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]); it
+//!   also says when the server begins draining ([`Context::draining`]);
+//! - calls a handler makes inherit the deadline and cancellation of the
+//!   call it serves ([`Context::current`], [`CallOptions::detached`]);
 //! - streams are [`Streaming`]: from an iterator, any `Stream`, or a task
 //!   feeding [`Streaming::channel`]; a client takes its request streams as
 //!   anything [`IntoStreaming`];
