@@ -243,18 +243,27 @@ async fn cancelling_the_first_call_cancels_the_last_handler() {
 #[tokio::test]
 async fn a_timeout_on_the_first_call_is_deadline_exceeded_everywhere() {
     bounded(async {
-        let chain = chain().await;
-        let opts = CallOptions::new().timeout(Duration::from_millis(500));
-        let err = chain
-            .a
-            .hop_with(req(true, None, true), opts)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-        assert_eq!(chain.log.wait("A->B").await, Code::DeadlineExceeded);
-        assert_eq!(chain.log.wait("B->C").await, Code::DeadlineExceeded);
-        chain.log.wait("C cancelled").await;
-        chain.shutdown().await;
+        for spawn in [false, true] {
+            let chain = chain().await;
+            let opts = CallOptions::new().timeout(Duration::from_millis(500));
+            let started = Instant::now();
+            let err = chain
+                .a
+                .hop_with(req(spawn, None, true), opts)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+            // C's handler ends with the first caller's deadline.
+            chain.log.wait("C cancelled").await;
+            assert!(started.elapsed() < Duration::from_secs(5));
+            if spawn {
+                // Calls that outlive their handlers (spawned) end on the
+                // inherited deadline.
+                assert_eq!(chain.log.wait("A->B").await, Code::DeadlineExceeded);
+                assert_eq!(chain.log.wait("B->C").await, Code::DeadlineExceeded);
+            }
+            chain.shutdown().await;
+        }
     })
     .await
 }
