@@ -690,6 +690,10 @@ pub struct PyCallContext {
     peer_addr: String,
     metadata: knafeh::Metadata,
     deadline: Option<std::time::Instant>,
+    /// The call's context, for the server's drain signal.
+    context: knafeh::Context,
+    /// Completes the awaitables of `draining()`.
+    completers: crate::aio::LoopCompleter,
 }
 
 impl PyCallContext {
@@ -700,6 +704,8 @@ impl PyCallContext {
             peer_addr: ctx.peer_addr().to_string(),
             metadata: ctx.metadata().clone(),
             deadline: ctx.deadline(),
+            context: ctx.clone(),
+            completers: crate::aio::LoopCompleter::default(),
         }
     }
 }
@@ -719,6 +725,21 @@ impl PyCallContext {
             d.saturating_duration_since(std::time::Instant::now())
                 .as_secs_f64()
         })
+    }
+
+    /// Whether the server has begun a graceful shutdown: a long-lived
+    /// stream should end soon, before the drain timeout cuts it off.
+    fn is_draining(&self) -> bool {
+        self.context.is_draining()
+    }
+
+    /// An awaitable that completes when the server begins a graceful
+    /// shutdown (at once if it has): `await ctx.draining()` in an
+    /// `async def` handler. The wait happens on knafeh's runtime; the
+    /// event loop and the GIL stay free meanwhile.
+    fn draining<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let draining = self.context.draining();
+        crate::aio::awaitable(py, &self.completers, draining, |py, ()| Ok(py.None()))
     }
 
     fn __repr__(&self) -> String {

@@ -136,7 +136,10 @@
 //!
 //! Further:
 //! - a handler that needs the caller's metadata, deadline or address
-//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]);
+//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]); it
+//!   also says when the server begins draining ([`Context::draining`]);
+//! - calls a handler makes inherit the deadline and cancellation of the
+//!   call it serves ([`Context::current`], [`CallOptions::detached`]);
 //! - streams are [`Streaming`]: from an iterator, any `Stream`, or a task
 //!   feeding [`Streaming::channel`]; a client takes its request streams as
 //!   anything [`IntoStreaming`];
@@ -155,6 +158,7 @@ pub mod as_bytes;
 mod client;
 mod context;
 mod intercept;
+mod propagate;
 mod proto;
 pub mod schema;
 mod server;
@@ -175,7 +179,7 @@ pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use service::{Message, Service};
-pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming};
+pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming, TrySendError};
 pub use transport::devcert::{DevCert, DevCertPaths, IssuedCert};
 pub use transport::tls::TlsError;
 

@@ -47,6 +47,11 @@ class CallContext:
         """The caller's metadata (bytes for `-bin` keys)."""
     def time_remaining(self) -> Optional[float]:
         """Seconds left before the caller's deadline, or None without one."""
+    def is_draining(self) -> bool:
+        """Whether the server has begun a graceful shutdown (end long streams)."""
+    def draining(self) -> Coroutine[Any, Any, None]:
+        """Completes when the server begins a graceful shutdown (at once if it
+        has): `await ctx.draining()` in an `async def` handler."""
 
 T = TypeVar("T")
 

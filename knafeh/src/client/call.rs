@@ -17,6 +17,7 @@ use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
+use crate::propagate;
 use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
 use crate::proto::wire;
@@ -58,9 +59,12 @@ impl Client {
         options: CallOptions,
     ) -> Result<Prepared, Status> {
         let cfg = &self.inner.cfg;
+        options.check(path)?;
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let own = timeout.and_then(|t| Instant::now().checked_add(t));
+        let inherited = propagate::inherit(&options, own);
+        let deadline = inherited.deadline;
         let mut metadata = options.metadata;
         if !cfg.interceptors.0.is_empty() {
             let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
@@ -72,6 +76,7 @@ impl Client {
             body: None,
             deadline,
             metadata,
+            cancel: inherited.cancel,
         })
     }
 
@@ -82,6 +87,7 @@ impl Client {
             body,
             deadline,
             metadata,
+            mut cancel,
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
@@ -139,14 +145,17 @@ impl Client {
                 deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
                 conn: conn.shared.clone(),
                 _load: load,
+                cancel: None,
             })
         };
-        match deadline {
+        let work = propagate::unless_cancelled(cancel.as_mut(), path, work);
+        let started = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), work)
                 .await
                 .unwrap_or_else(|_| Err(deadline_status(path))),
             None => work.await,
-        }
+        };
+        started.map(|call| ActiveCall { cancel, ..call })
     }
 
     /// Makes a unary call to `path` (generated clients call this).
@@ -405,6 +414,8 @@ pub(super) struct Prepared {
     pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
+    /// The cancellation of the call being served, if inherited.
+    pub(super) cancel: Option<propagate::Cancel>,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -428,6 +439,8 @@ pub(super) struct ActiveCall {
     pub(super) conn: Arc<ConnShared>,
     /// Counts the call against its endpoint until it is dropped.
     pub(super) _load: LoadGuard,
+    /// The cancellation of the call being served, if inherited.
+    pub(super) cancel: Option<propagate::Cancel>,
 }
 
 pub(super) fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -455,6 +468,9 @@ impl ActiveCall {
         };
         if expired {
             return Poll::Ready(Err(self.fail(deadline_status(self.path))));
+        }
+        if let Some(Poll::Ready(status)) = self.cancel.as_mut().map(|c| c.poll(cx, self.path)) {
+            return Poll::Ready(Err(self.fail(status)));
         }
         let event = self.events.poll_recv(cx);
         if let Poll::Ready(Some(StreamEvent::Reset(_)) | None) = event {

@@ -309,6 +309,7 @@ impl ServerBuilder {
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
             builtins,
+            draining: tokio::sync::watch::Sender::new(false),
         });
         state.builtins.started();
         let (stop_tx, stop_rx) = oneshot::channel();

@@ -16,6 +16,7 @@ use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
+use crate::propagate;
 use crate::proto::h3::H3_NO_ERROR;
 use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::text::shown;
@@ -172,7 +173,8 @@ pub(super) async fn serve(
             Request::Stream(Box::pin(stream))
         }
     };
-    let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
+    let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer)
+        .with_draining(state.draining.subscribe());
     if !response_md.is_empty() {
         *ctx.response_metadata_mut() = response_md;
     }
@@ -181,12 +183,13 @@ pub(super) async fn serve(
         request,
         ctx: ctx.clone(),
     };
-    let handler = CatchUnwind(service.call(&head.method, call));
+    // Calls the handler makes inherit this call's deadline and cancellation.
+    let handler = CatchUnwind(propagate::scoped(&ctx, service.call(&head.method, call)));
     // One timer for the whole call: the handler, then any stream.
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
-        Ok(reply) => reply,
-        Err(None) => return Outcome::Cancelled,
+        Ok(reply) => propagate::scoped_reply(&ctx, reply),
+        Err(None) => return cancelled(&ctx),
         Err(Some(status)) => return refuse(status).await,
     };
     // A request stream the client got wrong fails the call even when the
@@ -201,7 +204,16 @@ pub(super) async fn serve(
         sleep: &mut sleep,
         tx,
     };
-    send_reply(reply, &ctx, codec, ending).await
+    match send_reply(reply, &ctx, codec, ending).await {
+        Outcome::Cancelled => cancelled(&ctx),
+        done => done,
+    }
+}
+
+/// A call its client cancelled: work carrying its context learns it.
+fn cancelled(ctx: &Context) -> Outcome {
+    ctx.cancel();
+    Outcome::Cancelled
 }
 
 /// What the end of a call needs besides its reply.

@@ -108,6 +108,8 @@ pub(super) struct ServerState {
     pub(super) idle: Notify,
     pub(super) connections: AtomicUsize,
     pub(super) builtins: crate::builtin::Builtins,
+    /// `true` once a graceful shutdown has begun ([`crate::Context::draining`]).
+    pub(super) draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// A snapshot of a server's load, from [`ServerHandle::stats`].
