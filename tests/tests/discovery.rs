@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use knafeh::{Client, ClientBuilder, Code, Resolve, ResolveFuture, ServerHandle, Status, Streaming};
+use knafeh::{
+    Client, ClientBuilder, Code, Resolve, ResolveFuture, ServerHandle, Status, Streaming,
+};
 use knafeh_tests::*;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
@@ -404,7 +406,10 @@ async fn a_first_resolution_failing_fails_connect_naming_the_target() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(err.message().contains("dns://name-not-ip/svc.test:1"), "{err}");
+        assert!(
+            err.message().contains("dns://name-not-ip/svc.test:1"),
+            "{err}"
+        );
     })
     .await;
 }
@@ -424,6 +429,21 @@ async fn a_lazy_client_waits_for_the_first_resolution() {
         let err = c.who(Ask { n: 1 }).await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
         assert!(err.message().contains(&failing.target(port)), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_dns_server_the_system_resolver_is_asked() {
+    bounded(async {
+        let certs = Certs::new();
+        let server = Backend::start(&certs, Ipv4Addr::LOCALHOST, 0)
+            .await
+            .unwrap();
+        let port = server.handle.as_ref().unwrap().local_addr().port();
+        let target = format!("dns:///localhost:{port}");
+        let c = WhereClient::new(certs.client_builder(target).connect().await.unwrap());
+        assert_eq!(c.who(Ask { n: 1 }).await.unwrap().ip, "127.0.0.1");
     })
     .await;
 }
@@ -466,7 +486,10 @@ async fn a_custom_resolver_finds_the_servers() {
         reach_all(&c, &[servers[1].ip]).await;
         let before = servers[0].calls();
         for n in 0..20 {
-            assert_eq!(c.who(Ask { n }).await.unwrap().ip, servers[1].ip.to_string());
+            assert_eq!(
+                c.who(Ask { n }).await.unwrap().ip,
+                servers[1].ip.to_string()
+            );
         }
         assert_eq!(servers[0].calls(), before);
         assert!(fixed.asked.load(Ordering::SeqCst) >= 2);

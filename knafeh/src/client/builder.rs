@@ -286,19 +286,18 @@ impl ClientBuilder {
     /// target and why there are none.
     async fn first_resolution(&self, resolver: &Resolver) -> Result<Vec<String>, Status> {
         let target = &self.target;
-        let addrs = resolver.0.resolve().await.map_err(|e| {
-            Status::unavailable(format!("resolving {target}: {}", e.message()))
-        })?;
+        let addrs = resolver
+            .0
+            .resolve()
+            .await
+            .map_err(|e| Status::unavailable(format!("resolving {target}: {}", e.message())))?;
         if addrs.is_empty() {
             return Err(Status::unavailable(format!(
                 "{target} resolves to no address"
             )));
         }
         tracing::debug!(%target, ?addrs, "resolved");
-        let mut addrs: Vec<_> = addrs.iter().map(ToString::to_string).collect();
-        addrs.sort_unstable();
-        addrs.dedup();
-        Ok(addrs)
+        Ok(resolve::endpoint_addrs(addrs))
     }
 
     /// The client, with endpoints at `addrs`; with a resolver, its
@@ -311,7 +310,10 @@ impl ClientBuilder {
             }
             None => (None, None),
         };
-        let authority: Option<Arc<str>> = self.resolver.as_ref().map(|_| self.addrs[0].as_str().into());
+        let authority: Option<Arc<str>> = self
+            .resolver
+            .as_ref()
+            .map(|_| self.addrs[0].as_str().into());
         let endpoints = addrs
             .into_iter()
             .map(|addr| {

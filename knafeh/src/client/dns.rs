@@ -50,7 +50,10 @@ impl DnsResolver {
             }
             (Err(e), Err(_)) => return Err(e),
         };
-        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, self.port)).collect())
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .collect())
     }
 
     /// The addresses of one record type: up to [`ATTEMPTS`] queries, each
@@ -58,8 +61,9 @@ impl DnsResolver {
     /// ids) are ignored.
     async fn query(&self, qtype: RecordType) -> Result<Vec<IpAddr>, Status> {
         let (server, host) = (self.server, self.host.as_str());
-        let failed =
-            |why: String| Status::unavailable(format!("DNS server {server}, {host} {qtype:?}: {why}"));
+        let failed = |why: String| {
+            Status::unavailable(format!("DNS server {server}, {host} {qtype:?}: {why}"))
+        };
         let id = random_id();
         let query = encode_query(id, host, qtype).map_err(|e| failed(e.to_string()))?;
         let local: SocketAddr = if server.is_ipv4() {

@@ -20,8 +20,8 @@ mod streams;
 pub use builder::ClientBuilder;
 use dial::*;
 use endpoints::*;
-pub use resolve::{Resolve, ResolveFuture};
 use resolve::Discovery;
+pub use resolve::{Resolve, ResolveFuture};
 
 /// A client of one or more servers (endpoints), shared by all clones:
 /// every call is multiplexed over the endpoints' QUIC connections, and
@@ -64,6 +64,7 @@ impl Client {
     /// The endpoints now.
     fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
         let eps = self.inner.endpoints.read();
-        eps.unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        eps.unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -89,7 +89,9 @@ pub(super) fn parse_dns_target(target: &str) -> Result<(String, Resolver), Strin
             let (server, name) = rest
                 .split_once('/')
                 .ok_or_else(|| "expected dns://server/host[:port]".to_owned())?;
-            let server = (!server.is_empty()).then(|| parse_server(server)).transpose()?;
+            let server = (!server.is_empty())
+                .then(|| parse_server(server))
+                .transpose()?;
             (server, name)
         }
         None => (None, rest),
@@ -147,6 +149,14 @@ impl Resolve for SystemResolver {
             Ok(addrs.collect())
         })
     }
+}
+
+/// The endpoint addresses of an answer, in one order (so that equal
+/// answers compare equal), without duplicates.
+pub(super) fn endpoint_addrs(mut addrs: Vec<SocketAddr>) -> Vec<String> {
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs.iter().map(SocketAddr::to_string).collect()
 }
 
 /// A client's re-resolution state.
@@ -279,12 +289,14 @@ impl Client {
     /// Makes `addrs` the endpoint set: endpoints already there stay (with
     /// their connections and load), new ones are added, the others are
     /// retired.
-    pub(super) fn set_endpoints(&self, mut addrs: Vec<SocketAddr>) {
-        addrs.sort_unstable();
-        addrs.dedup();
-        let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    pub(super) fn set_endpoints(&self, addrs: Vec<SocketAddr>) {
+        let addrs = endpoint_addrs(addrs);
         let authority: Arc<str> = Arc::from(self.inner.cfg.addrs[0].as_str());
-        let mut current = self.inner.endpoints.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if current.len() == addrs.len() && current.iter().zip(&addrs).all(|(e, a)| e.addr == *a) {
             return;
         }
@@ -292,7 +304,9 @@ impl Client {
         let find = |a: &String| old.iter().find(|e| e.addr == *a).cloned();
         let new: Arc<[Arc<Endpoint>]> = addrs
             .iter()
-            .map(|a| find(a).unwrap_or_else(|| Arc::new(Endpoint::new(a.clone(), authority.clone()))))
+            .map(|a| {
+                find(a).unwrap_or_else(|| Arc::new(Endpoint::new(a.clone(), authority.clone())))
+            })
             .collect();
         *current = new.clone();
         drop(current);
@@ -378,7 +392,10 @@ mod tests {
         assert_eq!(authority("dns:///svc.test:7777").unwrap(), "svc.test:7777");
         assert_eq!(authority("dns:svc.test:7777").unwrap(), "svc.test:7777");
         assert_eq!(authority("dns:svc.test").unwrap(), "svc.test:443");
-        assert_eq!(authority("dns://127.0.0.1:5353/svc.test:1").unwrap(), "svc.test:1");
+        assert_eq!(
+            authority("dns://127.0.0.1:5353/svc.test:1").unwrap(),
+            "svc.test:1"
+        );
         assert_eq!(authority("dns://[::1]/svc.test:1").unwrap(), "svc.test:1");
         assert_eq!(authority("dns:[::1]:8").unwrap(), "[::1]:8");
         assert_eq!(authority("dns:[::1]").unwrap(), "[::1]:443");
@@ -401,7 +418,10 @@ mod tests {
 
     #[test]
     fn dns_servers() {
-        assert_eq!(parse_server("127.0.0.1").unwrap(), "127.0.0.1:53".parse().unwrap());
+        assert_eq!(
+            parse_server("127.0.0.1").unwrap(),
+            "127.0.0.1:53".parse().unwrap()
+        );
         assert_eq!(parse_server("[::1]").unwrap(), "[::1]:53".parse().unwrap());
         assert_eq!(parse_server("[::1]:5").unwrap(), "[::1]:5".parse().unwrap());
     }

@@ -141,7 +141,10 @@ pub(crate) fn parse_answer(
     qtype: RecordType,
 ) -> Result<Answer, DnsError> {
     if msg.len() < HEADER {
-        return Err(DnsError::Malformed("header shorter than 12 bytes", msg.len()));
+        return Err(DnsError::Malformed(
+            "header shorter than 12 bytes",
+            msg.len(),
+        ));
     }
     if u16::from_be_bytes([msg[0], msg[1]]) != id {
         return Err(DnsError::NotOurs("another id"));
