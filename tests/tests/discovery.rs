@@ -429,6 +429,10 @@ async fn a_lazy_client_waits_for_the_first_resolution() {
         let err = c.who(Ask { n: 1 }).await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
         assert!(err.message().contains(&failing.target(port)), "{err}");
+
+        let c = WhereClient::new(client(&certs, "dns:///").connect_lazy());
+        let err = c.who(Ask { n: 1 }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     })
     .await;
 }

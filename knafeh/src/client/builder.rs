@@ -108,6 +108,8 @@ impl ClientBuilder {
     /// after a connection is lost or a dial fails; each answer replaces
     /// the endpoint set, without failing calls in progress on addresses
     /// that left it. A failed or empty answer keeps the last good set.
+    /// Extra [`ClientBuilder::endpoint`]s do not mix with a resolver
+    /// (`connect` refuses them).
     pub fn resolver(mut self, resolver: impl Resolve) -> Self {
         self.resolver = Some(Resolver(Arc::new(resolver)));
         self
@@ -219,7 +221,7 @@ impl ClientBuilder {
             Some(resolver) => self.first_resolution(resolver).await?,
             None => self.addrs.clone(),
         };
-        let client = self.build(initial, false);
+        let client = self.build(initial);
         let endpoints = client.endpoints();
         if endpoints.len() == 1 {
             client.connection(&endpoints[0]).await?;
@@ -247,28 +249,30 @@ impl ClientBuilder {
     }
 
     /// Returns the client without dialling; the first call dials (and,
-    /// with a resolver, waits for the first resolution, which starts at
-    /// once). A malformed address or target fails every call.
+    /// with a resolver, resolves first). A malformed address or target
+    /// fails every call.
     pub fn connect_lazy(self) -> Client {
-        if let Err(e) = self.check() {
-            tracing::warn!(target = %self.target, error = %e, "client cannot call");
-            return self.build(Vec::new(), false);
-        }
         let initial = match self.resolver {
             Some(_) => Vec::new(),
             None => self.addrs.clone(),
         };
-        self.build(initial, true)
+        self.build(initial)
+    }
+
+    /// Why the target does not parse, as the status calls fail with.
+    pub(super) fn target_status(&self) -> Option<Status> {
+        let why = self.target_error.as_ref()?;
+        Some(Status::invalid_argument(format!(
+            "bad target {:?}: {why}",
+            self.target
+        )))
     }
 
     /// The target and addresses parse, and a resolver is not mixed with
     /// extra endpoints.
     fn check(&self) -> Result<(), Status> {
-        if let Some(why) = &self.target_error {
-            return Err(Status::invalid_argument(format!(
-                "bad target {:?}: {why}",
-                self.target
-            )));
+        if let Some(status) = self.target_status() {
+            return Err(status);
         }
         for addr in &self.addrs {
             host_port(addr)?;
@@ -301,8 +305,8 @@ impl ClientBuilder {
     }
 
     /// The client, with endpoints at `addrs`; with a resolver, its
-    /// re-resolution task too (resolving at once when `resolve_now`).
-    fn build(self, addrs: Vec<String>, resolve_now: bool) -> Client {
+    /// re-resolution task too.
+    fn build(self, addrs: Vec<String>) -> Client {
         let (discovery, stopped) = match self.resolver {
             Some(_) => {
                 let (d, stopped) = Discovery::new();
@@ -331,7 +335,7 @@ impl ClientBuilder {
             }),
         };
         if let Some(stopped) = stopped {
-            resolve::start(&client, stopped, resolve_now);
+            resolve::start(&client, stopped);
         }
         client
     }

@@ -163,8 +163,9 @@ pub(super) fn endpoint_addrs(mut addrs: Vec<SocketAddr>) -> Vec<String> {
 pub(super) struct Discovery {
     /// Asks for a resolution soon (rate-limited by the task).
     kick: Arc<Notify>,
-    /// Notified after every resolution attempt.
-    resolved: Notify,
+    /// Held by the call that makes a lazy client's first resolution (the
+    /// others wait for it).
+    first: tokio::sync::Mutex<()>,
     /// Resolution attempts so far.
     attempts: AtomicU64,
     /// Why the last attempt failed, if it did.
@@ -178,7 +179,7 @@ impl Discovery {
         let (stop, stopped) = oneshot::channel();
         let discovery = Discovery {
             kick: Arc::new(Notify::new()),
-            resolved: Notify::new(),
+            first: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
             last_error: Mutex::new(None),
             _stop: stop,
@@ -206,8 +207,8 @@ impl Default for Schedule {
 }
 
 /// Starts re-resolving `client`'s target on a task of its own (none
-/// outside a runtime); `now` resolves at once, else after the interval.
-pub(super) fn start(client: &Client, stopped: oneshot::Receiver<()>, now: bool) {
+/// outside a runtime), the first time after the interval.
+pub(super) fn start(client: &Client, stopped: oneshot::Receiver<()>) {
     let (Some(discovery), Some(resolver)) = (&client.inner.discovery, &client.inner.cfg.resolver)
     else {
         return;
@@ -222,8 +223,7 @@ pub(super) fn start(client: &Client, stopped: oneshot::Receiver<()>, now: bool) 
         kick: discovery.kick.clone(),
         schedule: client.inner.cfg.schedule,
     };
-    let last = (!now).then(Instant::now);
-    rt.spawn(task.run(stopped, last));
+    rt.spawn(task.run(stopped, Instant::now()));
 }
 
 struct Task {
@@ -234,25 +234,23 @@ struct Task {
 }
 
 impl Task {
-    async fn run(self, mut stopped: oneshot::Receiver<()>, mut last: Option<Instant>) {
+    async fn run(self, mut stopped: oneshot::Receiver<()>, mut last: Instant) {
+        let Schedule { every, min_gap } = self.schedule;
         loop {
-            if let Some(last) = last {
-                let Schedule { every, min_gap } = self.schedule;
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    () = tokio::time::sleep_until(last + every) => {}
-                    () = self.kick.notified() => {}
-                }
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    () = tokio::time::sleep_until(last + min_gap) => {}
-                }
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep_until(last + every) => {}
+                () = self.kick.notified() => {}
+            }
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep_until(last + min_gap) => {}
             }
             let result = tokio::select! {
                 _ = &mut stopped => return,
                 r = self.resolver.resolve() => r,
             };
-            last = Some(Instant::now());
+            last = Instant::now();
             let Some(inner) = self.client.upgrade() else {
                 return;
             };
@@ -283,7 +281,6 @@ impl Client {
         }
         *lock(&discovery.last_error) = error;
         discovery.attempts.fetch_add(1, Ordering::AcqRel);
-        discovery.resolved.notify_waiters();
     }
 
     /// Makes `addrs` the endpoint set: endpoints already there stay (with
@@ -326,25 +323,29 @@ impl Client {
         );
     }
 
-    /// The endpoints, waiting for the first resolution of a client made
-    /// with `connect_lazy`.
+    /// The endpoints; the first call of a client made with `connect_lazy`
+    /// resolves the target (the others wait for it).
     ///
     /// # Errors
     /// `UNAVAILABLE` when there is none (naming why the target did not
     /// resolve).
     pub(super) async fn endpoints_or_wait(&self) -> Result<Arc<[Arc<Endpoint>]>, Status> {
+        if let Some(status) = self.inner.cfg.target_status() {
+            return Err(status);
+        }
         let eps = self.endpoints();
         if !eps.is_empty() {
             return Ok(eps);
         }
-        let Some(discovery) = &self.inner.discovery else {
+        let (Some(discovery), Some(resolver)) = (&self.inner.discovery, &self.inner.cfg.resolver)
+        else {
             return Err(Status::unavailable("no endpoint to call"));
         };
-        let resolved = discovery.resolved.notified();
-        tokio::pin!(resolved);
-        resolved.as_mut().enable();
         if discovery.attempts.load(Ordering::Acquire) == 0 {
-            resolved.await;
+            let _first = discovery.first.lock().await;
+            if discovery.attempts.load(Ordering::Acquire) == 0 {
+                self.resolved(resolver.0.resolve().await);
+            }
         }
         let eps = self.endpoints();
         if !eps.is_empty() {
