@@ -135,6 +135,9 @@ enum Mode {
     Garbage,
     /// SERVFAIL.
     ServFail,
+    /// These A records, but only to a query sent again (the first of each
+    /// id gets no answer), and only after a reply with another id.
+    Flaky(Vec<Ipv4Addr>),
 }
 
 /// A DNS server on 127.0.0.1 answering every name as `mode` says.
@@ -155,8 +158,20 @@ impl DnsServer {
         let (m, q, n) = (mode.clone(), queries.clone(), queried.clone());
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
+            let mut seen = std::collections::HashSet::new();
             while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-                let mode = m.lock().unwrap().clone();
+                let mut mode = m.lock().unwrap().clone();
+                if let Mode::Flaky(ips) = mode {
+                    mode = Mode::Records(ips);
+                    if seen.insert([buf[0], buf[1]]) {
+                        q.fetch_add(1, Ordering::SeqCst);
+                        n.notify_waiters();
+                        continue;
+                    }
+                    let mut other = dns_reply(&buf[..len], &mode).unwrap();
+                    other[1] ^= 1;
+                    let _ = socket.send_to(&other, from).await;
+                }
                 if let Some(reply) = dns_reply(&buf[..len], &mode) {
                     let _ = socket.send_to(&reply, from).await;
                 }
@@ -217,7 +232,7 @@ fn dns_reply(query: &[u8], mode: &Mode) -> Option<Vec<u8>> {
             r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0]);
             return Some(r);
         }
-        Mode::Records(_) => {}
+        Mode::Records(_) | Mode::Flaky(_) => {}
     }
     r.extend_from_slice(question);
     if let (Mode::Records(ips), 1) = (mode, qtype) {
@@ -270,6 +285,20 @@ async fn a_name_resolves_to_every_address_and_calls_spread_over_them() {
         }
         // One A and one AAAA query.
         assert!(dns.queries() >= 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_client_asks_again_after_silence_and_ignores_other_ids() {
+    bounded(async {
+        let certs = Certs::new();
+        let (servers, port) = backends(&certs, 2).await;
+        let dns = DnsServer::start(Mode::Flaky(ips(&servers))).await;
+        let c = WhereClient::new(client(&certs, &dns.target(port)).connect().await.unwrap());
+        reach_all(&c, &ips(&servers)).await;
+        // A and AAAA, each sent twice.
+        assert_eq!(dns.queries(), 4);
     })
     .await;
 }
