@@ -530,6 +530,31 @@ async fn a_custom_resolver_finds_the_servers() {
     .await;
 }
 
+/// Never answers.
+struct Silent;
+
+impl Resolve for Silent {
+    fn resolve(&self) -> ResolveFuture<'_> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_resolution_is_bounded_by_the_connect_timeout() {
+    bounded(async {
+        let err = Client::builder("svc.test:1")
+            .resolver(Silent)
+            .connect_timeout(Duration::from_millis(100))
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        assert!(err.message().contains("svc.test:1"), "{err}");
+        assert!(err.message().contains("no answer within 100ms"), "{err}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_resolver_and_extra_endpoints_do_not_mix() {
     let err = Client::builder("svc.test:1")

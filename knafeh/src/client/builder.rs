@@ -176,7 +176,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How long dialling may take (default 10 s).
+    /// How long dialling may take (default 10 s), and resolving a
+    /// resolved target.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -291,8 +292,7 @@ impl ClientBuilder {
     async fn first_resolution(&self, resolver: &Resolver) -> Result<Vec<String>, Status> {
         let target = &self.target;
         let addrs = resolver
-            .0
-            .resolve()
+            .resolve_within(self.connect_timeout)
             .await
             .map_err(|e| Status::unavailable(format!("resolving {target}: {}", e.message())))?;
         if addrs.is_empty() {

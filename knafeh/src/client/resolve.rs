@@ -53,8 +53,8 @@ pub type ResolveFuture<'a> =
 /// }
 /// ```
 pub trait Resolve: Send + Sync + 'static {
-    /// The addresses now, each with its port. Should bound its own time
-    /// (the client does not time it out).
+    /// The addresses now, each with its port. A resolution that takes
+    /// longer than the client's connect timeout counts as failed.
     ///
     /// # Errors
     /// A status (usually `UNAVAILABLE`) saying why no address could be
@@ -65,6 +65,16 @@ pub trait Resolve: Send + Sync + 'static {
 /// A resolver held by a builder.
 #[derive(Clone)]
 pub(super) struct Resolver(pub(super) Arc<dyn Resolve>);
+
+impl Resolver {
+    /// Resolves once, within `limit` (the client's connect timeout).
+    pub(super) async fn resolve_within(&self, limit: Duration) -> Result<Vec<SocketAddr>, Status> {
+        match tokio::time::timeout(limit, self.0.resolve()).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::unavailable(format!("no answer within {limit:?}"))),
+        }
+    }
+}
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -219,7 +229,8 @@ pub(super) fn start(client: &Client, stopped: oneshot::Receiver<()>) {
     };
     let task = Task {
         client: Arc::downgrade(&client.inner),
-        resolver: resolver.0.clone(),
+        resolver: resolver.clone(),
+        limit: client.inner.cfg.connect_timeout,
         kick: discovery.kick.clone(),
         schedule: client.inner.cfg.schedule,
     };
@@ -228,7 +239,9 @@ pub(super) fn start(client: &Client, stopped: oneshot::Receiver<()>) {
 
 struct Task {
     client: Weak<Inner>,
-    resolver: Arc<dyn Resolve>,
+    resolver: Resolver,
+    /// How long one resolution may take.
+    limit: Duration,
     kick: Arc<Notify>,
     schedule: Schedule,
 }
@@ -248,7 +261,7 @@ impl Task {
             }
             let result = tokio::select! {
                 _ = &mut stopped => return,
-                r = self.resolver.resolve() => r,
+                r = self.resolver.resolve_within(self.limit) => r,
             };
             last = Instant::now();
             let Some(inner) = self.client.upgrade() else {
@@ -344,7 +357,8 @@ impl Client {
         if discovery.attempts.load(Ordering::Acquire) == 0 {
             let _first = discovery.first.lock().await;
             if discovery.attempts.load(Ordering::Acquire) == 0 {
-                self.resolved(resolver.0.resolve().await);
+                let limit = self.inner.cfg.connect_timeout;
+                self.resolved(resolver.resolve_within(limit).await);
             }
         }
         let eps = self.endpoints();
