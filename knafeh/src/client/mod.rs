@@ -35,8 +35,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoints: Vec<String> = self.endpoints().iter().map(|e| e.addr.clone()).collect();
         f.debug_struct("Client")
-            .field("endpoints", &self.inner.cfg.addrs)
+            .field("target", &self.inner.cfg.target)
+            .field("endpoints", &endpoints)
             .finish_non_exhaustive()
     }
 }
