@@ -170,7 +170,7 @@ mod transport;
 mod builtin;
 pub use builtin::{describe, health};
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, Resolve, ResolveFuture};
 pub use context::{CallOptions, Context, Response};
 pub use intercept::{CallInfo, Interceptor};
 pub use knafeh_macros::service;

@@ -16,9 +16,14 @@ use crate::Status;
 
 /// Dials `addr`: resolves it, opens a UDP socket, and completes the QUIC
 /// and TLS handshakes; fails at once when the server's certificate is
-/// refused.
-pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, Status> {
-    let (host, _port) = host_port(addr)?;
+/// refused. `authority` (`host:port`, usually `addr` itself) is what the
+/// calls name as `:authority`, and its host the TLS server name.
+pub(super) async fn dial(
+    cfg: &ClientBuilder,
+    addr: &str,
+    authority: &Arc<str>,
+) -> Result<ConnHandle, Status> {
+    let (host, _port) = host_port(authority)?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
             std::fs::metadata(ca)
@@ -68,7 +73,7 @@ pub(super) async fn dial(cfg: &ClientBuilder, addr: &str) -> Result<ConnHandle, 
     Ok(ConnHandle {
         cmd,
         shared,
-        authority: Arc::from(addr),
+        authority: authority.clone(),
     })
 }
 
