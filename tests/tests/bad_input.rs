@@ -968,6 +968,48 @@ async fn a_flood_of_abandoned_streams_leaves_nothing_behind() {
     .await
 }
 
+/// Datagrams no QUIC server should accept: random bytes of many sizes,
+/// QUIC v1 long headers (Initial, 0-RTT, Handshake, Retry) with random
+/// connection ids, tokens and payload, an unknown version, short headers.
+fn garbage(rng: &mut SplitMix64) -> Vec<Vec<u8>> {
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    // Random bytes of many sizes.
+    for size in [
+        0, 1, 2, 5, 20, 21, 40, 100, 500, 1199, 1200, 1201, 1350, 1400, 1500, 9000, 65000,
+    ] {
+        for _ in 0..8 {
+            let mut d = vec![0; size];
+            rng.fill(&mut d);
+            datagrams.push(d);
+        }
+    }
+    // Look-alikes: QUIC v1 long headers (Initial, 0-RTT, Handshake,
+    // Retry) with random connection ids, tokens and payload, padded
+    // to the 1200 bytes an Initial needs; an unknown version (answered
+    // with Version Negotiation); short headers.
+    for i in 0..400u64 {
+        let mut d = vec![0; 1200 + (i as usize % 150)];
+        rng.fill(&mut d);
+        let kind = (i % 4) as u8;
+        d[0] = 0xc0 | (kind << 4) | (d[0] & 0x0f);
+        let version: u32 = if i % 10 == 9 { 0x1a2a_3a4a } else { 1 };
+        d[1..5].copy_from_slice(&version.to_be_bytes());
+        d[5] = 8; // DCID length
+        d[14] = 8; // SCID length
+        if i % 3 == 0 {
+            d[23] = 0; // empty token: a Retry is the answer
+        }
+        datagrams.push(d);
+    }
+    for _ in 0..200 {
+        let mut d = vec![0; 60];
+        rng.fill(&mut d);
+        d[0] = 0x40 | (d[0] & 0x3f);
+        datagrams.push(d);
+    }
+    datagrams
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_datagrams_are_ignored() {
     bounded(async {
@@ -984,41 +1026,7 @@ async fn garbage_datagrams_are_ignored() {
             }
             v
         };
-        let mut datagrams: Vec<Vec<u8>> = Vec::new();
-        // Random bytes of many sizes.
-        for size in [
-            0, 1, 2, 5, 20, 21, 40, 100, 500, 1199, 1200, 1201, 1350, 1400, 1500, 9000, 65000,
-        ] {
-            for _ in 0..8 {
-                let mut d = vec![0; size];
-                rng.fill(&mut d);
-                datagrams.push(d);
-            }
-        }
-        // Look-alikes: QUIC v1 long headers (Initial, 0-RTT, Handshake,
-        // Retry) with random connection ids, tokens and payload, padded
-        // to the 1200 bytes an Initial needs; an unknown version (answered
-        // with Version Negotiation); short headers.
-        for i in 0..400u64 {
-            let mut d = vec![0; 1200 + (i as usize % 150)];
-            rng.fill(&mut d);
-            let kind = (i % 4) as u8;
-            d[0] = 0xc0 | (kind << 4) | (d[0] & 0x0f);
-            let version: u32 = if i % 10 == 9 { 0x1a2a_3a4a } else { 1 };
-            d[1..5].copy_from_slice(&version.to_be_bytes());
-            d[5] = 8; // DCID length
-            d[14] = 8; // SCID length
-            if i % 3 == 0 {
-                d[23] = 0; // empty token: a Retry is the answer
-            }
-            datagrams.push(d);
-        }
-        for _ in 0..200 {
-            let mut d = vec![0; 60];
-            rng.fill(&mut d);
-            d[0] = 0x40 | (d[0] & 0x3f);
-            datagrams.push(d);
-        }
+        let datagrams = garbage(&mut rng);
         for (i, d) in datagrams.iter().enumerate() {
             sockets[i % sockets.len()].send(d).await.unwrap();
             if i % 50 == 0 {
