@@ -121,6 +121,7 @@ impl Context {
 pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: Metadata,
+    pub(crate) compression: Option<crate::Compression>,
 }
 
 impl CallOptions {
@@ -145,6 +146,14 @@ impl CallOptions {
     /// The metadata sent with the call, to add entries.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
+    }
+
+    /// Compresses this call's request messages with `compression`, instead
+    /// of the client's default
+    /// ([`ClientBuilder::compression`](crate::ClientBuilder::compression)).
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
+        self
     }
 }
 

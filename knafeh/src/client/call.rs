@@ -17,6 +17,7 @@ use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
+use crate::proto::compression::compress_tail;
 use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
 use crate::proto::wire;
@@ -25,7 +26,7 @@ use crate::transport::conn::{
     field_section_size, Command, ConnShared, OpenRequest, RecvWindow, RequestTx, StreamEvent,
     SEND_WINDOW,
 };
-use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
+use crate::{CallOptions, Code, Codec, Compression, Metadata, Response, Status, Streaming};
 use tokio::sync::Semaphore;
 
 impl Client {
@@ -46,6 +47,7 @@ impl Client {
                 codec.content_type()
             ))
         })?;
+        compress_tail(&mut body, 0, prepared.encoding);
         prepared.body = Some(body.freeze());
         Ok(prepared)
     }
@@ -72,6 +74,7 @@ impl Client {
             body: None,
             deadline,
             metadata,
+            encoding: options.compression.unwrap_or(cfg.compression),
         })
     }
 
@@ -82,14 +85,21 @@ impl Client {
             body,
             deadline,
             metadata,
+            encoding,
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
             // The server gets the time left after dialling, so both sides
             // share one deadline.
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let headers =
-                wire::request_headers(&conn.authority, path, cfg.codec, remaining, &metadata);
+            let headers = wire::request_headers(
+                &conn.authority,
+                path,
+                cfg.codec,
+                encoding,
+                remaining,
+                &metadata,
+            );
             // A header block over the server's limit would make it close
             // the whole connection.
             let size = field_section_size(&headers);
@@ -128,6 +138,7 @@ impl Client {
                 aborted: Arc::new(Aborted::default()),
                 path,
                 codec: cfg.codec,
+                encoding,
                 events: ev_rx,
                 guard: CancelGuard {
                     cmd: conn.cmd.clone(),
@@ -405,6 +416,8 @@ pub(super) struct Prepared {
     pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
+    /// How request messages are compressed.
+    pub(super) encoding: Compression,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -418,6 +431,8 @@ pub(super) struct ActiveCall {
     pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
     pub(super) codec: Codec,
+    /// How request messages are compressed (for a request stream's pump).
+    pub(super) encoding: Compression,
     pub(super) events: mpsc::UnboundedReceiver<StreamEvent>,
     pub(super) guard: CancelGuard,
     /// The protocol side: what the response says so far.
