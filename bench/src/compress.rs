@@ -103,7 +103,10 @@ pub async fn main(args: &[String]) -> Result<(), String> {
             .map_err(|e| format!("connect: {e}"))?;
         let client = EchoClient::new(client);
         echo(&client, &payload).await?;
-        let (up0, down0) = (counted.up.load(Ordering::Relaxed), counted.down.load(Ordering::Relaxed));
+        let (up0, down0) = (
+            counted.up.load(Ordering::Relaxed),
+            counted.down.load(Ordering::Relaxed),
+        );
         let started = Instant::now();
         let mut calls = 0u64;
         while started.elapsed() < duration {

@@ -553,7 +553,8 @@ impl PyServer {
             b = b.max_message_size(m);
         }
         if let Some(c) = compression {
-            let c: knafeh::Compression = c.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
+            let c: knafeh::Compression =
+                c.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
             b = b.compression(c);
         }
         if let Some(d) = drain_timeout {
