@@ -9,10 +9,12 @@
 //! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
+//! knafeh-bench compress [--duration 2s]
 //! ```
 
 mod child;
 mod codec;
+mod compress;
 mod load;
 mod scenarios;
 mod stats;
@@ -32,6 +34,7 @@ usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor,toni
                         [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
+       knafeh-bench compress [--duration 2s]   (a compressible 1 MiB echo: none, gzip, zstd; MB/s, bytes on the wire)
 
 scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
            d server streaming of 100,000 64 B items, e unary 1 MiB each way,
@@ -47,6 +50,7 @@ fn main() {
         Some("serve") => child::serve_main(&args[1..]),
         Some("load") => runtime().and_then(|rt| rt.block_on(load::main(&args[1..]))),
         Some("codec") => codec::main(&args[1..]),
+        Some("compress") => runtime().and_then(|rt| rt.block_on(compress::main(&args[1..]))),
         Some("wan") => wan::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");

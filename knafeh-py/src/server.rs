@@ -535,7 +535,7 @@ fn lock(state: &Mutex<ServerState>) -> std::sync::MutexGuard<'_, ServerState> {
 #[pymethods]
 impl PyServer {
     #[new]
-    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None, health = false))]
+    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None, health = false, compression = None))]
     fn new(
         addr: &str,
         cert: String,
@@ -543,6 +543,7 @@ impl PyServer {
         max_message_size: Option<usize>,
         drain_timeout: Option<f64>,
         health: bool,
+        compression: Option<&str>,
     ) -> PyResult<Self> {
         let addr: std::net::SocketAddr = addr
             .parse()
@@ -550,6 +551,11 @@ impl PyServer {
         let mut b = knafeh::Server::builder().bind(addr).tls(cert, key);
         if let Some(m) = max_message_size {
             b = b.max_message_size(m);
+        }
+        if let Some(c) = compression {
+            let c: knafeh::Compression =
+                c.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
+            b = b.compression(c);
         }
         if let Some(d) = drain_timeout {
             b = b.drain_timeout(std::time::Duration::try_from_secs_f64(d).map_err(|_| {

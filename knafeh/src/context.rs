@@ -241,6 +241,7 @@ pub struct CallOptions {
     /// The first entry [`CallOptions::header`] could not take: the call
     /// fails with `INVALID_ARGUMENT` saying so.
     pub(crate) invalid: Option<String>,
+    pub(crate) compression: Option<crate::Compression>,
 }
 
 impl CallOptions {
@@ -309,6 +310,14 @@ impl CallOptions {
     /// audit write after a cancelled request.
     pub fn detached(mut self) -> Self {
         self.detached = true;
+        self
+    }
+
+    /// Compresses this call's request messages with `compression`, instead
+    /// of the client's default
+    /// ([`ClientBuilder::compression`](crate::ClientBuilder::compression)).
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
         self
     }
 }

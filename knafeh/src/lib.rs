@@ -175,6 +175,7 @@ pub use context::{CallOptions, Context, Response};
 pub use intercept::{CallInfo, Interceptor};
 pub use knafeh_macros::service;
 pub use proto::codec::Codec;
+pub use proto::compression::Compression;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};

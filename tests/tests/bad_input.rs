@@ -148,7 +148,8 @@ async fn broken_framing_gets_the_documented_status() {
                 [echo_json("a"), echo_json("b")].concat(),
                 Code::InvalidArgument,
             ),
-            ("compressed flag", raw::frame(1, ok), Code::Unimplemented),
+            // Flag 1 without grpc-encoding (gRPC's compression.md: INTERNAL).
+            ("compressed flag", raw::frame(1, ok), Code::Internal),
             ("flag 2", raw::frame(2, ok), Code::InvalidArgument),
             ("flag 0x80", raw::frame(0x80, ok), Code::InvalidArgument),
             ("flag 0xff", raw::frame(0xff, ok), Code::InvalidArgument),
@@ -191,7 +192,7 @@ async fn broken_framing_gets_the_documented_status() {
             .raw
             .open(base(echo, JSON), vec![1, 0, 0, 0, 100, b'{'], false);
         let r = st.response().await;
-        refused(&r, "200", Code::Unimplemented, "compressed, no FIN");
+        refused(&r, "200", Code::Internal, "compressed, no FIN");
         s.finish().await;
     })
     .await

@@ -378,7 +378,7 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
     quote! {
         #[doc = #doc]
         #[staticmethod]
-        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
+        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None, compression = None))]
         #[allow(clippy::too_many_arguments)]
         fn connect #generics(
             py: #o::Python #lifetime,
@@ -389,8 +389,9 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
             codec: ::core::option::Option<::std::string::String>,
             timeout: ::core::option::Option<f64>,
             connect_timeout: ::core::option::Option<f64>,
+            compression: ::core::option::Option<::std::string::String>,
         ) -> #o::PyResult<#ret> {
-            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
+            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout, compression };
             #finish
         }
     }

@@ -104,6 +104,7 @@ class Server:
         max_message_size: Optional[int] = None,
         drain_timeout: Optional[float] = None,
         health: bool = False,
+        compression: Optional[Literal["identity", "none", "gzip", "zstd"]] = None,
     ) -> None: ...
     def add_service(self, service: object) -> None: ...
     def set_health(self, service: str, status: Literal["SERVING", "NOT_SERVING", "UNKNOWN"]) -> None:

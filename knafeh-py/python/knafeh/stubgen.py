@@ -457,6 +457,7 @@ class _Stub:
             f"codec: {codec}",
             "timeout: float | None = None",
             "connect_timeout: float | None = None",
+            f"compression: {self.n('Literal')}[\"identity\", \"none\", \"gzip\", \"zstd\"] | None = None",
         ]
         connect_doc = _wrap(
             ("Connects (blocking)." if blocking else f"`await {c.name}.connect(addr, ca=...)`.")

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::resolve::{self, Resolver, Schedule};
 use crate::intercept::Interceptor;
 use crate::transport::conn::Keepalive;
-use crate::{Code, Codec, Status};
+use crate::{Code, Codec, Compression, Status};
 
 /// Builds a [`Client`].
 ///
@@ -37,6 +37,7 @@ pub struct ClientBuilder {
     pub(super) identity: Option<(PathBuf, PathBuf)>,
     pub(super) interceptors: Interceptors,
     pub(super) codec: Codec,
+    pub(super) compression: Compression,
     pub(super) max_message_size: usize,
     pub(super) connect_timeout: Duration,
     pub(super) idle_timeout: Duration,
@@ -78,6 +79,7 @@ impl ClientBuilder {
             identity: None,
             interceptors: Interceptors::default(),
             codec: Codec::Bincode,
+            compression: Compression::Identity,
             max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -169,8 +171,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest response message accepted (default 4 MiB); a larger one
-    /// fails the call with `RESOURCE_EXHAUSTED`.
+    /// How request messages are compressed (default
+    /// [`Compression::Identity`]: not at all); a call may choose otherwise
+    /// with [`CallOptions::compression`](crate::CallOptions::compression).
+    /// Messages under [`Compression::MIN_SIZE`] bytes, and those that would
+    /// not get smaller, are still sent uncompressed. Whatever this says,
+    /// the client reads responses in any of the encodings (and tells the
+    /// server so in `grpc-accept-encoding`).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Largest response message accepted (default 4 MiB), on the wire and
+    /// once decompressed; a larger one fails the call with
+    /// `RESOURCE_EXHAUSTED`.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
 use crate::propagate;
+use crate::proto::compression::compress_tail;
 use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
 use crate::proto::wire;
@@ -26,7 +27,7 @@ use crate::transport::conn::{
     field_section_size, Command, ConnShared, OpenRequest, RecvWindow, RequestTx, StreamEvent,
     SEND_WINDOW,
 };
-use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
+use crate::{CallOptions, Code, Codec, Compression, Metadata, Response, Status, Streaming};
 use tokio::sync::Semaphore;
 
 impl Client {
@@ -47,6 +48,7 @@ impl Client {
                 codec.content_type()
             ))
         })?;
+        compress_tail(&mut body, 0, prepared.encoding);
         prepared.body = Some(body.freeze());
         Ok(prepared)
     }
@@ -77,6 +79,7 @@ impl Client {
             deadline,
             metadata,
             cancel: inherited.cancel,
+            encoding: options.compression.unwrap_or(cfg.compression),
         })
     }
 
@@ -88,14 +91,21 @@ impl Client {
             deadline,
             metadata,
             mut cancel,
+            encoding,
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
             // The server gets the time left after dialling, so both sides
             // share one deadline.
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let headers =
-                wire::request_headers(&conn.authority, path, cfg.codec, remaining, &metadata);
+            let headers = wire::request_headers(
+                &conn.authority,
+                path,
+                cfg.codec,
+                encoding,
+                remaining,
+                &metadata,
+            );
             // A header block over the server's limit would make it close
             // the whole connection.
             let size = field_section_size(&headers);
@@ -134,6 +144,7 @@ impl Client {
                 aborted: Arc::new(Aborted::default()),
                 path,
                 codec: cfg.codec,
+                encoding,
                 events: ev_rx,
                 guard: CancelGuard {
                     cmd: conn.cmd.clone(),
@@ -416,6 +427,8 @@ pub(super) struct Prepared {
     pub(super) metadata: Metadata,
     /// The cancellation of the call being served, if inherited.
     pub(super) cancel: Option<propagate::Cancel>,
+    /// How request messages are compressed.
+    pub(super) encoding: Compression,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -429,6 +442,8 @@ pub(super) struct ActiveCall {
     pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
     pub(super) codec: Codec,
+    /// How request messages are compressed (for a request stream's pump).
+    pub(super) encoding: Compression,
     pub(super) events: mpsc::UnboundedReceiver<StreamEvent>,
     pub(super) guard: CancelGuard,
     /// The protocol side: what the response says so far.

@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::call::{read_unary, Aborted, ActiveCall, CallSpan, DecodeStream, Prepared};
+use crate::proto::compression::compress_tail;
 use crate::service::Message;
 use crate::transport::conn::{Command, RequestTx};
-use crate::{CallOptions, Codec, Response, Status, Streaming};
+use crate::{CallOptions, Codec, Compression, Response, Status, Streaming};
 
 /// Largest batch of ready request messages sent as one DATA frame.
 const REQUEST_BATCH: usize = 64 * 1024;
@@ -150,6 +151,7 @@ fn spawn_pump<Req: Message>(
         let pump = Pump {
             tx,
             codec,
+            encoding: call.encoding,
             path: call.path,
             aborted: call.aborted.clone(),
             cmd: call.guard.cmd.clone(),
@@ -163,6 +165,8 @@ fn spawn_pump<Req: Message>(
 struct Pump {
     tx: RequestTx,
     codec: Codec,
+    /// How each message is compressed.
+    encoding: Compression,
     path: &'static str,
     aborted: Arc<Aborted>,
     cmd: mpsc::UnboundedSender<Command>,
@@ -261,6 +265,7 @@ impl Pump {
                         if buf.capacity() - buf.len() < 512 {
                             buf.reserve(16 * 1024);
                         }
+                        let start = buf.len();
                         if let Err(e) = msg.encode_message(self.codec, buf) {
                             return Poll::Ready(Step::Fail(Status::invalid_argument(format!(
                                 "{}: request does not encode as {}: {e}",
@@ -268,6 +273,7 @@ impl Pump {
                                 self.codec.content_type()
                             ))));
                         }
+                        compress_tail(buf, start, self.encoding);
                         if buf.len() >= REQUEST_BATCH {
                             return Poll::Ready(Step::Send(false));
                         }

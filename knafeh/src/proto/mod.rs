@@ -5,6 +5,7 @@
 //! keeps it that way.
 
 pub(crate) mod codec;
+pub(crate) mod compression;
 pub(crate) mod dns;
 pub(crate) mod frame;
 pub(crate) mod h3;

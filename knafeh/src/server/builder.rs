@@ -54,6 +54,7 @@ pub struct ServerBuilder {
     pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
     pub(super) duplicate: Option<&'static str>,
     pub(super) max_message_size: usize,
+    pub(super) compression: Option<crate::Compression>,
     pub(super) max_concurrent_streams: u64,
     pub(super) idle_timeout: Duration,
     pub(super) drain_timeout: Duration,
@@ -75,6 +76,7 @@ impl Default for ServerBuilder {
             interceptors: Vec::new(),
             duplicate: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            compression: None,
             max_concurrent_streams: 100,
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
@@ -139,8 +141,23 @@ impl ServerBuilder {
         self
     }
 
-    /// Largest request message accepted, in bytes (default 4 MiB). A larger
-    /// one is answered with `RESOURCE_EXHAUSTED` without being read.
+    /// How responses are compressed when the client reads that encoding
+    /// (it lists what it reads in `grpc-accept-encoding`; the knafeh client
+    /// lists all). Without this, the server answers in the request's
+    /// encoding if the client reads it, else uncompressed;
+    /// [`Compression::Identity`](crate::Compression::Identity) never
+    /// compresses. Requests in any supported encoding are read either way.
+    /// Messages under [`Compression::MIN_SIZE`](crate::Compression::MIN_SIZE)
+    /// bytes, and those that would not get smaller, go uncompressed.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// Largest request message accepted, in bytes (default 4 MiB), on the
+    /// wire and once decompressed. A larger one is answered with
+    /// `RESOURCE_EXHAUSTED`, without being read (too large on the wire) or
+    /// as soon as decompression passes the limit.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -305,6 +322,7 @@ impl ServerBuilder {
             services: self.services,
             interceptors: self.interceptors,
             max_message_size: self.max_message_size,
+            compression: self.compression,
             active_calls: AtomicUsize::new(0),
             idle: Notify::new(),
             connections: AtomicUsize::new(0),

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::intercept::{self, CallInfo};
 use crate::propagate;
+use crate::proto::compression::{compress_frames, response_encoding};
 use crate::proto::h3::H3_NO_ERROR;
 use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::text::shown;
@@ -29,7 +30,7 @@ use crate::transport::conn::{
 };
 
 use super::requests::{RequestFault, RequestStream};
-use crate::{Codec, Context, Metadata, Status};
+use crate::{Codec, Compression, Context, Metadata, Status};
 
 pub(super) fn view(headers: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
     use tokio_quiche::quiche::h3::NameValue;
@@ -76,11 +77,8 @@ pub(super) async fn handle_call(
                     .find(|(n, _)| *n == b"content-type")
                     .and_then(|(_, v)| Codec::from_content_type(v))
                     .unwrap_or_default();
-                tx.send(Out::Headers(
-                    wire::trailers_only(refusal.http_status, codec, &refusal.status),
-                    true,
-                ))
-                .await;
+                tx.send(Out::Headers(wire::refusal_block(&refusal, codec), true))
+                    .await;
                 tx.stop_reading(H3_NO_ERROR);
                 Outcome::Done(refusal.status)
             }
@@ -168,8 +166,9 @@ pub(super) async fn serve(
         }
         RequestShape::Stream => {
             let max = state.max_message_size;
+            let (enc, tx) = (head.encoding, tx.clone());
             let stream =
-                RequestStream::new(&head.path, max, events, tx.clone(), window, fault.clone());
+                RequestStream::new(&head.path, max, enc, events, tx, window, fault.clone());
             Request::Stream(Box::pin(stream))
         }
     };
@@ -198,6 +197,7 @@ pub(super) async fn serve(
         return refuse(status).await;
     }
     let ending = Ending {
+        encoding: response_encoding(state.compression, head.encoding, head.accept),
         path: &head.path,
         fault: &fault,
         gone,
@@ -218,6 +218,8 @@ fn cancelled(ctx: &Context) -> Outcome {
 
 /// What the end of a call needs besides its reply.
 struct Ending<'a> {
+    /// How response messages are compressed.
+    encoding: Compression,
     path: &'a str,
     fault: &'a RequestFault,
     gone: &'a mut Gone,
@@ -242,7 +244,7 @@ async fn refuse(tx: &StreamTx, codec: Codec, status: Status) -> Outcome {
 async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) -> Outcome {
     let tx = end.tx;
     let md = ctx.take_response_metadata();
-    let headers = wire::response_headers(codec, &md);
+    let headers = wire::response_headers(codec, end.encoding, &md);
     let size = field_section_size(&headers);
     let limit = tx.shared.peer_field_limit();
     if size > limit {
@@ -251,6 +253,7 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
     }
     let stream = match reply {
         Reply::Unary(frame) => {
+            let frame = compress_frames(frame, end.encoding);
             let ok = Status::ok();
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
@@ -258,7 +261,7 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
             tx.stop_reading(H3_NO_ERROR);
             return Outcome::Done(ok);
         }
-        Reply::Stream(stream) => stream,
+        Reply::Stream(stream) => compressed(stream, end.encoding),
     };
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
@@ -451,7 +454,8 @@ pub(super) async fn read_request(
     // read ends at the call's deadline or the server's read timeout.
     let limit = Instant::now() + state.request_read_timeout;
     let read_by = deadline.map_or(limit, |d| d.min(limit));
-    let mut reader = RequestReader::new(&head.path, state.max_message_size);
+    let mut reader =
+        RequestReader::new(&head.path, state.max_message_size).with_encoding(head.encoding);
     loop {
         let ev = match tokio::time::timeout_at(read_by.into(), events.recv()).await {
             Ok(ev) => ev,
@@ -569,4 +573,32 @@ pub(super) enum Guarded<T> {
     Done(T),
     Cancelled,
     Deadline,
+}
+
+/// The response stream with each item compressed as `encoding` says.
+fn compressed(stream: FrameStream, encoding: Compression) -> FrameStream {
+    if encoding == Compression::Identity {
+        return stream;
+    }
+    Box::pin(Compressed {
+        inner: stream,
+        encoding,
+    })
+}
+
+struct Compressed {
+    inner: FrameStream,
+    encoding: Compression,
+}
+
+impl futures_core::Stream for Compressed {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let encoding = self.encoding;
+        self.inner
+            .as_mut()
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map(|frames| compress_frames(frames, encoding))))
+    }
 }

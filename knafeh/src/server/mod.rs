@@ -104,6 +104,8 @@ pub(super) struct ServerState {
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
     pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
     pub(super) max_message_size: usize,
+    /// `ServerBuilder::compression`: the preferred response encoding.
+    pub(super) compression: Option<crate::Compression>,
     pub(super) active_calls: AtomicUsize,
     pub(super) idle: Notify,
     pub(super) connections: AtomicUsize,

@@ -48,6 +48,7 @@ impl RequestStream {
     pub(super) fn new(
         path: &str,
         max_message_size: usize,
+        encoding: crate::Compression,
         events: mpsc::UnboundedReceiver<StreamEvent>,
         tx: StreamTx,
         window: Arc<RecvWindow>,
@@ -55,7 +56,7 @@ impl RequestStream {
     ) -> Self {
         RequestStream {
             events,
-            reader: MessagesReader::new(path, max_message_size),
+            reader: MessagesReader::new(path, max_message_size).with_encoding(encoding),
             tx,
             window,
             fault,

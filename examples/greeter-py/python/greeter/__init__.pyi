@@ -119,6 +119,7 @@ class GreeterClient:
         codec: Literal["bincode", "json"] | None = None,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        compression: Literal["identity", "none", "gzip", "zstd"] | None = None,
     ) -> Coroutine[Any, Any, GreeterClient]:
         """`await GreeterClient.connect(addr, ca=...)`. The server certificate is
         verified against `ca` (a PEM file) unless `insecure=True`.
@@ -202,6 +203,7 @@ class GreeterBlockingClient:
         codec: Literal["bincode", "json"] | None = None,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        compression: Literal["identity", "none", "gzip", "zstd"] | None = None,
     ) -> GreeterBlockingClient:
         """Connects (blocking). The server certificate is verified against `ca` (a
         PEM file) unless `insecure=True`.
