@@ -1,7 +1,9 @@
 //! Liveness of a connection with calls in progress: after `interval`
 //! without hearing from the peer, send a PING; after `timeout` without
 //! hearing from it, close the connection (its calls end with
-//! `UNAVAILABLE`). Silence from an idle connection is normal, so the clock
+//! `UNAVAILABLE`) — but never without a PING that had `timeout - interval`
+//! (at least a second) to be answered, so a check that runs late does not
+//! close a live connection. Silence from an idle connection is normal, so the clock
 //! starts when calls start. Time is a parameter: the transport says when
 //! it heard from the peer and asks what to do now.
 //!
@@ -65,8 +67,9 @@ pub(crate) struct Liveness {
     keepalive: Keepalive,
     /// When the peer was last heard from, while calls are in progress.
     watching_since: Option<Instant>,
-    /// A PING went out since the peer was last heard from.
-    pinged: bool,
+    /// A PING went out since the peer was last heard from: the connection
+    /// closes at this instant unless the peer is heard from first.
+    close_at: Option<Instant>,
     /// An unconfirmed refusal: closed as refused at this instant unless
     /// the peer is heard from first.
     refused_until: Option<Instant>,
@@ -79,7 +82,7 @@ impl Liveness {
         Liveness {
             keepalive,
             watching_since: None,
-            pinged: false,
+            close_at: None,
             refused_until: None,
             refusal_pinged: false,
         }
@@ -91,7 +94,7 @@ impl Liveness {
         if self.watching_since.is_some() {
             self.watching_since = Some(now);
         }
-        self.pinged = false;
+        self.close_at = None;
         self.refused_until = None;
         self.refusal_pinged = false;
     }
@@ -141,25 +144,31 @@ impl Liveness {
             None => {
                 // Calls start after a quiet spell: the clock starts now.
                 self.watching_since = Some(now);
-                self.pinged = false;
+                self.close_at = None;
                 now
             }
         };
         let silent = now.saturating_duration_since(heard);
-        if silent >= self.keepalive.timeout {
-            return LivenessAction::Close { silent };
-        }
-        if silent >= self.keepalive.interval && !self.pinged {
-            self.pinged = true;
-            return LivenessAction::Ping(heard + self.keepalive.timeout);
-        }
-        if self.pinged {
-            LivenessAction::WakeAt(heard + self.keepalive.timeout)
-        } else {
-            LivenessAction::WakeAt(heard + self.keepalive.interval)
+        match self.close_at {
+            Some(at) if now >= at => LivenessAction::Close { silent },
+            Some(at) => LivenessAction::WakeAt(at),
+            None if silent >= self.keepalive.interval => {
+                // Never close without having asked: a check that comes late
+                // (a starved task, with the peer's packets still unread)
+                // pings and gives the answer its time.
+                let grace = (self.keepalive.timeout - self.keepalive.interval).max(MIN_GRACE);
+                let at = (heard + self.keepalive.timeout).max(now + grace);
+                self.close_at = Some(at);
+                LivenessAction::Ping(at)
+            }
+            None => LivenessAction::WakeAt(heard + self.keepalive.interval),
         }
     }
 }
+
+/// The least time a PING gets to be answered before the connection is
+/// closed for silence.
+const MIN_GRACE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +291,7 @@ mod tests {
     fn a_refusal_does_not_delay_a_silence_timeout() {
         let (mut l, t0) = machine();
         l.poll(t0, true);
+        assert_eq!(l.poll(t0 + 5 * S, true), LivenessAction::Ping(t0 + 20 * S));
         l.on_refused(t0 + 20 * S - MS, 300 * MS);
         assert_eq!(
             l.poll(t0 + 20 * S, true),
@@ -296,10 +306,33 @@ mod tests {
         let mut l = Liveness::new(k);
         let t0 = Instant::now();
         l.poll(t0, true);
-        // Both limits pass at once: closing wins.
+        // Both limits pass at once: a PING first, which gets a second.
+        assert_eq!(l.poll(t0 + 10 * S, true), LivenessAction::Ping(t0 + 11 * S));
         assert_eq!(
-            l.poll(t0 + 10 * S, true),
-            LivenessAction::Close { silent: 10 * S }
+            l.poll(t0 + 11 * S, true),
+            LivenessAction::Close { silent: 11 * S }
+        );
+    }
+
+    #[test]
+    fn a_late_check_pings_before_it_closes() {
+        let (mut l, t0) = machine();
+        l.poll(t0, true);
+        // The task was starved: its first check comes after the timeout.
+        assert_eq!(l.poll(t0 + 30 * S, true), LivenessAction::Ping(t0 + 45 * S));
+        // The peer's packets were there all along.
+        l.on_packet(t0 + 30 * S);
+        assert_eq!(
+            l.poll(t0 + 30 * S, true),
+            LivenessAction::WakeAt(t0 + 35 * S)
+        );
+        // A peer that is really gone: closed when the PING's time is up.
+        let (mut l, t0) = machine();
+        l.poll(t0, true);
+        l.poll(t0 + 30 * S, true);
+        assert_eq!(
+            l.poll(t0 + 45 * S, true),
+            LivenessAction::Close { silent: 45 * S }
         );
     }
 }
