@@ -121,6 +121,7 @@ impl Context {
 pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: Metadata,
+    pub(crate) retry: crate::client::CallRetry,
 }
 
 impl CallOptions {
@@ -145,6 +146,29 @@ impl CallOptions {
     /// The metadata sent with the call, to add entries.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
+    }
+
+    /// The retry policy of this call, instead of the client's (see
+    /// [`RetryPolicy`](crate::RetryPolicy)).
+    pub fn retry_policy(mut self, policy: crate::RetryPolicy) -> Self {
+        self.retry.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Hedges this call (see [`HedgingPolicy`](crate::HedgingPolicy)); only
+    /// for idempotent methods, ignored with a warning for others.
+    pub fn hedging(mut self, policy: crate::HedgingPolicy) -> Self {
+        self.retry.hedging = Some(Arc::new(policy));
+        self
+    }
+
+    /// Declares the call idempotent: it may be retried (on the retry
+    /// policy's codes) and hedged even after a handler may have seen it.
+    /// Generated clients set this for methods marked
+    /// `#[knafeh(idempotent)]`.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.retry.idempotent = idempotent;
+        self
     }
 }
 

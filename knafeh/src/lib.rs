@@ -172,6 +172,7 @@ pub use intercept::{CallInfo, Interceptor};
 pub use knafeh_macros::service;
 pub use proto::codec::Codec;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
+pub use proto::retry::{HedgingPolicy, RetryPolicy};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming};

@@ -2,7 +2,7 @@
 
 use super::*;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::intercept::Interceptor;
 use crate::transport::conn::Keepalive;
-use crate::{Code, Codec, Status};
+use crate::proto::retry::Throttle;
+use crate::{Code, Codec, HedgingPolicy, RetryPolicy, Status};
 
 /// Builds a [`Client`].
 ///
@@ -32,6 +33,7 @@ pub struct ClientBuilder {
     pub(super) idle_timeout: Duration,
     pub(super) default_timeout: Option<Duration>,
     pub(super) keepalive: Keepalive,
+    pub(super) retry: RetryConfig,
 }
 
 impl ClientBuilder {
@@ -50,6 +52,7 @@ impl ClientBuilder {
             idle_timeout: Duration::from_secs(60),
             default_timeout: None,
             keepalive: Keepalive::default(),
+            retry: RetryConfig::default(),
         }
     }
 
@@ -145,6 +148,47 @@ impl ClientBuilder {
         self
     }
 
+    /// The retry policy of every call (default [`RetryPolicy::default`]:
+    /// 3 attempts, backoff 100 ms doubling up to 1 s; calls that never
+    /// reached a handler are retried, and idempotent ones on
+    /// `UNAVAILABLE`). [`RetryPolicy::none`] turns retries off.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry.policy = Arc::new(policy);
+        self
+    }
+
+    /// The retry policy of the calls to one method (`path`,
+    /// `/{package.}{Service}/{method}`), instead of the client's.
+    pub fn method_retry_policy(mut self, path: impl Into<String>, policy: RetryPolicy) -> Self {
+        self.retry.methods.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Hedges the calls to one method (`path`). Only idempotent methods are
+    /// hedged; for others the hedging policy is ignored with a warning and
+    /// the retry policy applies.
+    pub fn method_hedging(mut self, path: impl Into<String>, policy: HedgingPolicy) -> Self {
+        self.retry.hedging.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Retry throttling, as gRPC's `retryThrottling` (default on, 10
+    /// tokens, ratio 0.1): a bucket of `max_tokens` (1 to 1000) that every
+    /// failed attempt empties by one and every success refills by
+    /// `token_ratio` (0.001 and up, three decimals); while it is at or
+    /// below half, calls are not retried or hedged, so that retries cannot
+    /// multiply the load of a failing server.
+    pub fn retry_throttling(mut self, max_tokens: u32, token_ratio: f64) -> Self {
+        self.retry.throttle = Some(Throttle::new(max_tokens, token_ratio));
+        self
+    }
+
+    /// Turns retry throttling off.
+    pub fn no_retry_throttling(mut self) -> Self {
+        self.retry.throttle = None;
+        self
+    }
+
     /// Dials the server (every endpoint, at the same time) and returns the
     /// client as soon as one endpoint is connected; dials to the others
     /// go on in the background.
@@ -186,11 +230,13 @@ impl ClientBuilder {
     /// Returns the client without dialling; the first call dials.
     pub fn connect_lazy(self) -> Client {
         let endpoints = self.addrs.iter().cloned().map(Endpoint::new).collect();
+        let tokens = self.retry.throttle.map_or(0, |t| t.full());
         Client {
             inner: Arc::new(Inner {
                 cfg: self,
                 endpoints,
                 rng: AtomicU64::new(seed()),
+                tokens: AtomicU32::new(tokens),
                 connected: tokio::sync::Notify::new(),
             }),
         }

@@ -61,7 +61,11 @@ impl Client {
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut metadata = options.metadata;
+        let CallOptions {
+            mut metadata,
+            retry,
+            ..
+        } = options;
         if !cfg.interceptors.0.is_empty() {
             let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
             intercept::run(&cfg.interceptors.0, &mut info)?;
@@ -72,6 +76,7 @@ impl Client {
             body: None,
             deadline,
             metadata,
+            retry,
         })
     }
 
@@ -82,6 +87,7 @@ impl Client {
             body,
             deadline,
             metadata,
+            ..
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
@@ -125,6 +131,7 @@ impl Client {
             }
             Ok(ActiveCall {
                 request_tx,
+                refused: false,
                 aborted: Arc::new(Aborted::default()),
                 path,
                 codec: cfg.codec,
@@ -176,11 +183,8 @@ impl Client {
         prepared: Result<Prepared, Status>,
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
-        let result = async {
-            let mut call = self.start(prepared?).await?;
-            read_unary::<Resp>(&mut call).await
-        }
-        .instrument(span.span.clone())
+        let result = async { self.unary_with_retries::<Resp>(prepared?).await }
+            .instrument(span.span.clone())
         .await;
         span.finish(result.as_ref().err());
         result
@@ -212,15 +216,10 @@ impl Client {
         prepared: Result<Prepared, Status>,
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
-        let result = async {
-            let mut call = self.start(prepared?).await?;
-            // Wait for the response headers so that call-level errors
-            // (unknown method, bad request...) come back here.
-            std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
-            let headers = call.reader.take_headers();
-            Ok((call, headers))
-        }
-        .instrument(span.span.clone())
+        // Waits for the response headers so that call-level errors
+        // (unknown method, bad request...) come back here.
+        let result = async { self.open_with_retries(prepared?).await }
+            .instrument(span.span.clone())
         .await;
         match result {
             Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
@@ -399,12 +398,15 @@ impl Drop for CancelGuard {
 }
 
 /// A request ready to be sent.
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub(super) path: &'static str,
     /// The one request message, framed; `None` for a request stream.
     pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
+    /// What the call's options say about retries.
+    pub(super) retry: super::CallRetry,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -414,6 +416,9 @@ pub(super) type Aborted = std::sync::OnceLock<Status>;
 pub(super) struct ActiveCall {
     /// The writer of a streaming request (taken by its pump).
     pub(super) request_tx: Option<RequestTx>,
+    /// Set when the server refused the stream unprocessed
+    /// (`H3_REQUEST_REJECTED`), which makes the call safe to retry.
+    pub(super) refused: bool,
     /// Set when the client's side ended the call itself.
     pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
@@ -466,6 +471,7 @@ impl ActiveCall {
             Poll::Ready(Some(StreamEvent::Reset(code))) => {
                 // The server ended the stream; nothing to cancel.
                 self.guard.armed = false;
+                self.refused = code == H3_REQUEST_REJECTED;
                 let why = if code == H3_REQUEST_REJECTED {
                     "the server refused the call (it is shutting down)".to_owned()
                 } else {

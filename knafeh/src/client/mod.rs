@@ -2,7 +2,8 @@
 //! has one QUIC connection, dialled on demand and shared by every clone of
 //! the [`Client`]. One file per concern: `builder` (what a client does by
 //! default), `endpoints` (connections, background dialling, balancing),
-//! `call` (one call on the wire), `dial` (one QUIC + TLS handshake).
+//! `call` (one call on the wire), `retry` (retries and hedging around
+//! it), `dial` (one QUIC + TLS handshake).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -11,9 +12,12 @@ mod builder;
 mod call;
 mod dial;
 mod endpoints;
+mod retry;
 mod streams;
 
 pub use builder::ClientBuilder;
+pub(crate) use retry::CallRetry;
+use retry::RetryConfig;
 use dial::*;
 use endpoints::*;
 
@@ -40,6 +44,8 @@ struct Inner {
     endpoints: Vec<Endpoint>,
     /// State of the generator picking endpoints.
     rng: AtomicU64,
+    /// The retry throttle's tokens, in thousandths (see `RetryConfig`).
+    tokens: std::sync::atomic::AtomicU32,
     /// Notified when a dial succeeds, so that calls waiting for a dial to
     /// another endpoint can move to the one now connected.
     connected: tokio::sync::Notify,
