@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::intercept::Interceptor;
-use crate::transport::conn::Keepalive;
 use crate::proto::retry::Throttle;
+use crate::transport::conn::Keepalive;
 use crate::{Code, Codec, HedgingPolicy, RetryPolicy, Status};
 
 /// Builds a [`Client`].

@@ -185,7 +185,7 @@ impl Client {
         let mut span = CallSpan::new(path);
         let result = async { self.unary_with_retries::<Resp>(prepared?).await }
             .instrument(span.span.clone())
-        .await;
+            .await;
         span.finish(result.as_ref().err());
         result
     }
@@ -220,7 +220,7 @@ impl Client {
         // (unknown method, bad request...) come back here.
         let result = async { self.open_with_retries(prepared?).await }
             .instrument(span.span.clone())
-        .await;
+            .await;
         match result {
             Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
                 call,

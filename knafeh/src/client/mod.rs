@@ -16,10 +16,10 @@ mod retry;
 mod streams;
 
 pub use builder::ClientBuilder;
-pub(crate) use retry::CallRetry;
-use retry::RetryConfig;
 use dial::*;
 use endpoints::*;
+pub(crate) use retry::CallRetry;
+use retry::RetryConfig;
 
 /// A client of one or more servers (endpoints), shared by all clones:
 /// every call is multiplexed over the endpoints' QUIC connections, and

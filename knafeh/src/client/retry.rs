@@ -114,7 +114,10 @@ async fn unary_attempt<Resp: Message>(
 }
 
 /// One attempt of a call with a response stream, up to its headers.
-async fn open_attempt(client: Client, prepared: Prepared) -> Result<(ActiveCall, Metadata), Failed> {
+async fn open_attempt(
+    client: Client,
+    prepared: Prepared,
+) -> Result<(ActiveCall, Metadata), Failed> {
     let mut call = client.start(prepared).await.map_err(Failed::unsent)?;
     match std::future::poll_fn(|cx| call.poll_headers(cx)).await {
         Ok(()) => {
@@ -151,7 +154,10 @@ impl Client {
 
     /// Opens a call whose requests are a stream: retried only while it
     /// cannot be started (nothing sent, no request message taken).
-    pub(super) async fn start_with_retries(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
+    pub(super) async fn start_with_retries(
+        &self,
+        prepared: Prepared,
+    ) -> Result<ActiveCall, Status> {
         let policy = match self.plan(&prepared, false) {
             Plan::Retry(policy) | Plan::Hedge(_, policy) => policy,
         };
@@ -172,9 +178,15 @@ impl Client {
         }
         let hedging = match &call.policy {
             Some(_) => call.hedging.clone(),
-            None => call.hedging.clone().or_else(|| method(&cfg.hedging, prepared.path)),
+            None => call
+                .hedging
+                .clone()
+                .or_else(|| method(&cfg.hedging, prepared.path)),
         };
-        let policy = call.policy.clone().or_else(|| method(&cfg.methods, prepared.path));
+        let policy = call
+            .policy
+            .clone()
+            .or_else(|| method(&cfg.methods, prepared.path));
         let policy = policy.unwrap_or_else(|| cfg.policy.clone());
         match hedging {
             Some(hedging) if call.idempotent && can_hedge => Plan::Hedge(hedging, policy),

@@ -290,7 +290,11 @@ pub(crate) fn decide(policy: &RetryPolicy, failure: &Failure, state: &RetryState
     let wait = match failure.pushback {
         Some(Pushback::After(d)) => d,
         _ => {
-            let retry = if state.after_pushback { 1 } else { state.attempts };
+            let retry = if state.after_pushback {
+                1
+            } else {
+                state.attempts
+            };
             policy.backoff_for(retry, state.fraction)
         }
     };
@@ -377,8 +381,7 @@ impl Throttle {
 /// saying not to retry. Transparent failures never reached a handler and
 /// do not count.
 pub(crate) fn counts_as_failure(failure: &Failure, retryable: impl Fn(Code) -> bool) -> bool {
-    !failure.transparent()
-        && (retryable(failure.code) || failure.pushback == Some(Pushback::Stop))
+    !failure.transparent() && (retryable(failure.code) || failure.pushback == Some(Pushback::Stop))
 }
 
 #[cfg(test)]
@@ -410,7 +413,10 @@ mod tests {
     fn backoff_is_full_jitter_over_an_exponential_bound() {
         let p = RetryPolicy::default().backoff(MS(100), MS(1000), 2.0);
         let bounds: Vec<_> = (1..=6).map(|n| p.backoff_for(n, 1.0)).collect();
-        assert_eq!(bounds, [MS(100), MS(200), MS(400), MS(800), MS(1000), MS(1000)]);
+        assert_eq!(
+            bounds,
+            [MS(100), MS(200), MS(400), MS(800), MS(1000), MS(1000)]
+        );
         assert_eq!(p.backoff_for(3, 0.25), MS(100));
         assert_eq!(p.backoff_for(1, 0.0), Duration::ZERO);
         // Out-of-range fractions and huge retry numbers stay bounded.
@@ -422,10 +428,15 @@ mod tests {
     #[test]
     fn attempts_are_clamped_as_in_grpc() {
         assert_eq!(RetryPolicy::default().max_attempts(0).attempts(), 1);
-        assert_eq!(RetryPolicy::default().max_attempts(9).attempts(), MAX_ATTEMPTS);
+        assert_eq!(
+            RetryPolicy::default().max_attempts(9).attempts(),
+            MAX_ATTEMPTS
+        );
         assert_eq!(RetryPolicy::none().attempts(), 1);
         assert_eq!(HedgingPolicy::new(7, MS(1)).attempts(), MAX_ATTEMPTS);
-        assert!(!RetryPolicy::default().retryable(&[Code::Ok]).is_retryable(Code::Ok));
+        assert!(!RetryPolicy::default()
+            .retryable(&[Code::Ok])
+            .is_retryable(Code::Ok));
     }
 
     #[test]
@@ -487,7 +498,10 @@ mod tests {
 
         let mut pushed = f;
         pushed.pushback = Some(Pushback::After(MS(700)));
-        assert_eq!(decide(&p, &pushed, &state(1, true)), Decision::Retry(MS(700)));
+        assert_eq!(
+            decide(&p, &pushed, &state(1, true)),
+            Decision::Retry(MS(700))
+        );
         pushed.pushback = Some(Pushback::Stop);
         assert_eq!(
             decide(&p, &pushed, &state(1, true)),
@@ -519,7 +533,10 @@ mod tests {
         assert_eq!(hedge_after_failure(&p, &fatal), HedgeStep::Fatal);
         let refused = failure(Code::Unavailable, Progress::Unprocessed);
         let p2 = p.clone().non_fatal(&[]);
-        assert_eq!(hedge_after_failure(&p2, &refused), HedgeStep::Next(Duration::ZERO));
+        assert_eq!(
+            hedge_after_failure(&p2, &refused),
+            HedgeStep::Next(Duration::ZERO)
+        );
         assert_eq!(hedge_after_failure(&p2, &f), HedgeStep::Fatal);
         let mut pushed = f;
         pushed.pushback = Some(Pushback::After(MS(30)));
