@@ -149,6 +149,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        count_retry_events();
         let certs = Certs::new();
         let service = FlakyImpl::default();
         let seen = service.0.clone();
@@ -268,7 +269,10 @@ async fn a_non_idempotent_method_that_reached_its_handler_is_not_retried() {
         // Unless the caller declares the call idempotent.
         f.reset();
         let opts = CallOptions::new().idempotent(true);
-        assert_eq!(c.once_with(fail(1), opts).await.unwrap().get_ref().attempt, 1);
+        assert_eq!(
+            c.once_with(fail(1), opts).await.unwrap().get_ref().attempt,
+            1
+        );
         f.server.shutdown().await;
     })
     .await
@@ -288,7 +292,10 @@ async fn a_method_policy_overrides_the_clients_and_call_options_override_both() 
         assert_eq!(f.attempts(), 2);
         f.reset();
         let opts = CallOptions::new().retry_policy(quick(3));
-        assert_eq!(c.again_with(fail(2), opts).await.unwrap().get_ref().attempt, 2);
+        assert_eq!(
+            c.again_with(fail(2), opts).await.unwrap().get_ref().attempt,
+            2
+        );
         assert_eq!(f.attempts(), 3);
         f.server.shutdown().await;
     })
@@ -452,6 +459,7 @@ async fn all_attempts_share_the_calls_deadline() {
 /// retry reaches the handler, which sees `grpc-previous-rpc-attempts`.
 #[tokio::test]
 async fn a_call_that_could_not_be_sent_is_retried_transparently() {
+    count_retry_events();
     bounded(async {
         let certs = Certs::new();
         // Holds the port and takes the first dial's Initial without
@@ -492,6 +500,97 @@ async fn a_call_that_could_not_be_sent_is_retried_transparently() {
             "{seen_previous:?}"
         );
         server.shutdown().await;
+    })
+    .await
+}
+
+thread_local! {
+    /// The client's "retrying" events (its retry decisions) on this thread.
+    static RETRY_EVENTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts "retrying" events per thread.
+struct RetryEvents;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct IsRetry(bool);
+        impl tracing::field::Visit for IsRetry {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" && format!("{v:?}") == "retrying" {
+                    self.0 = true;
+                }
+            }
+        }
+        let mut is_retry = IsRetry(false);
+        event.record(&mut is_retry);
+        if is_retry.0 {
+            RETRY_EVENTS.with(|n| n.set(n.get() + 1));
+        }
+    }
+}
+
+/// Installs [`RetryEvents`] as the process's subscriber, once. (A scoped
+/// subscriber misses events now and then while other tests run: tracing
+/// caches each event's interest process-wide.)
+fn count_retry_events() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(RetryEvents),
+        );
+    });
+}
+
+fn retry_events() -> usize {
+    RETRY_EVENTS.with(|n| n.get())
+}
+
+/// A server shutting down refuses new streams with `H3_REQUEST_REJECTED`:
+/// such a call never reached a handler, so even a non-idempotent one is
+/// retried (here, against the same draining server, until the attempts
+/// run out).
+#[tokio::test]
+async fn a_refused_stream_is_retried_even_for_a_non_idempotent_method() {
+    // The test runs on one thread, where the client's retry loop runs too.
+    count_retry_events();
+    bounded(async {
+        let certs = Certs::new();
+        let service = FlakyImpl::default();
+        let seen = service.0.clone();
+        let server = certs
+            .server_builder()
+            .drain_timeout(Duration::from_secs(50))
+            .add_service(FlakyServer::new(service))
+            .start()
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        // A call in progress keeps the server draining.
+        let holder = FlakyClient::new(client_for(&certs, addr).await);
+        let held = tokio::spawn(async move { holder.slow_first(fail(0)).await });
+        eventually(|| seen.attempts.load(Ordering::SeqCst) == 1).await;
+        let watcher = knafeh_tests::raw::RawConn::connect(addr).await.unwrap();
+        let shutdown = tokio::spawn(server.shutdown());
+        eventually(|| watcher.goaway().is_some()).await;
+        // Every connection dialled from now on is refused.
+        for (policy, retried) in [(quick(3), 2), (RetryPolicy::none(), 0)] {
+            let before = retry_events();
+            let c = FlakyClient::new(
+                certs
+                    .client_builder(addr.to_string())
+                    .retry_policy(policy)
+                    .connect_lazy(),
+            );
+            let err = c.once(fail(0)).await.unwrap_err();
+            assert_eq!(err.code(), Code::Unavailable, "{err}");
+            assert!(err.message().contains("refused the call"), "{err}");
+            assert_eq!(retry_events() - before, retried, "{err}");
+        }
+        assert_eq!(seen.attempts.load(Ordering::SeqCst), 1, "no handler ran");
+        held.abort();
+        shutdown.await.unwrap();
     })
     .await
 }
