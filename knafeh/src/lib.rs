@@ -149,7 +149,9 @@
 //!   their serde `Deserialize` (no extra derive): every generated client
 //!   has `schema()`, e.g. `GreeterClient::schema()`, giving a
 //!   [`schema::ServiceSchema`]; mark a method `#[knafeh(idempotent)]` to
-//!   say so in it.
+//!   say so in it (and to let the client retry and hedge it);
+//! - [`RetryPolicy`] and [`HedgingPolicy`] say how a client retries and
+//!   hedges calls ([`ClientBuilder::retry_policy`]).
 
 pub mod as_bytes;
 mod client;

@@ -63,7 +63,8 @@ impl ClientBuilder {
     /// does a call wait for a dial, and it moves as soon as another
     /// endpoint connects. An endpoint that cannot be dialled is taken out
     /// for a while (from 1 s, doubling up to 30 s). A call whose request
-    /// was already sent is not retried.
+    /// was already sent is retried only as the retry policy allows
+    /// ([`ClientBuilder::retry_policy`]).
     pub fn endpoint(mut self, addr: impl Into<String>) -> Self {
         self.addrs.push(addr.into());
         self
