@@ -141,7 +141,7 @@ pub struct HedgingPolicy {
 }
 
 impl HedgingPolicy {
-    /// Up to `max_attempts` attempts (2 to 5), one more
+    /// Up to `max_attempts` attempts (1 to 5; 1 sends no hedge), one more
     /// every `delay`; `UNAVAILABLE` is non-fatal.
     pub fn new(max_attempts: u32, delay: Duration) -> Self {
         HedgingPolicy {
