@@ -242,6 +242,7 @@ pub struct CallOptions {
     /// fails with `INVALID_ARGUMENT` saying so.
     pub(crate) invalid: Option<String>,
     pub(crate) compression: Option<crate::Compression>,
+    pub(crate) retry: crate::client::CallRetry,
 }
 
 impl CallOptions {
@@ -318,6 +319,29 @@ impl CallOptions {
     /// ([`ClientBuilder::compression`](crate::ClientBuilder::compression)).
     pub fn compression(mut self, compression: crate::Compression) -> Self {
         self.compression = Some(compression);
+        self
+    }
+
+    /// The retry policy of this call, instead of the client's (see
+    /// [`RetryPolicy`](crate::RetryPolicy)).
+    pub fn retry_policy(mut self, policy: crate::RetryPolicy) -> Self {
+        self.retry.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Hedges this call (see [`HedgingPolicy`](crate::HedgingPolicy)); only
+    /// for idempotent methods, ignored with a warning for others.
+    pub fn hedging(mut self, policy: crate::HedgingPolicy) -> Self {
+        self.retry.hedging = Some(Arc::new(policy));
+        self
+    }
+
+    /// Declares the call idempotent: it may be retried (on the retry
+    /// policy's codes) and hedged even after a handler may have seen it.
+    /// Generated clients set this for methods marked
+    /// `#[knafeh(idempotent)]`.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.retry.idempotent = idempotent;
         self
     }
 }

@@ -152,7 +152,9 @@
 //!   their serde `Deserialize` (no extra derive): every generated client
 //!   has `schema()`, e.g. `GreeterClient::schema()`, giving a
 //!   [`schema::ServiceSchema`]; mark a method `#[knafeh(idempotent)]` to
-//!   say so in it.
+//!   say so in it (and to let the client retry and hedge it);
+//! - [`RetryPolicy`] and [`HedgingPolicy`] say how a client retries and
+//!   hedges calls ([`ClientBuilder::retry_policy`]).
 
 pub mod as_bytes;
 mod client;
@@ -177,6 +179,7 @@ pub use knafeh_macros::service;
 pub use proto::codec::Codec;
 pub use proto::compression::Compression;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
+pub use proto::retry::{HedgingPolicy, RetryPolicy};
 pub use proto::status::{Code, Status};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use service::{Message, Service};

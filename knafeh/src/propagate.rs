@@ -128,9 +128,24 @@ fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// Resolves when the incoming call is cancelled by its client. (Its
 /// deadline needs no signal: the outgoing call's deadline is no later.)
 pub(crate) struct Cancel {
-    cancelled: BoxFuture<()>,
+    /// The incoming call's cancellation flag.
+    rx: tokio::sync::watch::Receiver<bool>,
+    /// Waiting on `rx`, made at the first poll.
+    cancelled: Option<BoxFuture<()>>,
     /// The incoming call's deadline.
     deadline: Option<Instant>,
+}
+
+/// A clone watches the same incoming call (each attempt of a retried call
+/// has its own).
+impl Clone for Cancel {
+    fn clone(&self) -> Self {
+        Cancel {
+            rx: self.rx.clone(),
+            cancelled: None,
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// A client resets its call when its deadline passes, and that reset
@@ -145,16 +160,9 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
 impl Cancel {
     fn new(ctx: &Context) -> Self {
-        let mut rx = ctx.cancel_watch();
-        let cancelled = Box::pin(async move {
-            if rx.wait_for(|cancelled| *cancelled).await.is_err() {
-                // The incoming call's context is gone: nothing can cancel
-                // it any more.
-                std::future::pending::<()>().await;
-            }
-        });
         Cancel {
-            cancelled,
+            rx: ctx.cancel_watch(),
+            cancelled: None,
             deadline: ctx.deadline(),
         }
     }
@@ -162,7 +170,17 @@ impl Cancel {
     /// Once the incoming call has been cancelled: the status a call made
     /// for it (to `path`) ends with.
     pub(crate) fn poll(&mut self, cx: &mut TaskContext<'_>, path: &str) -> Poll<Status> {
-        if self.cancelled.as_mut().poll(cx).is_pending() {
+        let cancelled = self.cancelled.get_or_insert_with(|| {
+            let mut rx = self.rx.clone();
+            Box::pin(async move {
+                if rx.wait_for(|cancelled| *cancelled).await.is_err() {
+                    // The incoming call's context is gone: nothing can
+                    // cancel it any more.
+                    std::future::pending::<()>().await;
+                }
+            })
+        });
+        if cancelled.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let near_deadline = self

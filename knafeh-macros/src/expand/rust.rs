@@ -352,9 +352,16 @@ impl Gen<'_> {
                 (param, quote!(bidi_streaming::<#request, #item>), arg)
             }
         };
+        // Idempotent methods may be retried and hedged after a handler saw
+        // the call (see `knafeh::RetryPolicy`).
+        let options = if rpc.idempotent {
+            quote!(options.idempotent(true))
+        } else {
+            quote!(options)
+        };
         (
             param,
-            quote!(self.client.#runner(Self::#path, #arg, options)),
+            quote!(self.client.#runner(Self::#path, #arg, #options)),
         )
     }
 

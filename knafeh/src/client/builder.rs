@@ -2,7 +2,7 @@
 
 use super::*;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use super::resolve::{self, Resolver, Schedule};
 use crate::intercept::Interceptor;
+use crate::proto::retry::Throttle;
 use crate::transport::conn::Keepalive;
-use crate::{Code, Codec, Compression, Status};
+use crate::{Code, Codec, Compression, HedgingPolicy, RetryPolicy, Status};
 
 /// Builds a [`Client`].
 ///
@@ -43,6 +44,7 @@ pub struct ClientBuilder {
     pub(super) idle_timeout: Duration,
     pub(super) default_timeout: Option<Duration>,
     pub(super) keepalive: Keepalive,
+    pub(super) retry: RetryConfig,
 }
 
 impl ClientBuilder {
@@ -85,6 +87,7 @@ impl ClientBuilder {
             idle_timeout: Duration::from_secs(60),
             default_timeout: None,
             keepalive: Keepalive::default(),
+            retry: RetryConfig::default(),
         }
     }
 
@@ -95,7 +98,8 @@ impl ClientBuilder {
     /// does a call wait for a dial, and it moves as soon as another
     /// endpoint connects. An endpoint that cannot be dialled is taken out
     /// for a while (from 1 s, doubling up to 30 s). A call whose request
-    /// was already sent is not retried.
+    /// was already sent is retried only as the retry policy allows
+    /// ([`ClientBuilder::retry_policy`]).
     pub fn endpoint(mut self, addr: impl Into<String>) -> Self {
         self.addrs.push(addr.into());
         self
@@ -222,6 +226,47 @@ impl ClientBuilder {
         self
     }
 
+    /// The retry policy of every call (default [`RetryPolicy::default`]:
+    /// 3 attempts, backoff 100 ms doubling up to 1 s; calls that never
+    /// reached a handler are retried, and idempotent ones on
+    /// `UNAVAILABLE`). [`RetryPolicy::none`] turns retries off.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry.policy = Arc::new(policy);
+        self
+    }
+
+    /// The retry policy of the calls to one method (`path`,
+    /// `/{package.}{Service}/{method}`), instead of the client's.
+    pub fn method_retry_policy(mut self, path: impl Into<String>, policy: RetryPolicy) -> Self {
+        self.retry.methods.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Hedges the calls to one method (`path`). Only idempotent methods are
+    /// hedged; for others the hedging policy is ignored with a warning and
+    /// the retry policy applies.
+    pub fn method_hedging(mut self, path: impl Into<String>, policy: HedgingPolicy) -> Self {
+        self.retry.hedging.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Retry throttling, as gRPC's `retryThrottling` (default on, 10
+    /// tokens, ratio 0.1): a bucket of `max_tokens` (1 to 1000) that every
+    /// failed attempt empties by one and every success refills by
+    /// `token_ratio` (0.001 and up, three decimals); while it is at or
+    /// below half, calls are not retried or hedged, so that retries cannot
+    /// multiply the load of a failing server.
+    pub fn retry_throttling(mut self, max_tokens: u32, token_ratio: f64) -> Self {
+        self.retry.throttle = Some(Throttle::new(max_tokens, token_ratio));
+        self
+    }
+
+    /// Turns retry throttling off.
+    pub fn no_retry_throttling(mut self) -> Self {
+        self.retry.throttle = None;
+        self
+    }
+
     /// Dials the server (every endpoint, at the same time) and returns the
     /// client as soon as one endpoint is connected; dials to the others
     /// go on in the background.
@@ -340,12 +385,14 @@ impl ClientBuilder {
                 Arc::new(Endpoint::new(addr, authority))
             })
             .collect();
+        let tokens = self.retry.throttle.map_or(0, |t| t.full());
         let client = Client {
             inner: Arc::new(Inner {
                 cfg: self,
                 endpoints: RwLock::new(endpoints),
                 discovery,
                 rng: AtomicU64::new(seed()),
+                tokens: AtomicU32::new(tokens),
                 connected: tokio::sync::Notify::new(),
             }),
         };

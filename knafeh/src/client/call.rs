@@ -67,7 +67,12 @@ impl Client {
         let own = timeout.and_then(|t| Instant::now().checked_add(t));
         let inherited = propagate::inherit(&options, own);
         let deadline = inherited.deadline;
-        let mut metadata = options.metadata;
+        let encoding = options.compression.unwrap_or(cfg.compression);
+        let CallOptions {
+            mut metadata,
+            retry,
+            ..
+        } = options;
         if !cfg.interceptors.0.is_empty() {
             let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
             intercept::run(&cfg.interceptors.0, &mut info)?;
@@ -79,7 +84,8 @@ impl Client {
             deadline,
             metadata,
             cancel: inherited.cancel,
-            encoding: options.compression.unwrap_or(cfg.compression),
+            encoding,
+            retry,
         })
     }
 
@@ -92,6 +98,7 @@ impl Client {
             metadata,
             mut cancel,
             encoding,
+            ..
         } = prepared;
         let work = async {
             let (conn, load) = self.connect_any().await?;
@@ -141,6 +148,7 @@ impl Client {
             }
             Ok(ActiveCall {
                 request_tx,
+                refused: false,
                 aborted: Arc::new(Aborted::default()),
                 path,
                 codec: cfg.codec,
@@ -196,12 +204,9 @@ impl Client {
         prepared: Result<Prepared, Status>,
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
-        let result = async {
-            let mut call = self.start(prepared?).await?;
-            read_unary::<Resp>(&mut call).await
-        }
-        .instrument(span.span.clone())
-        .await;
+        let result = async { self.unary_with_retries::<Resp>(prepared?).await }
+            .instrument(span.span.clone())
+            .await;
         span.finish(result.as_ref().err());
         result
     }
@@ -232,16 +237,11 @@ impl Client {
         prepared: Result<Prepared, Status>,
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
-        let result = async {
-            let mut call = self.start(prepared?).await?;
-            // Wait for the response headers so that call-level errors
-            // (unknown method, bad request...) come back here.
-            std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
-            let headers = call.reader.take_headers();
-            Ok((call, headers))
-        }
-        .instrument(span.span.clone())
-        .await;
+        // Waits for the response headers so that call-level errors
+        // (unknown method, bad request...) come back here.
+        let result = async { self.open_with_retries(prepared?).await }
+            .instrument(span.span.clone())
+            .await;
         match result {
             Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
                 call,
@@ -419,6 +419,7 @@ impl Drop for CancelGuard {
 }
 
 /// A request ready to be sent.
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub(super) path: &'static str,
     /// The one request message, framed; `None` for a request stream.
@@ -429,6 +430,8 @@ pub(super) struct Prepared {
     pub(super) cancel: Option<propagate::Cancel>,
     /// How request messages are compressed.
     pub(super) encoding: Compression,
+    /// What the call's options say about retries.
+    pub(super) retry: super::CallRetry,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -438,6 +441,9 @@ pub(super) type Aborted = std::sync::OnceLock<Status>;
 pub(super) struct ActiveCall {
     /// The writer of a streaming request (taken by its pump).
     pub(super) request_tx: Option<RequestTx>,
+    /// Set when the server refused the stream unprocessed
+    /// (`H3_REQUEST_REJECTED`), which makes the call safe to retry.
+    pub(super) refused: bool,
     /// Set when the client's side ended the call itself.
     pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
@@ -497,6 +503,7 @@ impl ActiveCall {
             Poll::Ready(Some(StreamEvent::Reset(code))) => {
                 // The server ended the stream; nothing to cancel.
                 self.guard.armed = false;
+                self.refused = code == H3_REQUEST_REJECTED;
                 let why = if code == H3_REQUEST_REJECTED {
                     "the server refused the call (it is shutting down)".to_owned()
                 } else {

@@ -2,9 +2,10 @@
 //! has one QUIC connection, dialled on demand and shared by every clone of
 //! the [`Client`]. One file per concern: `builder` (what a client does by
 //! default), `endpoints` (connections, background dialling, balancing),
-//! `call` (one call on the wire), `dial` (one QUIC + TLS handshake),
-//! `resolve` (discovery: resolvers and the endpoint set they keep up to
-//! date), `dns` (asking a DNS server over UDP).
+//! `call` (one call on the wire), `retry` (retries and hedging around
+//! it), `dial` (one QUIC + TLS handshake), `resolve` (discovery:
+//! resolvers and the endpoint set they keep up to date), `dns` (asking a
+//! DNS server over UDP).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ mod dial;
 mod dns;
 mod endpoints;
 mod resolve;
+mod retry;
 mod streams;
 
 pub use builder::ClientBuilder;
@@ -22,6 +24,8 @@ use dial::*;
 use endpoints::*;
 use resolve::Discovery;
 pub use resolve::{Resolve, ResolveFuture};
+pub(crate) use retry::CallRetry;
+use retry::RetryConfig;
 
 /// A client of one or more servers (endpoints), shared by all clones:
 /// every call is multiplexed over the endpoints' QUIC connections, and
@@ -52,6 +56,8 @@ struct Inner {
     discovery: Option<Discovery>,
     /// State of the generator picking endpoints.
     rng: AtomicU64,
+    /// The retry throttle's tokens, in thousandths (see `RetryConfig`).
+    tokens: std::sync::atomic::AtomicU32,
     /// Notified when a dial succeeds, so that calls waiting for a dial to
     /// another endpoint can move to the one now connected.
     connected: tokio::sync::Notify,

@@ -13,6 +13,7 @@ pub(crate) mod liveness;
 pub(crate) mod metadata;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod retry;
 pub(crate) mod status;
 pub(crate) mod text;
 pub(crate) mod timeout;
