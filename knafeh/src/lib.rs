@@ -164,6 +164,7 @@ pub mod schema;
 mod server;
 mod service;
 mod streaming;
+mod trace;
 mod transport;
 
 // The built-in services: `knafeh::describe` and `knafeh::health`.
@@ -177,6 +178,7 @@ pub use knafeh_macros::service;
 pub use proto::codec::Codec;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::status::{Code, Status};
+pub use proto::trace::{TraceParent, TraceParentError};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use service::{Message, Service};
 pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming, TrySendError};

@@ -15,6 +15,7 @@ pub(crate) mod response;
 pub(crate) mod status;
 pub(crate) mod text;
 pub(crate) mod timeout;
+pub(crate) mod trace;
 pub(crate) mod wire;
 
 #[cfg(test)]
