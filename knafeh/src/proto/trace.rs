@@ -65,7 +65,11 @@ impl TraceParent {
     ///
     /// # Errors
     /// When `trace_id` or `parent_id` is all zeros.
-    pub fn new(trace_id: [u8; 16], parent_id: [u8; 8], flags: u8) -> Result<Self, TraceParentError> {
+    pub fn new(
+        trace_id: [u8; 16],
+        parent_id: [u8; 8],
+        flags: u8,
+    ) -> Result<Self, TraceParentError> {
         if trace_id == [0; 16] {
             return Err(invalid("trace-id is all zeros"));
         }
@@ -102,9 +106,12 @@ impl TraceParent {
         if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return Err(invalid("fields are not separated by '-'"));
         }
-        let trace_id = hex::<16>(&b[3..35]).ok_or(invalid("trace-id is not 32 lower-case hex digits"))?;
-        let parent_id = hex::<8>(&b[36..52]).ok_or(invalid("parent-id is not 16 lower-case hex digits"))?;
-        let flags = hex::<1>(&b[53..55]).ok_or(invalid("trace-flags is not 2 lower-case hex digits"))?;
+        let trace_id =
+            hex::<16>(&b[3..35]).ok_or(invalid("trace-id is not 32 lower-case hex digits"))?;
+        let parent_id =
+            hex::<8>(&b[36..52]).ok_or(invalid("parent-id is not 16 lower-case hex digits"))?;
+        let flags =
+            hex::<1>(&b[53..55]).ok_or(invalid("trace-flags is not 2 lower-case hex digits"))?;
         TraceParent::new(trace_id, parent_id, flags[0])
     }
 
@@ -229,28 +236,82 @@ mod tests {
             ("", "shorter than a version"),
             ("0", "shorter than a version"),
             // Upper-case hex is not the format.
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "trace-id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", "parent-id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0G", "trace-flags"),
-            ("0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version"),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff"),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "trace-id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "parent-id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0G",
+                "trace-flags",
+            ),
+            (
+                "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
             // Wrong lengths: one digit short or long in each field.
-            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", "55 characters"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01", "55 characters"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01", "55 characters"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "55 characters"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "55 characters"),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                "55 characters",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+                "55 characters",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+                "55 characters",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "55 characters",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "55 characters",
+            ),
             // Right length, separators moved or replaced.
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "separated"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01", "separated"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01", "separated"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01", "separated"),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "separated",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+                "separated",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",
+                "separated",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01",
+                "separated",
+            ),
             // All-zero ids.
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "trace-id is all zeros"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "parent-id is all zeros"),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "trace-id is all zeros",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "parent-id is all zeros",
+            ),
             // A later version: extra fields only after a '-'.
-            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", "follow a '-'"),
-            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", "shorter than 55"),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                "follow a '-'",
+            ),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+                "shorter than 55",
+            ),
         ];
         for (value, reason) in cases {
             let err = TraceParent::parse(value).unwrap_err();
