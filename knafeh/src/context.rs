@@ -98,6 +98,14 @@ impl Context {
         &self.inner.metadata
     }
 
+    /// The caller's W3C trace context (its `traceparent` metadata), when it
+    /// sent a valid one: the trace this call belongs to and the caller's
+    /// span. A malformed or repeated `traceparent` counts as none. Calls
+    /// the handler makes continue this trace (see README, "Traces").
+    pub fn trace_parent(&self) -> Option<crate::TraceParent> {
+        crate::trace::parent_in(self.metadata())
+    }
+
     /// When the client stops waiting (from `grpc-timeout`), if it set one.
     /// The handler is cancelled when it passes.
     pub fn deadline(&self) -> Option<Instant> {

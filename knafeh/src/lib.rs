@@ -166,6 +166,7 @@ pub mod schema;
 mod server;
 mod service;
 mod streaming;
+mod trace;
 mod transport;
 
 // The built-in services: `knafeh::describe` and `knafeh::health`.
@@ -181,6 +182,7 @@ pub use proto::compression::Compression;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
 pub use proto::retry::{HedgingPolicy, RetryPolicy};
 pub use proto::status::{Code, Status};
+pub use proto::trace::{TraceParent, TraceParentError};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
 pub use service::{Message, Service};
 pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming, TrySendError};

@@ -95,11 +95,12 @@ impl Client {
             path,
             body,
             deadline,
-            metadata,
+            mut metadata,
             mut cancel,
             encoding,
             ..
         } = prepared;
+        crate::trace::inject(&mut metadata);
         let work = async {
             let (conn, load) = self.connect_any().await?;
             // The server gets the time left after dialling, so both sides
@@ -301,6 +302,7 @@ impl CallSpan {
                 "knafeh.client",
                 service,
                 method,
+                trace_id = tracing::field::Empty,
                 code = tracing::field::Empty,
                 duration_us = tracing::field::Empty,
             ),

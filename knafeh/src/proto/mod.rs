@@ -17,6 +17,7 @@ pub(crate) mod retry;
 pub(crate) mod status;
 pub(crate) mod text;
 pub(crate) mod timeout;
+pub(crate) mod trace;
 pub(crate) mod wire;
 
 #[cfg(test)]

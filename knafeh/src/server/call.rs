@@ -66,9 +66,11 @@ pub(super) async fn handle_call(
         service = %service_name,
         method = %method_name,
         %peer,
+        trace_id = tracing::field::Empty,
         code = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
+    crate::trace::server_span(&span, head.as_ref().ok().map(|h| &h.metadata));
     let fut = async move {
         let outcome = match head {
             Err(refusal) => {
