@@ -71,6 +71,12 @@ pub(super) async fn handle_call(
         duration_us = tracing::field::Empty,
     );
     crate::trace::server_span(&span, head.as_ref().ok().map(|h| &h.metadata));
+    // For the failure warning, which must name the call even where the
+    // (debug-level) span is off.
+    let trace = head
+        .as_ref()
+        .ok()
+        .and_then(|h| crate::trace::parent_in(&h.metadata));
     let fut = async move {
         let outcome = match head {
             Err(refusal) => {
@@ -101,6 +107,10 @@ pub(super) async fn handle_call(
                 span.record("duration_us", start.elapsed().as_micros() as u64);
                 if status.code() == crate::Code::Internal {
                     tracing::warn!(
+                        service = %service_name,
+                        method = %method_name,
+                        %peer,
+                        trace_id = trace.map(|t| t.trace_id_hex()).as_deref(),
                         code = status.code().as_str(),
                         message = status.message(),
                         "call failed"
