@@ -17,6 +17,7 @@ use crate::proto::frame::PREFIX_LEN;
 /// under [`Compression::MIN_SIZE`] bytes and when compression would not
 /// make a payload smaller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Compression {
     /// No compression (`identity`), the default.
     #[default]
