@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
-use crate::intercept::{self, CallInfo};
+use crate::intercept::CallInfo;
 use crate::propagate;
 use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
@@ -51,8 +51,8 @@ impl Client {
         Ok(prepared)
     }
 
-    /// Fixes the deadline and runs the interceptors: a call whose
-    /// request messages are sent later, as a stream.
+    /// Fixes the deadline: a call whose request messages are sent later,
+    /// as a stream. The interceptors run later, in [`Client::intercept`].
     pub(super) fn prepare_head(
         &self,
         path: &'static str,
@@ -65,12 +65,7 @@ impl Client {
         let own = timeout.and_then(|t| Instant::now().checked_add(t));
         let inherited = propagate::inherit(&options, own);
         let deadline = inherited.deadline;
-        let mut metadata = options.metadata;
-        if !cfg.interceptors.0.is_empty() {
-            let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
-            intercept::run(&cfg.interceptors.0, &mut info)?;
-            metadata = info.into_parts().0;
-        }
+        let metadata = options.metadata;
         Ok(Prepared {
             path,
             body: None,
@@ -78,6 +73,33 @@ impl Client {
             metadata,
             cancel: inherited.cancel,
         })
+    }
+
+    /// Runs the interceptors, once per call and before anything is sent:
+    /// the call with the metadata they left. One that awaits still ends at
+    /// the call's deadline or when the call it was made from is cancelled.
+    pub(super) async fn intercept(
+        &self,
+        prepared: Result<Prepared, Status>,
+    ) -> Result<Prepared, Status> {
+        let mut prepared = prepared?;
+        let interceptors = &self.inner.cfg.interceptors;
+        if interceptors.is_empty() {
+            return Ok(prepared);
+        }
+        let (path, deadline) = (prepared.path, prepared.deadline);
+        let metadata = std::mem::take(&mut prepared.metadata);
+        let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
+        let run = interceptors.run(&mut info);
+        let run = propagate::unless_cancelled(prepared.cancel.as_mut(), path, run);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), run)
+                .await
+                .unwrap_or_else(|_| Err(deadline_status(path)))?,
+            None => run.await?,
+        }
+        prepared.metadata = info.into_parts().0;
+        Ok(prepared)
     }
 
     pub(super) async fn start(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
@@ -186,7 +208,7 @@ impl Client {
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(prepared?).await?;
+            let mut call = self.start(self.intercept(prepared).await?).await?;
             read_unary::<Resp>(&mut call).await
         }
         .instrument(span.span.clone())
@@ -222,7 +244,7 @@ impl Client {
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(prepared?).await?;
+            let mut call = self.start(self.intercept(prepared).await?).await?;
             // Wait for the response headers so that call-level errors
             // (unknown method, bad request...) come back here.
             std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
