@@ -10,7 +10,7 @@ use knafeh::{
     AsyncInterceptor, CallInfo, CallOptions, Code, Context, InterceptFuture, Interceptor, Status,
     Streaming,
 };
-use knafeh_tests::{bounded, client_for, eventually, start, wait_for, Certs};
+use knafeh_tests::{bounded, client_for, eventually, raw, start, wait_for, Certs};
 use tokio::sync::Notify;
 
 async fn greeter_client(certs: &Certs, addr: &str, token: Option<&str>) -> GreeterClient {
@@ -715,6 +715,59 @@ async fn refreshing_bearer_auth_loads_tokens_asynchronously_and_caches_them() {
         let third = greeter_client(&certs, &addr, Some("token-3")).await;
         assert!(third.say_hello(hello()).await.is_ok());
         assert_eq!(loads.load(Ordering::SeqCst), 3);
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_server_deadline_ends_a_waiting_interceptor() {
+    bounded(async {
+        let certs = Certs::new();
+        let gate = Arc::new(Gate::default());
+        let (server, handled) =
+            door_server(&certs, |b| b.async_interceptor(waiting(&gate, Ok))).await;
+        // A bare client, which never cancels: only the server's deadline
+        // ends the call.
+        let conn = raw::RawConn::connect(server.local_addr()).await.unwrap();
+        let mut headers = raw::headers(DoorClient::HIT, "application/grpc+json");
+        headers.extend([("grpc-timeout", "200m"), ("x-wait", "1")]);
+        let response = conn
+            .open(headers, raw::frame(0, br#""a""#), true)
+            .response()
+            .await;
+        assert_eq!(
+            response.grpc_status(),
+            Some(Code::DeadlineExceeded as i32),
+            "{response:?}"
+        );
+        assert_eq!(gate.dropped.load(Ordering::SeqCst), 1);
+        assert_eq!(handled.load(Ordering::SeqCst), 0);
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_panicking_async_interceptor_fails_only_its_call() {
+    bounded(async {
+        let certs = Certs::new();
+        let boom = |call: CallInfo| async move {
+            tokio::task::yield_now().await;
+            if call.metadata().get("x-boom").is_some() {
+                panic!("the interceptor was asked to panic");
+            }
+            Ok(call)
+        };
+        let (server, handled) = door_server(&certs, |b| b.async_interceptor(boom)).await;
+        let door = DoorClient::new(client_for(&certs, server.local_addr()).await);
+        let mut opts = CallOptions::new();
+        opts.metadata_mut().insert("x-boom", "1").unwrap();
+        let err = door.hit_with("a".into(), opts).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        assert!(err.message().contains("interceptor"), "{err:?}");
+        assert_eq!(door.hit("b".into()).await.unwrap(), "b|-");
+        assert_eq!(handled.load(Ordering::SeqCst), 1);
         server.shutdown().await;
     })
     .await

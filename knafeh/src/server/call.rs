@@ -131,7 +131,7 @@ pub(super) struct CallStream {
 /// then the response (one message, or a stream) and its status.
 pub(super) async fn serve(
     state: &ServerState,
-    head: wire::RequestHead,
+    mut head: wire::RequestHead,
     stream: CallStream,
     peer: SocketAddr,
 ) -> Outcome {
@@ -146,13 +146,11 @@ pub(super) async fn serve(
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| refuse(tx, codec, status);
-    // One timer for the whole call: the interceptors, the handler, then
-    // any stream.
+    // One timer for the whole call: interceptors, handler, any stream.
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     // Interceptors first: a refused call learns nothing about the services.
-    let mut head = head;
-    let response_md = match intercept_call(state, &mut head, deadline, peer, gone, &mut sleep).await
-    {
+    let intercepted = intercept_call(state, &mut head, deadline, peer, gone, &mut sleep);
+    let response_md = match intercepted.await {
         Ok(md) => md,
         Err(Some(status)) => return refuse(status).await,
         Err(None) => return Outcome::Cancelled,
