@@ -175,7 +175,7 @@ pub use builtin::{describe, health};
 
 pub use client::{Client, ClientBuilder, Resolve, ResolveFuture};
 pub use context::{CallOptions, Context, Response};
-pub use intercept::{CallInfo, Interceptor};
+pub use intercept::{AsyncInterceptor, CallInfo, InterceptFuture, Interceptor};
 pub use knafeh_macros::service;
 pub use proto::codec::Codec;
 pub use proto::compression::Compression;

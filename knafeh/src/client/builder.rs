@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::resolve::{self, Resolver, Schedule};
-use crate::intercept::Interceptor;
+use crate::intercept::{AsyncInterceptor, Interceptor, Interceptors};
 use crate::proto::retry::Throttle;
 use crate::transport::conn::Keepalive;
 use crate::{Code, Codec, Compression, HedgingPolicy, RetryPolicy, Status};
@@ -156,9 +156,19 @@ impl ClientBuilder {
     /// Adds an interceptor: it sees every call (method, metadata, deadline)
     /// before it is sent, and may add metadata or refuse the call with a
     /// status (returned to the caller; nothing is sent). Interceptors run
-    /// in the order they were added.
+    /// in the order they were added, synchronous and asynchronous alike.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
-        self.interceptors.0.push(Arc::new(interceptor));
+        self.interceptors.push(interceptor);
+        self
+    }
+
+    /// Adds an interceptor that may await (see [`AsyncInterceptor`]), in
+    /// its place among the interceptors added so far. It runs once per
+    /// call when the call's future is first polled, before anything is
+    /// sent; the call's deadline (and the cancellation of the call it was
+    /// made from) still applies while it waits.
+    pub fn async_interceptor(mut self, interceptor: impl AsyncInterceptor) -> Self {
+        self.interceptors.push_async(interceptor);
         self
     }
 
@@ -400,15 +410,5 @@ impl ClientBuilder {
             resolve::start(&client, stopped);
         }
         client
-    }
-}
-
-/// The interceptors of a client (shown by count in `Debug`).
-#[derive(Clone, Default)]
-pub(super) struct Interceptors(pub(super) Vec<Arc<dyn Interceptor>>);
-
-impl std::fmt::Debug for Interceptors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} interceptor(s)", self.0.len())
     }
 }

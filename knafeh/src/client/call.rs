@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
-use crate::intercept::{self, CallInfo};
+use crate::intercept::CallInfo;
 use crate::propagate;
 use crate::proto::compression::compress_tail;
 use crate::proto::h3::H3_REQUEST_REJECTED;
@@ -53,8 +53,8 @@ impl Client {
         Ok(prepared)
     }
 
-    /// Fixes the deadline and runs the interceptors: a call whose
-    /// request messages are sent later, as a stream.
+    /// Fixes the deadline: a call whose request messages are sent later,
+    /// as a stream. The interceptors run later, in [`Client::intercept`].
     pub(super) fn prepare_head(
         &self,
         path: &'static str,
@@ -69,15 +69,8 @@ impl Client {
         let deadline = inherited.deadline;
         let encoding = options.compression.unwrap_or(cfg.compression);
         let CallOptions {
-            mut metadata,
-            retry,
-            ..
+            metadata, retry, ..
         } = options;
-        if !cfg.interceptors.0.is_empty() {
-            let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
-            intercept::run(&cfg.interceptors.0, &mut info)?;
-            metadata = info.into_parts().0;
-        }
         Ok(Prepared {
             path,
             body: None,
@@ -87,6 +80,33 @@ impl Client {
             encoding,
             retry,
         })
+    }
+
+    /// Runs the interceptors, once per call and before anything is sent:
+    /// the call with the metadata they left. One that awaits still ends at
+    /// the call's deadline or when the call it was made from is cancelled.
+    pub(super) async fn intercept(
+        &self,
+        prepared: Result<Prepared, Status>,
+    ) -> Result<Prepared, Status> {
+        let mut prepared = prepared?;
+        let interceptors = &self.inner.cfg.interceptors;
+        if interceptors.is_empty() {
+            return Ok(prepared);
+        }
+        let (path, deadline) = (prepared.path, prepared.deadline);
+        let metadata = std::mem::take(&mut prepared.metadata);
+        let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
+        let run = interceptors.run(&mut info);
+        let run = propagate::unless_cancelled(prepared.cancel.as_mut(), path, run);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), run)
+                .await
+                .unwrap_or_else(|_| Err(deadline_status(path)))?,
+            None => run.await?,
+        }
+        prepared.metadata = info.into_parts().0;
+        Ok(prepared)
     }
 
     pub(super) async fn start(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
@@ -205,9 +225,12 @@ impl Client {
         prepared: Result<Prepared, Status>,
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
-        let result = async { self.unary_with_retries::<Resp>(prepared?).await }
-            .instrument(span.span.clone())
-            .await;
+        let result = async {
+            let prepared = self.intercept(prepared).await?;
+            self.unary_with_retries::<Resp>(prepared).await
+        }
+        .instrument(span.span.clone())
+        .await;
         span.finish(result.as_ref().err());
         result
     }
@@ -240,9 +263,12 @@ impl Client {
         let mut span = CallSpan::new(path);
         // Waits for the response headers so that call-level errors
         // (unknown method, bad request...) come back here.
-        let result = async { self.open_with_retries(prepared?).await }
-            .instrument(span.span.clone())
-            .await;
+        let result = async {
+            let prepared = self.intercept(prepared).await?;
+            self.open_with_retries(prepared).await
+        }
+        .instrument(span.span.clone())
+        .await;
         match result {
             Ok((call, headers)) => Ok(Streaming::new(DecodeStream::<Resp> {
                 call,

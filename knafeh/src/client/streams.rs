@@ -61,7 +61,9 @@ impl Client {
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start_with_retries(prepared?).await?;
+            let mut call = self
+                .start_with_retries(self.intercept(prepared).await?)
+                .await?;
             let stop = spawn_pump(&mut call, requests, self.inner.cfg.codec);
             let result = read_unary::<Resp>(&mut call).await;
             let _ = stop.send(result.as_ref().err().cloned().unwrap_or_else(Status::ok));
@@ -109,7 +111,9 @@ impl Client {
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let started = async {
-            let mut call = self.start_with_retries(prepared?).await?;
+            let mut call = self
+                .start_with_retries(self.intercept(prepared).await?)
+                .await?;
             let stop = spawn_pump(&mut call, requests, self.inner.cfg.codec);
             match std::future::poll_fn(|cx| call.poll_headers(cx)).await {
                 Ok(()) => Ok((call, stop)),

@@ -16,7 +16,7 @@ use tokio_quiche::ConnectionParams;
 
 use crate::builtin::Builtins;
 use crate::health::HealthReporter;
-use crate::intercept::Interceptor;
+use crate::intercept::{AsyncInterceptor, Interceptor, Interceptors};
 use crate::service::Service;
 use crate::transport::conn::Keepalive;
 use crate::transport::tls::{server_context, TlsHook};
@@ -51,7 +51,7 @@ pub struct ServerBuilder {
     pub(super) key: Option<PathBuf>,
     pub(super) client_ca: Option<PathBuf>,
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
-    pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
+    pub(super) interceptors: Interceptors,
     pub(super) duplicate: Option<&'static str>,
     pub(super) max_message_size: usize,
     pub(super) compression: Option<crate::Compression>,
@@ -73,7 +73,7 @@ impl Default for ServerBuilder {
             key: None,
             client_ca: None,
             services: HashMap::new(),
-            interceptors: Vec::new(),
+            interceptors: Interceptors::default(),
             duplicate: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compression: None,
@@ -135,9 +135,20 @@ impl ServerBuilder {
 
     /// Adds an interceptor: it sees every call (method, metadata, deadline,
     /// peer) before the request is read, and may refuse it with a status
-    /// or add metadata. Interceptors run in the order they were added.
+    /// or add metadata. Interceptors, synchronous and asynchronous, run in
+    /// the order they were added.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
-        self.interceptors.push(Arc::new(interceptor));
+        self.interceptors.push(interceptor);
+        self
+    }
+
+    /// Adds an interceptor that may await (see [`AsyncInterceptor`]): it
+    /// runs in the call's own task, before the request is read, in its
+    /// place among the interceptors added so far. While it waits, other
+    /// calls go on; if the client cancels or the deadline passes
+    /// meanwhile, the call ends and the interceptor's future is dropped.
+    pub fn async_interceptor(mut self, interceptor: impl AsyncInterceptor) -> Self {
+        self.interceptors.push_async(interceptor);
         self
     }
 

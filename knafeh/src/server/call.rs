@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
-use crate::intercept::{self, CallInfo};
+use crate::intercept::CallInfo;
 use crate::propagate;
 use crate::proto::compression::{compress_frames, response_encoding};
 use crate::proto::h3::H3_NO_ERROR;
@@ -141,7 +141,7 @@ pub(super) struct CallStream {
 /// then the response (one message, or a stream) and its status.
 pub(super) async fn serve(
     state: &ServerState,
-    head: wire::RequestHead,
+    mut head: wire::RequestHead,
     stream: CallStream,
     peer: SocketAddr,
 ) -> Outcome {
@@ -156,11 +156,14 @@ pub(super) async fn serve(
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| refuse(tx, codec, status);
+    // One timer for the whole call: interceptors, handler, any stream.
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     // Interceptors first: a refused call learns nothing about the services.
-    let mut head = head;
-    let response_md = match intercept_call(state, &mut head, deadline, peer) {
+    let intercepted = intercept_call(state, &mut head, deadline, peer, gone, &mut sleep);
+    let response_md = match intercepted.await {
         Ok(md) => md,
-        Err(status) => return refuse(status).await,
+        Err(Some(status)) => return refuse(status).await,
+        Err(None) => return Outcome::Cancelled,
     };
     let (service, shape) = match route(state, &head) {
         Ok(routed) => routed,
@@ -196,8 +199,6 @@ pub(super) async fn serve(
     };
     // Calls the handler makes inherit this call's deadline and cancellation.
     let handler = CatchUnwind(propagate::scoped(&ctx, service.call(&head.method, call)));
-    // One timer for the whole call: the handler, then any stream.
-    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
         Ok(reply) => propagate::scoped_reply(&ctx, reply),
         Err(None) => return cancelled(&ctx),
@@ -284,14 +285,21 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
 }
 
 /// Runs the interceptors on the call's metadata; the response metadata
-/// they set, or the status a refusing interceptor gave (with that
-/// metadata).
-fn intercept_call(
+/// they set, or the status to answer with (a refusing interceptor's, with
+/// that metadata; `DEADLINE_EXCEEDED`; `INTERNAL` for a panic); `Err(None)`
+/// when the client went away.
+///
+/// An interceptor that awaits does so here, in the call's task (the
+/// connection polls a new call once, then spawns it): other calls go on
+/// meanwhile, and its future is dropped when the call ends.
+async fn intercept_call(
     state: &ServerState,
     head: &mut wire::RequestHead,
     deadline: Option<Instant>,
     peer: SocketAddr,
-) -> Result<Metadata, Status> {
+    gone: &mut Gone,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Result<Metadata, Option<Status>> {
     if state.interceptors.is_empty() {
         return Ok(Metadata::new());
     }
@@ -301,7 +309,23 @@ fn intercept_call(
         deadline,
         Some(peer),
     );
-    let verdict = intercept::run(&state.interceptors, &mut info);
+    let guarded = {
+        let run = CatchUnwind(std::pin::pin!(state.interceptors.run(&mut info)));
+        guarded_with(run, gone, sleep).await
+    };
+    let verdict = match guarded {
+        Guarded::Done(Ok(verdict)) => verdict,
+        Guarded::Done(Err(panic)) => {
+            tracing::error!(path = %head.path, panic = %panic, "interceptor panicked");
+            let status = Status::internal(format!("an interceptor for {} panicked", head.path));
+            return Err(Some(status));
+        }
+        Guarded::Cancelled => return Err(None),
+        Guarded::Deadline => {
+            let status = Status::deadline_exceeded("deadline passed while the interceptors ran");
+            return Err(Some(status));
+        }
+    };
     let (md, response_md) = info.into_parts();
     head.metadata = md;
     match verdict {
@@ -309,7 +333,7 @@ fn intercept_call(
         Err(status) => {
             let mut md = response_md;
             md.extend(status.metadata().clone());
-            Err(status.with_metadata(md))
+            Err(Some(status.with_metadata(md)))
         }
     }
 }

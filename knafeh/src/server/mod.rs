@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::intercept::Interceptor;
+use crate::intercept::Interceptors;
 use crate::service::Service;
 use crate::transport::conn::Keepalive;
 
@@ -102,7 +102,7 @@ pub(super) struct ServerState {
     pub(super) keepalive: Keepalive,
     pub(super) request_read_timeout: Duration,
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
-    pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
+    pub(super) interceptors: Interceptors,
     pub(super) max_message_size: usize,
     /// `ServerBuilder::compression`: the preferred response encoding.
     pub(super) compression: Option<crate::Compression>,
