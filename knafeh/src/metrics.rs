@@ -146,7 +146,9 @@ pub(crate) fn server_call(
 ) -> CallMetrics {
     let labels = match head {
         Some(h) => match services.get_key_value(h.service.as_str()) {
-            Some((name, s)) => server_labels(Some(name), &h.method, s.request_shape(&h.method).is_some()),
+            Some((name, s)) => {
+                server_labels(Some(name), &h.method, s.request_shape(&h.method).is_some())
+            }
             None => server_labels(None, &h.method, false),
         },
         None => server_labels(None, UNKNOWN, false),
@@ -240,7 +242,10 @@ impl CallMetrics {
         counter(names.finished, by_code).increment(1);
         let seconds = self.started.elapsed().as_secs_f64();
         ::metrics::with_recorder(|r| {
-            r.register_histogram(&Key::from_static_parts(names.duration, &labels.labels), &META)
+            r.register_histogram(
+                &Key::from_static_parts(names.duration, &labels.labels),
+                &META,
+            )
         })
         .record(seconds);
         gauge(names.in_flight, &labels.labels).decrement(1.0);
@@ -310,6 +315,9 @@ mod tests {
             assert_eq!(set[2].value(), code.as_str());
             assert_eq!((set[0].value(), set[1].value()), ("test.Codes", "M"));
         }
-        assert_eq!(l.by_code[Code::InvalidArgument as usize][2].value(), "INVALID_ARGUMENT");
+        assert_eq!(
+            l.by_code[Code::InvalidArgument as usize][2].value(),
+            "INVALID_ARGUMENT"
+        );
     }
 }

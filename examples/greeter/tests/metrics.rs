@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use greeter::{CountRequest, GreeterClient, HelloRequest};
+use greeter::{CountRequest, GreeterClient, HelloReply, HelloRequest};
 use knafeh::Code;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -32,17 +32,28 @@ async fn run() {
         .connect()
         .await
         .expect("connect");
-    let greeter = GreeterClient::new(client);
+    let greeter = GreeterClient::new(client.clone());
+    // A method the server does not have: `unknown` there, whatever its name.
+    let req = HelloRequest { name: "x".into() };
+    let options = knafeh::CallOptions::default();
+    let nope = client.unary::<_, HelloReply>("/helloworld.Greeter/nope", &req, options);
+    assert_eq!(nope.await.unwrap_err().code(), Code::Unimplemented);
     for i in 0..5 {
         let name = format!("Ada {i}");
-        greeter.say_hello(HelloRequest { name }).await.expect("say_hello");
+        greeter
+            .say_hello(HelloRequest { name })
+            .await
+            .expect("say_hello");
     }
     for _ in 0..2 {
         let name = String::new();
         let err = greeter.say_hello(HelloRequest { name }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
     }
-    let mut counts = greeter.count_to(CountRequest { n: 3 }).await.expect("count_to");
+    let mut counts = greeter
+        .count_to(CountRequest { n: 3 })
+        .await
+        .expect("count_to");
     let mut items = 0;
     while let Some(c) = counts.message().await {
         c.expect("count");
@@ -55,20 +66,49 @@ async fn run() {
     let text = loop {
         let text = scrape(server.metrics_port).await;
         let m = Samples::parse(&text);
-        let ended = m.get("knafeh_server_call_duration_seconds_count", &[("method", "say_hello")]);
-        if ended == Some(7.0) && m.in_flight("knafeh_server_calls_in_flight", "count_to") == Some(0.0) {
+        let ended = m.get(
+            "knafeh_server_call_duration_seconds_count",
+            &[("method", "say_hello")],
+        );
+        let unknown = m.get(
+            "knafeh_server_call_duration_seconds_count",
+            &[("method", "unknown")],
+        );
+        if ended == Some(7.0)
+            && unknown == Some(1.0)
+            && m.in_flight("knafeh_server_calls_in_flight", "count_to") == Some(0.0)
+        {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    check(&Samples::parse(&text), "knafeh_server");
+    let server = Samples::parse(&text);
+    check(&server, "knafeh_server");
     assert_eq!(
-        Samples::parse(&text).get("knafeh_server_connections_accepted_total", &[]),
+        server.get("knafeh_server_connections_accepted_total", &[]),
         Some(1.0)
     );
-    check(&Samples::parse(&client_metrics.render()), "knafeh_client");
+    let unimplemented = [("method", "unknown"), ("code", "UNIMPLEMENTED")];
+    assert_eq!(
+        server.get("knafeh_server_calls_finished_total", &unimplemented),
+        Some(1.0)
+    );
+    assert_eq!(
+        server.get("knafeh_server_calls_started_total", &[("method", "nope")]),
+        None
+    );
     let client = Samples::parse(&client_metrics.render());
-    assert_eq!(client.get("knafeh_client_connections_dialled_total", &[]), Some(1.0));
+    check(&client, "knafeh_client");
+    assert_eq!(
+        client.get("knafeh_client_connections_dialled_total", &[]),
+        Some(1.0)
+    );
+    // The client labels its calls with its own (static) paths.
+    let nope = [("method", "nope"), ("code", "UNIMPLEMENTED")];
+    assert_eq!(
+        client.get("knafeh_client_calls_finished_total", &nope),
+        Some(1.0)
+    );
     println!("{text}");
 }
 
@@ -77,19 +117,41 @@ fn check(m: &Samples, side: &str) {
     let say_hello = [("service", SERVICE), ("method", "say_hello")];
     let count_to = [("service", SERVICE), ("method", "count_to")];
     let name = |n: &str| format!("{side}_{n}");
-    let with_code = |code| [("service", SERVICE), ("method", "say_hello"), ("code", code)];
+    let with_code = |code| {
+        [
+            ("service", SERVICE),
+            ("method", "say_hello"),
+            ("code", code),
+        ]
+    };
     assert_eq!(m.get(&name("calls_started_total"), &say_hello), Some(7.0));
-    assert_eq!(m.get(&name("calls_finished_total"), &with_code("OK")), Some(5.0));
     assert_eq!(
-        m.get(&name("calls_finished_total"), &with_code("INVALID_ARGUMENT")),
+        m.get(&name("calls_finished_total"), &with_code("OK")),
+        Some(5.0)
+    );
+    assert_eq!(
+        m.get(
+            &name("calls_finished_total"),
+            &with_code("INVALID_ARGUMENT")
+        ),
         Some(2.0)
     );
     let stream_ok = [("service", SERVICE), ("method", "count_to"), ("code", "OK")];
     assert_eq!(m.get(&name("calls_finished_total"), &stream_ok), Some(1.0));
-    assert_eq!(m.get(&name("call_duration_seconds_count"), &say_hello), Some(7.0));
-    assert_eq!(m.get(&name("call_duration_seconds_count"), &count_to), Some(1.0));
+    assert_eq!(
+        m.get(&name("call_duration_seconds_count"), &say_hello),
+        Some(7.0)
+    );
+    assert_eq!(
+        m.get(&name("call_duration_seconds_count"), &count_to),
+        Some(1.0)
+    );
     for method in ["say_hello", "count_to"] {
-        assert_eq!(m.in_flight(&name("calls_in_flight"), method), Some(0.0), "{side} {method}");
+        assert_eq!(
+            m.in_flight(&name("calls_in_flight"), method),
+            Some(0.0),
+            "{side} {method}"
+        );
         let labels = [("service", SERVICE), ("method", method)];
         for bytes in ["message_bytes_received_total", "message_bytes_sent_total"] {
             let n = m.get(&name(bytes), &labels).unwrap_or(0.0);
@@ -103,7 +165,10 @@ fn check(m: &Samples, side: &str) {
         "message_bytes_sent_total"
     };
     let request_bytes = m.get(&name(sent), &say_hello).unwrap();
-    assert!(request_bytes >= 7.0 * 5.0 + 5.0 * 5.0, "{side}_{sent}: {request_bytes}");
+    assert!(
+        request_bytes >= 7.0 * 5.0 + 5.0 * 5.0,
+        "{side}_{sent}: {request_bytes}"
+    );
     assert_eq!(m.get(&name("connections"), &[]), Some(1.0));
 }
 
@@ -137,7 +202,11 @@ async fn start_server() -> ServerProcess {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut ca, mut addr) = (None, None);
     while addr.is_none() {
-        let line = lines.next_line().await.expect("read stdout").expect("server exited");
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("server exited");
         if let Some(path) = line.strip_prefix("development CA written to ") {
             ca = Some(path.to_owned());
         }
@@ -176,7 +245,10 @@ struct Samples(Vec<(String, HashMap<String, String>, f64)>);
 impl Samples {
     fn parse(text: &str) -> Samples {
         let mut samples = Vec::new();
-        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let (series, value) = line.rsplit_once(' ').expect("a sample line");
             let (name, labels) = match series.split_once('{') {
                 Some((name, rest)) => (name, rest.trim_end_matches('}')),
@@ -199,7 +271,10 @@ impl Samples {
             .0
             .iter()
             .filter(|(n, l, _)| {
-                n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
             })
             .map(|(_, _, v)| *v)
             .collect();

@@ -67,7 +67,10 @@ pub(super) async fn dial(
     // Counted as open until the connection closes (or its client is gone).
     let open = crate::metrics::OpenConnection::open(&crate::metrics::CLIENT);
     let watch = watch_refusals(errors, cmd.downgrade(), shared.clone(), peer);
-    tokio::spawn(async move { watch.await; drop(open) });
+    tokio::spawn(async move {
+        watch.await;
+        drop(open)
+    });
     Ok(ConnHandle {
         cmd,
         shared,

@@ -102,8 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn serve_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     const BUCKETS: &[f64] = &[
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
     ];
     PrometheusBuilder::new()
         .with_http_listener(addr)
