@@ -45,6 +45,11 @@ scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // KNAFEH_BENCH_METRICS=1: knafeh's metrics go to a Prometheus recorder
+    // (in the server children too), to measure what recording costs.
+    if std::env::var_os("KNAFEH_BENCH_METRICS").is_some() {
+        install_recorder();
+    }
     let result = match args.first().map(String::as_str) {
         // Hidden: the server child (see child.rs).
         Some("serve") => child::serve_main(&args[1..]),
@@ -61,6 +66,19 @@ fn main() {
     if let Err(e) = result {
         eprintln!("knafeh-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Installs a Prometheus recorder (no exporter), with its upkeep thread.
+fn install_recorder() {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(5));
+                handle.run_upkeep();
+            });
+        }
+        Err(e) => eprintln!("knafeh-bench: no metrics recorder: {e}"),
     }
 }
 

@@ -160,6 +160,7 @@ pub mod as_bytes;
 mod client;
 mod context;
 mod intercept;
+mod metrics;
 mod propagate;
 mod proto;
 pub mod schema;

@@ -95,7 +95,9 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
             client: p,
             state,
             certs,
-        } = ProbeFixture::start(|b| b).await;
+            // More than the call below needs: shutdown ends at the drain
+            // timeout at the latest (10 s by default, as long as the call).
+        } = ProbeFixture::start(|b| b.drain_timeout(Duration::from_secs(30))).await;
         let addr = server.local_addr();
         let in_flight = {
             let p = p.clone();

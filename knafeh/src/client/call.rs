@@ -121,6 +121,7 @@ impl Client {
             ..
         } = prepared;
         crate::trace::inject(&mut metadata);
+        let traffic = crate::metrics::client_traffic(path);
         let work = async {
             let (conn, load) = self.connect_any().await?;
             // The server gets the time left after dialling, so both sides
@@ -156,6 +157,9 @@ impl Client {
                 cmd: conn.cmd.clone(),
                 credit: credit.clone(),
             });
+            if let Some(body) = &body {
+                traffic.sent(body.len());
+            }
             let open = Command::Open(Box::new(OpenRequest {
                 headers,
                 body,
@@ -186,6 +190,7 @@ impl Client {
                 conn: conn.shared.clone(),
                 _load: load,
                 cancel: None,
+                traffic,
             })
         };
         let work = propagate::unless_cancelled(cancel.as_mut(), path, work);
@@ -318,10 +323,12 @@ pub(super) struct CallSpan {
     pub(super) span: tracing::Span,
     pub(super) started: Instant,
     pub(super) done: bool,
+    /// The call's metrics (counted as cancelled if dropped unfinished).
+    pub(super) metered: crate::metrics::CallMetrics,
 }
 
 impl CallSpan {
-    pub(super) fn new(path: &str) -> Self {
+    pub(super) fn new(path: &'static str) -> Self {
         let (service, method) = wire::split_path(path).unwrap_or(("", path));
         CallSpan {
             span: tracing::debug_span!(
@@ -334,6 +341,7 @@ impl CallSpan {
             ),
             started: Instant::now(),
             done: false,
+            metered: crate::metrics::CallMetrics::start(crate::metrics::client_traffic(path)),
         }
     }
 
@@ -341,6 +349,7 @@ impl CallSpan {
     pub(super) fn finish(&mut self, err: Option<&Status>) {
         self.done = true;
         let code = err.map_or(Code::Ok, Status::code);
+        self.metered.finish(code);
         self.span.record("code", code.as_str());
         self.span
             .record("duration_us", self.started.elapsed().as_micros() as u64);
@@ -490,6 +499,8 @@ pub(super) struct ActiveCall {
     pub(super) _load: LoadGuard,
     /// The cancellation of the call being served, if inherited.
     pub(super) cancel: Option<propagate::Cancel>,
+    /// Where the call's message bytes are counted.
+    pub(super) traffic: crate::metrics::Traffic,
 }
 
 pub(super) fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -562,6 +573,7 @@ impl ActiveCall {
         let fed = match ev {
             StreamEvent::Headers(h) => self.reader.on_headers(headers_view(&h)),
             StreamEvent::Data(bytes) => {
+                self.traffic.received(bytes.len());
                 if self.window.release(bytes.len()) {
                     let id = self.guard.slot.load(Ordering::Acquire);
                     let _ = self.guard.cmd.send(Command::Resume(id));

@@ -64,12 +64,13 @@ pub(super) async fn dial(
         }
     }
     tracing::debug!(addr = %addr, %peer, "connected");
-    tokio::spawn(watch_refusals(
-        errors,
-        cmd.downgrade(),
-        shared.clone(),
-        peer,
-    ));
+    // Counted as open until the connection closes (or its client is gone).
+    let open = crate::metrics::OpenConnection::open(&crate::metrics::CLIENT);
+    let watch = watch_refusals(errors, cmd.downgrade(), shared.clone(), peer);
+    tokio::spawn(async move {
+        watch.await;
+        drop(open)
+    });
     Ok(ConnHandle {
         cmd,
         shared,

@@ -159,6 +159,7 @@ fn spawn_pump<Req: Message>(
             path: call.path,
             aborted: call.aborted.clone(),
             cmd: call.guard.cmd.clone(),
+            traffic: call.traffic,
         };
         tokio::spawn(pump.run(requests, stop_rx));
     }
@@ -174,6 +175,7 @@ struct Pump {
     path: &'static str,
     aborted: Arc<Aborted>,
     cmd: mpsc::UnboundedSender<Command>,
+    traffic: crate::metrics::Traffic,
 }
 
 /// What the pump does next.
@@ -230,6 +232,7 @@ impl Pump {
                 }
             }
             let frames = buf.split().freeze();
+            self.traffic.sent(frames.len());
             let sent = tokio::select! {
                 sent = self.tx.send(frames, fin) => sent,
                 end = &mut stop => {

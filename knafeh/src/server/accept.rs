@@ -40,7 +40,8 @@ pub(super) fn start_connection(
         }
     };
     state.connections.fetch_add(1, Ordering::AcqRel);
-    let guard = Box::new(ConnGuard(state.clone()));
+    let open = crate::metrics::OpenConnection::open(&crate::metrics::SERVER);
+    let guard = Box::new((ConnGuard(state.clone()), open));
     let (app, cmd, shared) = H3App::server(
         h3_config,
         peer,

@@ -57,6 +57,8 @@ pub(super) async fn handle_call(
     } = incoming;
     let start = Instant::now();
     let head = wire::parse_request(view(&headers));
+    let mut metered = crate::metrics::server_call(&state.services, head.as_ref().ok());
+    let traffic = metered.traffic();
     let (service_name, method_name) = match &head {
         Ok(h) => (h.service.clone(), h.method.clone()),
         Err(_) => (String::new(), String::new()),
@@ -96,6 +98,7 @@ pub(super) async fn handle_call(
                     tx,
                     window,
                     gone,
+                    traffic,
                 };
                 serve(&state, head, stream, peer).await
             }
@@ -103,6 +106,7 @@ pub(super) async fn handle_call(
         let span = tracing::Span::current();
         match &outcome {
             Outcome::Done(status) => {
+                metered.finish(status.code());
                 span.record("code", status.code().as_str());
                 span.record("duration_us", start.elapsed().as_micros() as u64);
                 if status.code() == crate::Code::Internal {
@@ -135,6 +139,7 @@ pub(super) struct CallStream {
     pub(super) tx: StreamTx,
     pub(super) window: Arc<RecvWindow>,
     pub(super) gone: Gone,
+    pub(super) traffic: crate::metrics::Traffic,
 }
 
 /// Serves one call: interceptors, routing, the request, the handler,
@@ -150,6 +155,7 @@ pub(super) async fn serve(
         tx,
         window,
         mut gone,
+        traffic,
     } = stream;
     let tx = &tx;
     let gone = &mut gone;
@@ -173,7 +179,7 @@ pub(super) async fn serve(
     let fault = RequestFault::default();
     let request = match shape {
         RequestShape::One => {
-            match read_request(state, &head, &mut events, deadline, tx, &window).await {
+            match read_request(state, &head, &mut events, deadline, tx, &window, traffic).await {
                 Ok(p) => Request::One(p),
                 Err(Some(status)) => return refuse(status).await,
                 Err(None) => return Outcome::Cancelled,
@@ -182,8 +188,16 @@ pub(super) async fn serve(
         RequestShape::Stream => {
             let max = state.max_message_size;
             let (enc, tx) = (head.encoding, tx.clone());
-            let stream =
-                RequestStream::new(&head.path, max, enc, events, tx, window, fault.clone());
+            let stream = RequestStream::new(
+                &head.path,
+                max,
+                enc,
+                events,
+                tx.clone(),
+                window,
+                fault.clone(),
+            )
+            .metered(traffic);
             Request::Stream(Box::pin(stream))
         }
     };
@@ -216,6 +230,7 @@ pub(super) async fn serve(
         gone,
         sleep: &mut sleep,
         tx,
+        traffic,
     };
     match send_reply(reply, &ctx, codec, ending).await {
         Outcome::Cancelled => cancelled(&ctx),
@@ -238,6 +253,7 @@ struct Ending<'a> {
     gone: &'a mut Gone,
     sleep: &'a mut Option<Pin<Box<tokio::time::Sleep>>>,
     tx: &'a StreamTx,
+    traffic: crate::metrics::Traffic,
 }
 
 /// Answers with a trailers-only response. A response that ends the call
@@ -254,7 +270,7 @@ async fn refuse(tx: &StreamTx, codec: Codec, status: Status) -> Outcome {
 
 /// Sends the handler's reply: headers with its metadata, then the one
 /// message or the stream, then the status.
-async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) -> Outcome {
+async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, mut end: Ending<'_>) -> Outcome {
     let tx = end.tx;
     let md = ctx.take_response_metadata();
     let headers = wire::response_headers(codec, end.encoding, &md);
@@ -268,6 +284,7 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
         Reply::Unary(frame) => {
             let frame = compress_frames(frame, end.encoding);
             let ok = Status::ok();
+            end.traffic.sent(frame.len());
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
             }
@@ -279,7 +296,7 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let outcome = send_stream(stream, end.path, end.fault, end.gone, end.sleep, tx).await;
+    let outcome = send_stream(stream, &mut end, tx).await;
     tx.stop_reading(H3_NO_ERROR);
     outcome
 }
@@ -392,14 +409,9 @@ async fn run_handler(
 }
 
 /// Sends a response stream after its headers, then the status trailers.
-async fn send_stream(
-    mut stream: FrameStream,
-    path: &str,
-    fault: &RequestFault,
-    gone: &mut Gone,
-    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
-    tx: &StreamTx,
-) -> Outcome {
+async fn send_stream(mut stream: FrameStream, end: &mut Ending<'_>, tx: &StreamTx) -> Outcome {
+    let (path, fault, traffic) = (end.path, end.fault, end.traffic);
+    let (gone, sleep) = (&mut *end.gone, &mut *end.sleep);
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
@@ -410,6 +422,7 @@ async fn send_stream(
             Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path, fault))),
         };
         if !frames.is_empty() {
+            traffic.sent(frames.len());
             // Waiting for send credit (a client that reads slowly) still
             // ends at the deadline or on cancellation.
             let send = tx.send(Out::Data(frames.freeze(), false, 0));
@@ -485,6 +498,7 @@ pub(super) async fn read_request(
     deadline: Option<Instant>,
     tx: &StreamTx,
     window: &RecvWindow,
+    traffic: crate::metrics::Traffic,
 ) -> Result<Bytes, Option<Status>> {
     // A client may not hold a call open without sending its request: the
     // read ends at the call's deadline or the server's read timeout.
@@ -505,6 +519,7 @@ pub(super) async fn read_request(
         match ev {
             Some(StreamEvent::Data(bytes)) => {
                 tx.consumed(window, bytes.len());
+                traffic.received(bytes.len());
                 reader.on_data(&bytes).map_err(Some)?;
             }
             Some(StreamEvent::Finished) => return reader.on_finished().map_err(Some),

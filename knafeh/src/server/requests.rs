@@ -42,6 +42,7 @@ pub(super) struct RequestStream {
     window: Arc<RecvWindow>,
     fault: RequestFault,
     done: bool,
+    traffic: Option<crate::metrics::Traffic>,
 }
 
 impl RequestStream {
@@ -61,6 +62,15 @@ impl RequestStream {
             window,
             fault,
             done: false,
+            traffic: None,
+        }
+    }
+
+    /// Counts the request's message bytes in `traffic`.
+    pub(super) fn metered(self, traffic: crate::metrics::Traffic) -> Self {
+        RequestStream {
+            traffic: Some(traffic),
+            ..self
         }
     }
 
@@ -93,6 +103,9 @@ impl Stream for RequestStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(StreamEvent::Data(bytes))) => {
                     this.tx.consumed(&this.window, bytes.len());
+                    if let Some(t) = this.traffic {
+                        t.received(bytes.len());
+                    }
                     this.reader.on_data(&bytes);
                 }
                 Poll::Ready(Some(StreamEvent::Finished)) => this.reader.on_finished(),
