@@ -110,7 +110,6 @@ impl Client {
     }
 
     pub(super) async fn start(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
-        let cfg = &self.inner.cfg;
         let Prepared {
             path,
             body,
@@ -121,78 +120,7 @@ impl Client {
             ..
         } = prepared;
         crate::trace::inject(&mut metadata);
-        let traffic = crate::metrics::client_traffic(path);
-        let work = async {
-            let (conn, load) = self.connect_any().await?;
-            // The server gets the time left after dialling, so both sides
-            // share one deadline.
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let headers = wire::request_headers(
-                &conn.authority,
-                path,
-                cfg.codec,
-                encoding,
-                remaining,
-                &metadata,
-            );
-            // A header block over the server's limit would make it close
-            // the whole connection.
-            let size = field_section_size(&headers);
-            let limit = conn.shared.peer_field_limit();
-            if size > limit {
-                return Err(Status::resource_exhausted(format!(
-                    "{path}: request headers (with metadata) are {size} bytes; \
-                     the server accepts at most {limit}"
-                )));
-            }
-            let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-            let slot = Arc::new(AtomicU64::new(u64::MAX));
-            let window = Arc::new(RecvWindow::default());
-            // A streaming request gets a writer with its own send window.
-            let credit = body
-                .is_none()
-                .then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
-            let request_tx = credit.as_ref().map(|credit| RequestTx {
-                slot: slot.clone(),
-                cmd: conn.cmd.clone(),
-                credit: credit.clone(),
-            });
-            if let Some(body) = &body {
-                traffic.sent(body.len());
-            }
-            let open = Command::Open(Box::new(OpenRequest {
-                headers,
-                body,
-                events: ev_tx,
-                window: window.clone(),
-                slot: slot.clone(),
-                credit,
-            }));
-            if conn.cmd.send(open).is_err() {
-                return Err(Status::unavailable("connection closed"));
-            }
-            Ok(ActiveCall {
-                request_tx,
-                refused: false,
-                aborted: Arc::new(Aborted::default()),
-                path,
-                codec: cfg.codec,
-                encoding,
-                events: ev_rx,
-                guard: CancelGuard {
-                    cmd: conn.cmd.clone(),
-                    slot,
-                    armed: true,
-                },
-                reader: ResponseReader::new(path, cfg.max_message_size),
-                window,
-                deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
-                conn: conn.shared.clone(),
-                _load: load,
-                cancel: None,
-                traffic,
-            })
-        };
+        let work = self.open_call(path, body, deadline, &metadata, encoding);
         let work = propagate::unless_cancelled(cancel.as_mut(), path, work);
         let started = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), work)
@@ -201,6 +129,90 @@ impl Client {
             None => work.await,
         };
         started.map(|call| ActiveCall { cancel, ..call })
+    }
+
+    /// Picks a connection (dialling if needed) and opens the call's
+    /// request stream on it: the headers, and the body of a one-message
+    /// request (`None` for a request stream, which gets a writer).
+    async fn open_call(
+        &self,
+        path: &'static str,
+        body: Option<Bytes>,
+        deadline: Option<Instant>,
+        metadata: &Metadata,
+        encoding: Compression,
+    ) -> Result<ActiveCall, Status> {
+        let cfg = &self.inner.cfg;
+        let traffic = crate::metrics::client_traffic(path);
+        let (conn, load) = self.connect_any().await?;
+        // The server gets the time left after dialling, so both sides
+        // share one deadline.
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let headers = wire::request_headers(
+            &conn.authority,
+            path,
+            cfg.codec,
+            encoding,
+            remaining,
+            metadata,
+        );
+        // A header block over the server's limit would make it close
+        // the whole connection.
+        let size = field_section_size(&headers);
+        let limit = conn.shared.peer_field_limit();
+        if size > limit {
+            return Err(Status::resource_exhausted(format!(
+                "{path}: request headers (with metadata) are {size} bytes; \
+                 the server accepts at most {limit}"
+            )));
+        }
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let slot = Arc::new(AtomicU64::new(u64::MAX));
+        let window = Arc::new(RecvWindow::default());
+        // A streaming request gets a writer with its own send window.
+        let credit = body
+            .is_none()
+            .then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
+        let request_tx = credit.as_ref().map(|credit| RequestTx {
+            slot: slot.clone(),
+            cmd: conn.cmd.clone(),
+            credit: credit.clone(),
+        });
+        if let Some(body) = &body {
+            traffic.sent(body.len());
+        }
+        let open = Command::Open(Box::new(OpenRequest {
+            headers,
+            body,
+            events: ev_tx,
+            window: window.clone(),
+            slot: slot.clone(),
+            credit,
+        }));
+        if conn.cmd.send(open).is_err() {
+            return Err(Status::unavailable("connection closed"));
+        }
+        Ok(ActiveCall {
+            request_tx,
+            refused: false,
+            aborted: Arc::new(Aborted::default()),
+            path,
+            codec: cfg.codec,
+            encoding,
+            events: ev_rx,
+            guard: CancelGuard {
+                cmd: conn.cmd.clone(),
+                slot,
+                armed: true,
+            },
+            reader: ResponseReader::new(path, cfg.max_message_size),
+            window,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+            conn: conn.shared.clone(),
+            _load: load,
+            cancel: None,
+            traffic,
+        })
     }
 
     /// Makes a unary call to `path` (generated clients call this).

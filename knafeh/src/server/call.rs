@@ -59,39 +59,20 @@ pub(super) async fn handle_call(
     let head = wire::parse_request(view(&headers));
     let mut metered = crate::metrics::server_call(&state.services, head.as_ref().ok());
     let traffic = metered.traffic();
-    let (service_name, method_name) = match &head {
-        Ok(h) => (h.service.clone(), h.method.clone()),
-        Err(_) => (String::new(), String::new()),
-    };
+    let label = CallLabel::new(head.as_ref().ok(), peer);
     let span = tracing::debug_span!(
         "knafeh.server",
-        service = %service_name,
-        method = %method_name,
+        service = %label.service,
+        method = %label.method,
         %peer,
         trace_id = tracing::field::Empty,
         code = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
     crate::trace::server_span(&span, head.as_ref().ok().map(|h| &h.metadata));
-    // For the failure warning, which must name the call even where the
-    // (debug-level) span is off.
-    let trace = head
-        .as_ref()
-        .ok()
-        .and_then(|h| crate::trace::parent_in(&h.metadata));
     let fut = async move {
         let outcome = match head {
-            Err(refusal) => {
-                // Answer in the request's codec when it named a known one.
-                let codec = view(&headers)
-                    .find(|(n, _)| *n == b"content-type")
-                    .and_then(|(_, v)| Codec::from_content_type(v))
-                    .unwrap_or_default();
-                tx.send(Out::Headers(wire::refusal_block(&refusal, codec), true))
-                    .await;
-                tx.stop_reading(H3_NO_ERROR);
-                Outcome::Done(refusal.status)
-            }
+            Err(refusal) => refuse_head(&headers, refusal, &tx).await,
             Ok(head) => {
                 let stream = CallStream {
                     events,
@@ -103,34 +84,74 @@ pub(super) async fn handle_call(
                 serve(&state, head, stream, peer).await
             }
         };
-        let span = tracing::Span::current();
-        match &outcome {
-            Outcome::Done(status) => {
-                metered.finish(status.code());
-                span.record("code", status.code().as_str());
-                span.record("duration_us", start.elapsed().as_micros() as u64);
-                if status.code() == crate::Code::Internal {
-                    tracing::warn!(
-                        service = %service_name,
-                        method = %method_name,
-                        %peer,
-                        trace_id = trace.map(|t| t.trace_id_hex()).as_deref(),
-                        code = status.code().as_str(),
-                        message = status.message(),
-                        "call failed"
-                    );
-                } else {
-                    tracing::debug!(code = status.code().as_str(), "call finished");
-                }
-            }
-            Outcome::Cancelled => {
-                span.record("code", "CANCELLED");
-                span.record("duration_us", start.elapsed().as_micros() as u64);
-                tracing::debug!("call cancelled by the client");
-            }
+        if let Outcome::Done(status) = &outcome {
+            metered.finish(status.code());
         }
+        log_outcome(&outcome, start, &label);
     };
     fut.instrument(span).await
+}
+
+/// Answers a request whose header block was refused, in the request's
+/// codec when it named a known one, and stops reading it.
+async fn refuse_head(headers: &[h3::Header], refusal: wire::Refusal, tx: &StreamTx) -> Outcome {
+    let codec = view(headers)
+        .find(|(n, _)| *n == b"content-type")
+        .and_then(|(_, v)| Codec::from_content_type(v))
+        .unwrap_or_default();
+    tx.send(Out::Headers(wire::refusal_block(&refusal, codec), true))
+        .await;
+    tx.stop_reading(H3_NO_ERROR);
+    Outcome::Done(refusal.status)
+}
+
+/// What the logs name a call by. The failure warning carries it itself: the
+/// per-call span is at debug level and may be off.
+struct CallLabel {
+    service: String,
+    method: String,
+    peer: SocketAddr,
+    trace: Option<crate::TraceParent>,
+}
+
+impl CallLabel {
+    fn new(head: Option<&wire::RequestHead>, peer: SocketAddr) -> Self {
+        CallLabel {
+            service: head.map(|h| h.service.clone()).unwrap_or_default(),
+            method: head.map(|h| h.method.clone()).unwrap_or_default(),
+            peer,
+            trace: head.and_then(|h| crate::trace::parent_in(&h.metadata)),
+        }
+    }
+}
+
+/// Records how the call ended on its span (the current one) and logs it:
+/// a warning naming the call for `INTERNAL`, debug events otherwise.
+fn log_outcome(outcome: &Outcome, started: Instant, label: &CallLabel) {
+    let span = tracing::Span::current();
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    let status = match outcome {
+        Outcome::Done(status) => status,
+        Outcome::Cancelled => {
+            span.record("code", "CANCELLED");
+            tracing::debug!("call cancelled by the client");
+            return;
+        }
+    };
+    span.record("code", status.code().as_str());
+    if status.code() == crate::Code::Internal {
+        tracing::warn!(
+            service = %label.service,
+            method = %label.method,
+            peer = %label.peer,
+            trace_id = label.trace.map(|t| t.trace_id_hex()).as_deref(),
+            code = status.code().as_str(),
+            message = status.message(),
+            "call failed"
+        );
+    } else {
+        tracing::debug!(code = status.code().as_str(), "call finished");
+    }
 }
 
 /// The stream of one call, as the connection handed it over.
@@ -186,31 +207,19 @@ pub(super) async fn serve(
             }
         }
         RequestShape::Stream => {
-            let max = state.max_message_size;
-            let (enc, tx) = (head.encoding, tx.clone());
             let stream = RequestStream::new(
                 &head.path,
-                max,
-                enc,
+                state.max_message_size,
+                head.encoding,
                 events,
                 tx.clone(),
                 window,
                 fault.clone(),
-            )
-            .metered(traffic);
-            Request::Stream(Box::pin(stream))
+            );
+            Request::Stream(Box::pin(stream.metered(traffic)))
         }
     };
-    let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer)
-        .with_draining(state.draining.subscribe());
-    if !response_md.is_empty() {
-        *ctx.response_metadata_mut() = response_md;
-    }
-    let call = Call {
-        codec,
-        request,
-        ctx: ctx.clone(),
-    };
+    let (ctx, call) = call_for(state, &mut head, deadline, peer, response_md, request);
     // Calls the handler makes inherit this call's deadline and cancellation.
     let handler = CatchUnwind(propagate::scoped(&ctx, service.call(&head.method, call)));
     let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
@@ -236,6 +245,31 @@ pub(super) async fn serve(
         Outcome::Cancelled => cancelled(&ctx),
         done => done,
     }
+}
+
+/// The handler's view of the call (the request metadata moves into it,
+/// with the response metadata the interceptors set), and the call as the
+/// service takes it.
+fn call_for(
+    state: &ServerState,
+    head: &mut wire::RequestHead,
+    deadline: Option<Instant>,
+    peer: SocketAddr,
+    response_md: crate::Metadata,
+    request: Request,
+) -> (Context, Call) {
+    let metadata = std::mem::take(&mut head.metadata);
+    let ctx = Context::new(head.path.clone(), metadata, deadline, peer)
+        .with_draining(state.draining.subscribe());
+    if !response_md.is_empty() {
+        *ctx.response_metadata_mut() = response_md;
+    }
+    let call = Call {
+        codec: head.codec,
+        request,
+        ctx: ctx.clone(),
+    };
+    (ctx, call)
 }
 
 /// A call its client cancelled: work carrying its context learns it.
