@@ -50,6 +50,15 @@ fn main() {
     if std::env::var_os("KNAFEH_BENCH_METRICS").is_some() {
         install_recorder();
     }
+    // KNAFEH_BENCH_TRACING=1: a subscriber with knafeh's per-call spans and
+    // events on (`knafeh=debug`), formatted and thrown away, to measure
+    // what tracing costs (in the server children too).
+    if std::env::var_os("KNAFEH_BENCH_TRACING").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("knafeh=debug"))
+            .with_writer(std::io::sink)
+            .init();
+    }
     let result = match args.first().map(String::as_str) {
         // Hidden: the server child (see child.rs).
         Some("serve") => child::serve_main(&args[1..]),
