@@ -98,6 +98,33 @@ fn answered(r: &RawResponse, payload: &[u8], case: &str) {
     assert_eq!(r.messages(), Some(vec![payload.to_vec()]), "{case}: {r:?}");
 }
 
+/// Controls for the framing test: a well-formed request, the same message
+/// one byte per DATA frame (frame boundaries do not matter), and request
+/// trailers after the message (ignored) are all answered.
+async fn well_formed_variants_are_answered(s: &Suite) {
+    let echo = ProbeClient::ECHO;
+    let ok = br#"{"text":"hi"}"#;
+    // Control: a well-formed request, then the same message one byte
+    // per DATA frame (frame boundaries do not matter).
+    let r = s.send(base(echo, JSON), echo_json("hi")).await;
+    answered(&r, ok, "control");
+    assert_eq!(
+        raw::get(r.headers.as_ref().unwrap(), "content-type"),
+        Some(JSON)
+    );
+    let mut st = s.raw.open(base(echo, JSON), vec![], false);
+    let bytes = echo_json("hi");
+    for (i, b) in bytes.iter().enumerate() {
+        st.send(vec![*b], i + 1 == bytes.len()).await;
+    }
+    answered(&st.response().await, ok, "one byte per DATA frame");
+    // Request trailers after the message are ignored.
+    let mut st = s.raw.open(base(echo, JSON), echo_json("hi"), false);
+    st.send_trailers([("x-trailer", "1"), ("grpc-status", "13")])
+        .await;
+    answered(&st.response().await, ok, "request trailers");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_framing_gets_the_documented_status() {
     bounded(async {
@@ -105,25 +132,7 @@ async fn broken_framing_gets_the_documented_status() {
         let echo = ProbeClient::ECHO;
         let ok = br#"{"text":"hi"}"#;
 
-        // Control: a well-formed request, then the same message one byte
-        // per DATA frame (frame boundaries do not matter).
-        let r = s.send(base(echo, JSON), echo_json("hi")).await;
-        answered(&r, ok, "control");
-        assert_eq!(
-            raw::get(r.headers.as_ref().unwrap(), "content-type"),
-            Some(JSON)
-        );
-        let mut st = s.raw.open(base(echo, JSON), vec![], false);
-        let bytes = echo_json("hi");
-        for (i, b) in bytes.iter().enumerate() {
-            st.send(vec![*b], i + 1 == bytes.len()).await;
-        }
-        answered(&st.response().await, ok, "one byte per DATA frame");
-        // Request trailers after the message are ignored.
-        let mut st = s.raw.open(base(echo, JSON), echo_json("hi"), false);
-        st.send_trailers([("x-trailer", "1"), ("grpc-status", "13")])
-            .await;
-        answered(&st.response().await, ok, "request trailers");
+        well_formed_variants_are_answered(&s).await;
 
         let cases: Vec<(&str, Vec<u8>, Code)> = vec![
             ("truncated prefix", vec![0, 0, 0], Code::InvalidArgument),
