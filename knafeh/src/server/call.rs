@@ -81,6 +81,7 @@ pub(super) async fn handle_call(
                     gone,
                     traffic,
                 };
+                off_the_connection_if_compressed(&state, &head).await;
                 serve(&state, head, stream, peer).await
             }
         };
@@ -90,6 +91,17 @@ pub(super) async fn handle_call(
         log_outcome(&outcome, start, &label);
     };
     fut.instrument(span).await
+}
+
+/// A call that decompresses or compresses messages does that work in its
+/// own task, not in the connection's inline first poll of a new call
+/// (`start_new_calls`), where inflating a large message would stall every
+/// call on the connection: it yields once, so the connection spawns it.
+async fn off_the_connection_if_compressed(state: &ServerState, head: &wire::RequestHead) {
+    let response = response_encoding(state.compression, head.encoding, head.accept);
+    if head.encoding != Compression::Identity || response != Compression::Identity {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Answers a request whose header block was refused, in the request's
