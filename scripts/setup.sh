@@ -19,11 +19,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 
-# Exports BORING_BSSL_PATH/BORING_BSSL_INCLUDE_PATH for the first (by name,
+# Exports BORING_BSSL_PATH/BORING_BSSL_INCLUDE_PATH (unless already set) for the first (by name,
 # so the choice is stable) BoringSSL build under target/debug that has
 # both libraries and the headers; does nothing when there is none.
 reuse_boringssl() {
   local out
+  # Already pointed at a BoringSSL (by the caller or an earlier call): keep
+  # it, so every build of one target directory sees the same value.
+  if [ -n "${BORING_BSSL_PATH:-}" ] && [ -f "$BORING_BSSL_PATH/libssl.a" ]; then
+    return 0
+  fi
   for out in $(ls -d target/debug/build/boring-sys-*/out 2>/dev/null | sort); do
     if [ -f "$out/build/libssl.a" ] && [ -f "$out/build/libcrypto.a" ] \
       && [ -f "$out/boringssl/include/openssl/ssl.h" ]; then

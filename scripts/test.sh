@@ -18,6 +18,9 @@ cargo test --workspace --exclude knafeh-bench --exclude knafeh-bench-py
 # shares no code with knafeh.
 ./scripts/conformance.sh
 
+# The `knafeh` command line against the example server binary.
+./scripts/cli-check.sh
+
 # No clippy warnings; docs build cleanly. clippy and rustdoc build
 # boring-sys for themselves: point it at the BoringSSL the test build
 # compiled (boring-sys's documented BORING_BSSL_PATH) rather than

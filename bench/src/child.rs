@@ -22,10 +22,11 @@ pub struct Certs {
 }
 
 impl Certs {
-    pub fn generate() -> Result<Certs, String> {
+    /// A fresh development CA and server certificate for `names` (DNS
+    /// names or IP addresses), written to a temporary directory.
+    pub fn generate(names: &[&str]) -> Result<Certs, String> {
         let dir = std::env::temp_dir().join(format!("knafeh-bench-{}", std::process::id()));
-        let dev = knafeh::DevCert::generate(&["localhost", "127.0.0.1"])
-            .map_err(|e| format!("dev cert: {e}"))?;
+        let dev = knafeh::DevCert::generate(names).map_err(|e| format!("dev cert: {e}"))?;
         let paths = dev
             .write_to(&dir)
             .map_err(|e| format!("writing dev cert to {}: {e}", dir.display()))?;
@@ -52,11 +53,32 @@ pub struct ServerChild {
 }
 
 impl ServerChild {
+    /// Starts `knafeh-bench serve <system>` on loopback.
     pub fn spawn(system: System, certs: &Certs, max_streams: u64) -> Result<ServerChild, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg(system.name())
+        Self::spawn_at(&mut Command::new(exe), system, certs, max_streams, None)
+    }
+
+    /// Starts a server child from `command`, which runs this executable
+    /// (perhaps through a wrapper such as `ip netns exec`); `serve <system>
+    /// ...` are appended, with `--addr addr` when given.
+    pub fn spawn_at(
+        command: &mut Command,
+        system: System,
+        certs: &Certs,
+        max_streams: u64,
+        addr: Option<SocketAddr>,
+    ) -> Result<ServerChild, String> {
+        if let Some(addr) = addr {
+            command
+                .arg("serve")
+                .arg(system.name())
+                .arg("--addr")
+                .arg(addr.to_string());
+        } else {
+            command.arg("serve").arg(system.name());
+        }
+        let mut child = command
             .arg("--cert")
             .arg(&certs.cert)
             .arg("--key")
@@ -93,6 +115,7 @@ impl ServerChild {
             target: Target {
                 addr,
                 ca: certs.ca.clone(),
+                tls: system == System::TonicTls,
             },
         })
     }
@@ -138,7 +161,7 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
     let system = it
         .next()
         .and_then(|s| System::parse(s))
-        .ok_or("serve: expected a system (knafeh, tonic, floor)")?;
+        .ok_or("serve: expected a system (knafeh, tonic, tonic-tls, floor)")?;
     let mut cert = None;
     let mut key = None;
     let mut max_streams = 100u64;

@@ -61,7 +61,7 @@ struct CallerResult {
 
 pub async fn main(args: &[String]) -> Result<(), String> {
     let a = parse(args)?;
-    let certs = Certs::generate()?;
+    let certs = Certs::generate(&["localhost", "127.0.0.1"])?;
     let server = ServerChild::spawn(System::Knafeh, &certs, a.in_flight.max(100) as u64)?;
     crate::print_machine();
     println!(

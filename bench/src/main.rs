@@ -1,20 +1,25 @@
 //! knafeh's benchmark: the same 64-byte echo service on knafeh, tonic
 //! (gRPC over HTTP/2) and a bare tokio-quiche HTTP/3 echo (the floor),
-//! over loopback, servers in child processes.
+//! over loopback, servers in child processes; `wan`: knafeh, tonic with TLS
+//! and tonic h2c over an emulated link (see `wan.rs`).
 //!
 //! ```text
-//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,floor]
+//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,floor]
 //!              [--rounds N] [--duration 2s]
+//! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
+//! knafeh-bench compress [--duration 2s]
 //! ```
 
 mod child;
 mod codec;
+mod compress;
 mod load;
 mod scenarios;
 mod stats;
 mod systems;
+mod wan;
 
 use std::time::Duration;
 
@@ -24,9 +29,12 @@ use stats::{fmt_num, parse_duration};
 use systems::System;
 
 pub const USAGE: &str = "\
-usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor] [--rounds N] [--duration 2s]
+usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor,tonic-tls] [--rounds N] [--duration 2s]
+       knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
+                        [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
+       knafeh-bench compress [--duration 2s]   (a compressible 1 MiB echo: none, gzip, zstd; MB/s, bytes on the wire)
 
 scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
            d server streaming of 100,000 64 B items, e unary 1 MiB each way,
@@ -37,11 +45,27 @@ scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // KNAFEH_BENCH_METRICS=1: knafeh's metrics go to a Prometheus recorder
+    // (in the server children too), to measure what recording costs.
+    if std::env::var_os("KNAFEH_BENCH_METRICS").is_some() {
+        install_recorder();
+    }
+    // KNAFEH_BENCH_TRACING=1: a subscriber with knafeh's per-call spans and
+    // events on (`knafeh=debug`), formatted and thrown away, to measure
+    // what tracing costs (in the server children too).
+    if std::env::var_os("KNAFEH_BENCH_TRACING").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("knafeh=debug"))
+            .with_writer(std::io::sink)
+            .init();
+    }
     let result = match args.first().map(String::as_str) {
         // Hidden: the server child (see child.rs).
         Some("serve") => child::serve_main(&args[1..]),
         Some("load") => runtime().and_then(|rt| rt.block_on(load::main(&args[1..]))),
         Some("codec") => codec::main(&args[1..]),
+        Some("compress") => runtime().and_then(|rt| rt.block_on(compress::main(&args[1..]))),
+        Some("wan") => wan::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -51,6 +75,19 @@ fn main() {
     if let Err(e) = result {
         eprintln!("knafeh-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Installs a Prometheus recorder (no exporter), with its upkeep thread.
+fn install_recorder() {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(5));
+                handle.run_upkeep();
+            });
+        }
+        Err(e) => eprintln!("knafeh-bench: no metrics recorder: {e}"),
     }
 }
 
@@ -73,7 +110,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         only: SCENARIOS.iter().map(|s| s.id).collect(),
-        systems: System::ALL.to_vec(),
+        systems: System::DEFAULT.to_vec(),
         rounds: None,
         duration: None,
     };
@@ -100,7 +137,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .split(',')
                     .map(|s| {
                         System::parse(s.trim()).ok_or(format!(
-                            "--systems: unknown system {s:?} (knafeh, tonic, floor)"
+                            "--systems: unknown system {s:?} (knafeh, tonic, tonic-tls, floor)"
                         ))
                     })
                     .collect::<Result<_, _>>()?
@@ -171,7 +208,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
         st.duration,
         st.idle_rounds,
     );
-    let certs = Certs::generate()?;
+    let certs = Certs::generate(&["localhost", "127.0.0.1"])?;
     let mut servers = Vec::new();
     for &s in &o.systems {
         servers.push(ServerChild::spawn(s, &certs, 100)?);
@@ -274,34 +311,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
             table.push(row);
         }
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (n, row) in table.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                if c < 3 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-        if n == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            println!("|-{}-|", rule.join("-|-"));
-        }
-    }
+    stats::print_aligned(&table, 3);
     for (sc, outcomes) in rows {
         for o in outcomes {
             if let Some(e) = &o.error {

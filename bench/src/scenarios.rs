@@ -269,12 +269,12 @@ async fn measure(
     let target = &server.target;
     match server.system {
         System::Knafeh => measure_with::<KnafehConn>(id, target, st).await,
-        System::Tonic => measure_with::<TonicConn>(id, target, st).await,
+        System::Tonic | System::TonicTls => measure_with::<TonicConn>(id, target, st).await,
         System::Floor => measure_with::<FloorConn>(id, target, st).await,
     }
 }
 
-async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
+pub(crate) async fn checked_echo<C: Conn>(c: &C, size: usize) -> Result<(), String> {
     let got = c.echo(vec![0xa5; size]).await?;
     if got != size {
         return Err(format!("echo returned {got} bytes, sent {size}"));
@@ -485,7 +485,7 @@ async fn idle(system: System, certs: &Certs, n: usize) -> Result<Vec<f64>, Strin
     let server = ServerChild::spawn(system, certs, 100)?;
     let v = match system {
         System::Knafeh => idle_with::<KnafehConn>(&server, n).await?,
-        System::Tonic => idle_with::<TonicConn>(&server, n).await?,
+        System::Tonic | System::TonicTls => idle_with::<TonicConn>(&server, n).await?,
         System::Floor => idle_with::<FloorConn>(&server, n).await?,
     };
     Ok(vec![v])

@@ -28,6 +28,9 @@ pub struct ConnectOptions {
     pub timeout: Option<f64>,
     /// Connect timeout, seconds.
     pub connect_timeout: Option<f64>,
+    /// How requests are compressed: `"identity"`/`"none"` (default),
+    /// `"gzip"` or `"zstd"`.
+    pub compression: Option<String>,
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration, Status> {
@@ -55,6 +58,10 @@ impl ConnectOptions {
         }
         if let Some(t) = self.timeout {
             b = b.default_timeout(seconds("timeout", t)?);
+        }
+        if let Some(name) = &self.compression {
+            let c: knafeh::Compression = name.parse().map_err(Status::invalid_argument)?;
+            b = b.compression(c);
         }
         if let Some(t) = self.connect_timeout {
             b = b.connect_timeout(seconds("connect_timeout", t)?);

@@ -112,4 +112,18 @@ pub mod __private {
     pub use crate::server::{decode_to_py, encode_from_py};
     pub use knafeh;
     pub use pyo3;
+
+    /// `__knafeh_schema__()` of the generated classes: the service's
+    /// schema as JSON (what `python -m knafeh.stubgen` reads).
+    ///
+    /// # Errors
+    /// `RuntimeError` with the reason when the schema cannot be made (the
+    /// `SchemaError` names the type).
+    pub fn schema_json<E: std::fmt::Display>(
+        schema: Result<knafeh::schema::ServiceSchema, E>,
+    ) -> pyo3::PyResult<String> {
+        schema
+            .map(|s| s.to_json())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
 }

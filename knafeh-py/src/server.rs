@@ -459,6 +459,13 @@ impl Service for PyService {
         })
     }
 
+    fn idempotent(&self, method: &str) -> bool {
+        // From the trait's `#[knafeh(idempotent)]`, carried in the schema.
+        self.schema
+            .as_ref()
+            .is_ok_and(|s| s.methods.iter().any(|m| m.name == method && m.idempotent))
+    }
+
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {
         let (_, streaming) = self.methods.get(method).copied().unwrap_or_default();
         // No GIL here: knafeh may start a call on its connection's task,
@@ -524,6 +531,8 @@ enum ServerState {
 #[pyclass(module = "knafeh", name = "Server")]
 pub struct PyServer {
     state: Arc<Mutex<ServerState>>,
+    /// The health reporter, when the server serves `knafeh.Health`.
+    health: Option<knafeh::health::HealthReporter>,
 }
 
 fn lock(state: &Mutex<ServerState>) -> std::sync::MutexGuard<'_, ServerState> {
@@ -533,13 +542,15 @@ fn lock(state: &Mutex<ServerState>) -> std::sync::MutexGuard<'_, ServerState> {
 #[pymethods]
 impl PyServer {
     #[new]
-    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None))]
+    #[pyo3(signature = (addr = "127.0.0.1:0", *, cert, key, max_message_size = None, drain_timeout = None, health = false, compression = None))]
     fn new(
         addr: &str,
         cert: String,
         key: String,
         max_message_size: Option<usize>,
         drain_timeout: Option<f64>,
+        health: bool,
+        compression: Option<&str>,
     ) -> PyResult<Self> {
         let addr: std::net::SocketAddr = addr
             .parse()
@@ -548,17 +559,51 @@ impl PyServer {
         if let Some(m) = max_message_size {
             b = b.max_message_size(m);
         }
+        if let Some(c) = compression {
+            let c: knafeh::Compression =
+                c.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
+            b = b.compression(c);
+        }
         if let Some(d) = drain_timeout {
             b = b.drain_timeout(std::time::Duration::try_from_secs_f64(d).map_err(|_| {
                 pyo3::exceptions::PyValueError::new_err("drain_timeout must be >= 0")
             })?);
+        }
+        let health = health.then(knafeh::health::HealthReporter::new);
+        if let Some(h) = &health {
+            b = b.health(h.clone());
         }
         Ok(PyServer {
             state: Arc::new(Mutex::new(ServerState::Building(
                 Some(Box::new(b)),
                 Vec::new(),
             ))),
+            health,
         })
+    }
+
+    /// Sets what `knafeh.Health` reports for `service` (`""`: the whole
+    /// server): `"SERVING"` or `"NOT_SERVING"` (or `"UNKNOWN"`). Needs
+    /// `Server(..., health=True)`.
+    fn set_health(&self, service: &str, status: &str) -> PyResult<()> {
+        use knafeh::health::ServingStatus;
+        let Some(health) = &self.health else {
+            return Err(PyRuntimeError::new_err(
+                "health is not served: create the server with health=True",
+            ));
+        };
+        let status = match status {
+            "SERVING" => ServingStatus::Serving,
+            "NOT_SERVING" => ServingStatus::NotServing,
+            "UNKNOWN" => ServingStatus::Unknown,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "status {other:?}: expected \"SERVING\", \"NOT_SERVING\" or \"UNKNOWN\""
+                )))
+            }
+        };
+        health.set(service, status);
+        Ok(())
     }
 
     /// Adds a generated `{Trait}Service(implementation)` object.
@@ -658,6 +703,10 @@ pub struct PyCallContext {
     peer_addr: String,
     metadata: knafeh::Metadata,
     deadline: Option<std::time::Instant>,
+    /// The call's context, for the server's drain signal.
+    context: knafeh::Context,
+    /// Completes the awaitables of `draining()`.
+    completers: crate::aio::LoopCompleter,
 }
 
 impl PyCallContext {
@@ -668,6 +717,8 @@ impl PyCallContext {
             peer_addr: ctx.peer_addr().to_string(),
             metadata: ctx.metadata().clone(),
             deadline: ctx.deadline(),
+            context: ctx.clone(),
+            completers: crate::aio::LoopCompleter::default(),
         }
     }
 }
@@ -687,6 +738,21 @@ impl PyCallContext {
             d.saturating_duration_since(std::time::Instant::now())
                 .as_secs_f64()
         })
+    }
+
+    /// Whether the server has begun a graceful shutdown: a long-lived
+    /// stream should end soon, before the drain timeout cuts it off.
+    fn is_draining(&self) -> bool {
+        self.context.is_draining()
+    }
+
+    /// An awaitable that completes when the server begins a graceful
+    /// shutdown (at once if it has): `await ctx.draining()` in an
+    /// `async def` handler. The wait happens on knafeh's runtime; the
+    /// event loop and the GIL stay free meanwhile.
+    fn draining<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let draining = self.context.draining();
+        crate::aio::awaitable(py, &self.completers, draining, |py, ()| Ok(py.None()))
     }
 
     fn __repr__(&self) -> String {
@@ -711,6 +777,10 @@ impl Service for ArcService {
 
     fn request_shape(&self, method: &str) -> Option<RequestShape> {
         self.0.request_shape(method)
+    }
+
+    fn idempotent(&self, method: &str) -> bool {
+        self.0.idempotent(method)
     }
 
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>> {

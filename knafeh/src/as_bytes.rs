@@ -24,6 +24,9 @@
 //!     data: Vec<u8>,
 //! }
 //! ```
+//!
+//! An optional field (`Option<Vec<u8>>` and the like) takes
+//! [`as_bytes::option`](option) instead; see there.
 
 use std::fmt;
 
@@ -48,6 +51,83 @@ where
     D: Deserializer<'de>,
 {
     deserializer.deserialize_byte_buf(BytesVisitor).map(T::from)
+}
+
+/// [`as_bytes`](self) for an optional byte field: `Option<Vec<u8>>`,
+/// `Option<Box<[u8]>>`, `Option<bytes::Bytes>`. The wire is that of a
+/// plain `Option<Vec<u8>>` (bincode: a tag byte, then the bytes; JSON:
+/// `null` or the array), and schemas describe the field as an option of
+/// bytes.
+///
+/// serde fills a missing field with `None` only for a plain `Option`: add
+/// `default` so that a message without the field still decodes (a JSON
+/// peer may leave it out).
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Thumbnail {
+///     #[serde(default, with = "knafeh::as_bytes::option")]
+///     png: Option<Vec<u8>>,
+/// }
+/// ```
+pub mod option {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserializer, Visitor};
+    use serde::{Serialize, Serializer};
+
+    /// Serializes `None`, or `Some` of one block of bytes.
+    pub fn serialize<T, S>(bytes: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        T: AsRef<[u8]>,
+        S: Serializer,
+    {
+        match bytes {
+            Some(b) => serializer.serialize_some(&Block(b.as_ref())),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Deserializes `None`, or `Some` of a block of bytes (or of a sequence
+    /// of integers 0–255, as [`as_bytes::deserialize`](super::deserialize)).
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        T: From<Vec<u8>>,
+        D: Deserializer<'de>,
+    {
+        deserializer.deserialize_option(OptionVisitor(PhantomData))
+    }
+
+    struct Block<'a>(&'a [u8]);
+
+    impl Serialize for Block<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    struct OptionVisitor<T>(PhantomData<fn() -> T>);
+
+    impl<'de, T: From<Vec<u8>>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes or nothing")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 struct BytesVisitor;
@@ -108,6 +188,82 @@ mod tests {
         #[serde(with = "crate::as_bytes")]
         data: bytes::Bytes,
         tag: u32,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct PlainOption {
+        data: Option<Vec<u8>>,
+        tag: u32,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct BlobOption {
+        #[serde(default, with = "crate::as_bytes::option")]
+        data: Option<Vec<u8>>,
+        tag: u32,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct SharedOption {
+        #[serde(default, with = "crate::as_bytes::option")]
+        data: Option<bytes::Bytes>,
+        tag: u32,
+    }
+
+    #[test]
+    fn an_optional_field_has_the_wire_of_a_plain_option() {
+        for data in [
+            None,
+            Some(vec![]),
+            Some(vec![1, 2, 255]),
+            Some(vec![7; 300]),
+        ] {
+            let plain = PlainOption {
+                data: data.clone(),
+                tag: 3,
+            };
+            let blob = BlobOption {
+                data: data.clone(),
+                tag: 3,
+            };
+            for codec in [Codec::Bincode, Codec::Json] {
+                let a = encode(codec, &plain);
+                let b = encode(codec, &blob);
+                assert_eq!(a, b, "{codec:?}, {data:?}");
+                assert_eq!(codec.decode::<BlobOption>(&a).unwrap(), blob);
+                assert_eq!(codec.decode::<PlainOption>(&b).unwrap(), plain);
+                let shared: SharedOption = codec.decode(&b).unwrap();
+                assert_eq!(shared.data.as_deref(), data.as_deref());
+            }
+        }
+        // bincode byte by byte: `None` is tag 0; `Some` is tag 1, the
+        // length, the bytes.
+        let some = BlobOption {
+            data: Some(vec![0xaa, 0xbb]),
+            tag: 5,
+        };
+        assert_eq!(encode(Codec::Bincode, &some), [1, 2, 0xaa, 0xbb, 5]);
+        let none = BlobOption { data: None, tag: 5 };
+        assert_eq!(encode(Codec::Bincode, &none), [0, 5]);
+        // JSON: `null`, an absent field (with `default`), a string.
+        let json = |s: &str| Codec::Json.decode::<BlobOption>(s.as_bytes()).unwrap().data;
+        assert_eq!(json(r#"{"data":null,"tag":1}"#), None);
+        assert_eq!(json(r#"{"tag":1}"#), None);
+        assert_eq!(json(r#"{"data":"hi","tag":1}"#), Some(b"hi".to_vec()));
+        assert!(Codec::Json
+            .decode::<BlobOption>(br#"{"data":[300],"tag":1}"#)
+            .is_err());
+    }
+
+    #[test]
+    fn schemas_describe_an_optional_field_as_an_option_of_bytes() {
+        let mut tracer = crate::schema::Tracer::new();
+        tracer.trace::<BlobOption>().unwrap();
+        let types = tracer.into_types();
+        assert_eq!(
+            serde_json::to_string(&types["BlobOption"]).unwrap(),
+            r#"{"struct":[{"name":"data","type":{"option":"bytes"}},{"name":"tag","type":"u32"}]}"#
+        );
     }
 
     fn encode<T: Serialize>(codec: Codec, v: &T) -> Vec<u8> {

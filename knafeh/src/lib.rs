@@ -136,7 +136,10 @@
 //!
 //! Further:
 //! - a handler that needs the caller's metadata, deadline or address
-//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]);
+//!   takes a second parameter `ctx: knafeh::Context` ([`Context`]); it
+//!   also says when the server begins draining ([`Context::draining`]);
+//! - calls a handler makes inherit the deadline and cancellation of the
+//!   call it serves ([`Context::current`], [`CallOptions::detached`]);
 //! - streams are [`Streaming`]: from an iterator, any `Stream`, or a task
 //!   feeding [`Streaming::channel`]; a client takes its request streams as
 //!   anything [`IntoStreaming`];
@@ -149,28 +152,41 @@
 //!   their serde `Deserialize` (no extra derive): every generated client
 //!   has `schema()`, e.g. `GreeterClient::schema()`, giving a
 //!   [`schema::ServiceSchema`]; mark a method `#[knafeh(idempotent)]` to
-//!   say so in it.
+//!   say so in it (and to let the client retry and hedge it);
+//! - [`RetryPolicy`] and [`HedgingPolicy`] say how a client retries and
+//!   hedges calls ([`ClientBuilder::retry_policy`]).
 
 pub mod as_bytes;
 mod client;
 mod context;
 mod intercept;
+mod metrics;
+mod propagate;
 mod proto;
 pub mod schema;
 mod server;
 mod service;
 mod streaming;
+mod trace;
 mod transport;
 
-pub use client::{Client, ClientBuilder};
+// The built-in services: `knafeh::describe` and `knafeh::health`.
+mod builtin;
+pub use builtin::{describe, health};
+
+pub use client::{Client, ClientBuilder, ConnectionInfo, Resolve, ResolveFuture};
 pub use context::{CallOptions, Context, Response};
-pub use intercept::{CallInfo, Interceptor};
+pub use intercept::{AsyncInterceptor, CallInfo, InterceptFuture, Interceptor};
 pub use knafeh_macros::service;
 pub use proto::codec::Codec;
+pub use proto::compression::Compression;
 pub use proto::metadata::{Metadata, MetadataError, MetadataValue};
+pub use proto::retry::{HedgingPolicy, RetryPolicy};
 pub use proto::status::{Code, Status};
+pub use proto::trace::{TraceParent, TraceParentError};
 pub use server::{Server, ServerBuilder, ServerHandle, ServerStats, DEFAULT_MAX_MESSAGE_SIZE};
-pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming};
+pub use service::{Message, Service};
+pub use streaming::{IntoStreaming, SendError, StreamSender, Streaming, TrySendError};
 pub use transport::devcert::{DevCert, DevCertPaths, IssuedCert};
 pub use transport::tls::TlsError;
 

@@ -58,7 +58,11 @@ pub struct Call {
     pub ctx: Context,
 }
 
-/// Implemented by the generated `{Trait}Server` types.
+/// A service a server can serve: implemented by the generated
+/// `{Trait}Server` types (and the built-in services), and given to
+/// [`ServerBuilder::add_service`](crate::ServerBuilder::add_service).
+/// Not meant to be implemented by hand: the methods that route calls are
+/// hidden and outside semver.
 pub trait Service: Send + Sync + 'static {
     /// The fully qualified service name, `package.Trait`.
     fn name(&self) -> &'static str;
@@ -70,9 +74,19 @@ pub trait Service: Send + Sync + 'static {
     fn schema(&self) -> Result<ServiceSchema, SchemaError>;
     /// How `method` takes its request; `None` when there is no such
     /// method.
+    #[doc(hidden)]
     fn request_shape(&self, method: &str) -> Option<RequestShape>;
+    /// Whether `method` is declared `#[knafeh(idempotent)]`: only such
+    /// methods are served from 0-RTT early data, which can be replayed.
+    /// `false` for unknown methods.
+    #[doc(hidden)]
+    fn idempotent(&self, method: &str) -> bool {
+        let _ = method;
+        false
+    }
     /// Runs `method`. Only called when [`Service::request_shape`] knows
     /// it, with a [`Request`] of that shape.
+    #[doc(hidden)]
     fn call(&self, method: &str, call: Call) -> BoxFuture<Result<Reply, Status>>;
 }
 
@@ -338,6 +352,11 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 
 /// A type knafeh can put on the wire: any serde type that can move between
 /// tasks. Implemented for every such type; not to be implemented by hand.
+///
+/// Generated clients state it for their message types as
+/// `where for<'__knafeh> HelloRequest: Message`: the `for<'__knafeh>` form
+/// only makes the compiler report a type that is not a serde type once,
+/// where the trait names it, instead of at every generated method.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent by knafeh: it must implement serde's `Serialize` and `Deserialize`",
     label = "not a serde type",

@@ -223,7 +223,93 @@ impl<T> fmt::Display for SendError<T> {
 
 impl<T: fmt::Debug> std::error::Error for SendError<T> {}
 
+/// Why [`StreamSender::try_send`] did not send its item, which it hands
+/// back.
+#[derive(Debug)]
+pub enum TrySendError<T> {
+    /// The channel is full: the reader has not caught up. Try again later,
+    /// drop the item, or wait with [`StreamSender::send`].
+    Full(T),
+    /// The call has ended or been cancelled: stop producing (as for
+    /// [`SendError`], which this carries).
+    Closed(SendError<T>),
+}
+
+impl<T> TrySendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(item) => item,
+            TrySendError::Closed(e) => e.into_inner(),
+        }
+    }
+
+    /// Whether the call has ended (sending again cannot succeed).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySendError::Closed(_))
+    }
+
+    /// How the call ended, when it has and the status is known (see
+    /// [`SendError::status`]); `None` when the channel was only full.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            TrySendError::Full(_) => None,
+            TrySendError::Closed(e) => e.status(),
+        }
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("the stream's channel is full"),
+            TrySendError::Closed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TrySendError<T> {}
+
 impl<T> StreamSender<T> {
+    /// Sends one item if the channel has room, without waiting: for
+    /// producers that must not wait (a game tick, a sensor), which drop or
+    /// coalesce items the reader is too slow for.
+    ///
+    /// ```
+    /// # fn demo(tx: knafeh::StreamSender<u32>) {
+    /// match tx.try_send(7) {
+    ///     Ok(()) => {}
+    ///     Err(knafeh::TrySendError::Full(_skipped)) => {} // reader behind
+    ///     Err(knafeh::TrySendError::Closed(_)) => return, // call over
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] when the channel is full,
+    /// [`TrySendError::Closed`] once the call has ended or been cancelled.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(Ok(item));
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(TrySendError::Full(item)),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                Err(TrySendError::Closed(self.error(item)))
+            }
+        }
+    }
+
+    /// How many more items the channel takes right now without waiting (0
+    /// when it is full, or once the call has ended).
+    pub fn capacity(&self) -> usize {
+        match self.tx.is_closed() {
+            true => 0,
+            false => self.tx.capacity(),
+        }
+    }
+
     /// Sends one item, waiting while the channel is full.
     ///
     /// # Errors
@@ -295,5 +381,36 @@ impl<T> Stream for ReceiverStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
         self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_send_tells_a_full_channel_from_a_closed_one() {
+        let (tx, mut stream) = Streaming::<u32>::channel(2);
+        assert_eq!(tx.capacity(), 2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.capacity(), 0);
+        let full = tx.try_send(3).unwrap_err();
+        assert!(!full.is_closed() && full.status().is_none());
+        assert_eq!(full.into_inner(), 3);
+        assert_eq!(stream.message().await.unwrap().unwrap(), 1);
+        assert_eq!(tx.capacity(), 1);
+        tx.try_send(4).unwrap();
+        // The call ends: the sender learns how, with its item back.
+        stream.set_ended(&Status::cancelled("client went away"));
+        drop(stream);
+        assert_eq!(tx.capacity(), 0);
+        match tx.try_send(5).unwrap_err() {
+            TrySendError::Closed(e) => {
+                assert_eq!(e.status().map(Status::code), Some(crate::Code::Cancelled));
+                assert_eq!(e.into_inner(), 5);
+            }
+            TrySendError::Full(_) => panic!("a closed channel reported full"),
+        }
     }
 }

@@ -339,12 +339,12 @@ async def run(args):
                 report(ok, f"4 undecodable body ({label}: {payload!r}) -> grpc-status 3",
                        f"message={o.message!r}" if ok else o.describe())
 
-        # 5. compressed flag set -> UNIMPLEMENTED (§3, §6.2 row 12)
+        # 5. compressed flag set without grpc-encoding -> INTERNAL (§3.2, §6.2 row 12)
         o = await do("compressed flag", "/helloworld.Greeter/say_hello",
                      frame(b'{"name":"Ada"}', flag=1))
         if o:
-            ok = o.error is None and o.status == 12 and not o.messages
-            report(ok, "5 compressed flag 01 -> grpc-status 12",
+            ok = o.error is None and o.status == 13 and not o.messages
+            report(ok, "5 compressed flag 01 without grpc-encoding -> grpc-status 13",
                    f"message={o.message!r}" if ok else o.describe())
 
         # 6. grpc-timeout and custom metadata

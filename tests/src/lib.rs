@@ -106,15 +106,14 @@ impl Default for Certs {
     }
 }
 
-/// Starts a server on 127.0.0.1:0 with `configure` applied, plus a client
-/// that trusts it.
+/// The one way tests start a server: a TLS server with these
+/// certificates on 127.0.0.1:0, with `configure` applied. Clients come
+/// from [`client_for`] (or [`Certs::client_builder`] for other settings).
 pub async fn start(
     certs: &Certs,
     configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
-) -> (ServerHandle, Client) {
-    let server = configure(certs.server_builder()).start().await.unwrap();
-    let client = client_for(certs, server.local_addr()).await;
-    (server, client)
+) -> ServerHandle {
+    configure(certs.server_builder()).start().await.unwrap()
 }
 
 /// A server running the probe service, a client for it, and what its
@@ -132,12 +131,8 @@ impl ProbeFixture {
     /// Starts the probe service with `configure` applied to the builder.
     pub async fn start(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Self {
         let certs = Certs::new();
-        let probe = ProbeImpl::default();
-        let state = probe.state.clone();
-        let (server, client) = start(&certs, |b| {
-            configure(b.add_service(ProbeServer::new(probe)))
-        })
-        .await;
+        let (server, state) = start_probe_server(&certs, configure).await;
+        let client = client_for(&certs, server.local_addr()).await;
         ProbeFixture {
             server,
             client: ProbeClient::new(client),
@@ -147,7 +142,7 @@ impl ProbeFixture {
     }
 }
 
-/// Starts a server running the probe service, without a client (so no
+/// [`start`] with the probe service added (and no client, so no
 /// connection is open yet); returns what its handlers observe.
 pub async fn start_probe_server(
     certs: &Certs,
@@ -155,8 +150,8 @@ pub async fn start_probe_server(
 ) -> (ServerHandle, Arc<ProbeState>) {
     let probe = ProbeImpl::default();
     let state = probe.state.clone();
-    let builder = certs.server_builder().add_service(ProbeServer::new(probe));
-    (configure(builder).start().await.unwrap(), state)
+    let server = start(certs, |b| configure(b.add_service(ProbeServer::new(probe)))).await;
+    (server, state)
 }
 
 /// Polls `cond` every 10 ms until it holds (bound it with the test's own
@@ -271,7 +266,8 @@ impl Canary {
     }
 }
 
-/// A client for `addr` that trusts `certs`.
+/// The one way tests get a connected client: for `addr`, trusting
+/// `certs`.
 pub async fn client_for(certs: &Certs, addr: SocketAddr) -> Client {
     certs
         .client_builder(addr.to_string())
@@ -468,12 +464,12 @@ impl Probe for ProbeImpl {
     async fn meta(&self, req: Echo, ctx: Context) -> Result<Echo, Status> {
         let got = ctx.metadata().get("x-in").unwrap_or("").to_owned();
         let bin = ctx.metadata().get_bin("x-raw-bin").map(<[u8]>::to_vec);
-        ctx.with_response_metadata(|md| {
-            md.insert("x-out", &format!("{got}!")).unwrap();
-            if let Some(b) = bin {
-                md.insert_bin("x-raw-bin", &b).unwrap();
-            }
-        });
+        let mut md = ctx.response_metadata_mut();
+        md.insert("x-out", &format!("{got}!")).unwrap();
+        if let Some(b) = bin {
+            md.insert_bin("x-raw-bin", &b).unwrap();
+        }
+        drop(md);
         Ok(Echo {
             text: format!("{}|{}|{}", req.text, got, ctx.peer_addr().ip()),
         })

@@ -98,6 +98,33 @@ fn answered(r: &RawResponse, payload: &[u8], case: &str) {
     assert_eq!(r.messages(), Some(vec![payload.to_vec()]), "{case}: {r:?}");
 }
 
+/// Controls for the framing test: a well-formed request, the same message
+/// one byte per DATA frame (frame boundaries do not matter), and request
+/// trailers after the message (ignored) are all answered.
+async fn well_formed_variants_are_answered(s: &Suite) {
+    let echo = ProbeClient::ECHO;
+    let ok = br#"{"text":"hi"}"#;
+    // Control: a well-formed request, then the same message one byte
+    // per DATA frame (frame boundaries do not matter).
+    let r = s.send(base(echo, JSON), echo_json("hi")).await;
+    answered(&r, ok, "control");
+    assert_eq!(
+        raw::get(r.headers.as_ref().unwrap(), "content-type"),
+        Some(JSON)
+    );
+    let mut st = s.raw.open(base(echo, JSON), vec![], false);
+    let bytes = echo_json("hi");
+    for (i, b) in bytes.iter().enumerate() {
+        st.send(vec![*b], i + 1 == bytes.len()).await;
+    }
+    answered(&st.response().await, ok, "one byte per DATA frame");
+    // Request trailers after the message are ignored.
+    let mut st = s.raw.open(base(echo, JSON), echo_json("hi"), false);
+    st.send_trailers([("x-trailer", "1"), ("grpc-status", "13")])
+        .await;
+    answered(&st.response().await, ok, "request trailers");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_framing_gets_the_documented_status() {
     bounded(async {
@@ -105,25 +132,7 @@ async fn broken_framing_gets_the_documented_status() {
         let echo = ProbeClient::ECHO;
         let ok = br#"{"text":"hi"}"#;
 
-        // Control: a well-formed request, then the same message one byte
-        // per DATA frame (frame boundaries do not matter).
-        let r = s.send(base(echo, JSON), echo_json("hi")).await;
-        answered(&r, ok, "control");
-        assert_eq!(
-            raw::get(r.headers.as_ref().unwrap(), "content-type"),
-            Some(JSON)
-        );
-        let mut st = s.raw.open(base(echo, JSON), vec![], false);
-        let bytes = echo_json("hi");
-        for (i, b) in bytes.iter().enumerate() {
-            st.send(vec![*b], i + 1 == bytes.len()).await;
-        }
-        answered(&st.response().await, ok, "one byte per DATA frame");
-        // Request trailers after the message are ignored.
-        let mut st = s.raw.open(base(echo, JSON), echo_json("hi"), false);
-        st.send_trailers([("x-trailer", "1"), ("grpc-status", "13")])
-            .await;
-        answered(&st.response().await, ok, "request trailers");
+        well_formed_variants_are_answered(&s).await;
 
         let cases: Vec<(&str, Vec<u8>, Code)> = vec![
             ("truncated prefix", vec![0, 0, 0], Code::InvalidArgument),
@@ -148,7 +157,8 @@ async fn broken_framing_gets_the_documented_status() {
                 [echo_json("a"), echo_json("b")].concat(),
                 Code::InvalidArgument,
             ),
-            ("compressed flag", raw::frame(1, ok), Code::Unimplemented),
+            // Flag 1 without grpc-encoding (gRPC's compression.md: INTERNAL).
+            ("compressed flag", raw::frame(1, ok), Code::Internal),
             ("flag 2", raw::frame(2, ok), Code::InvalidArgument),
             ("flag 0x80", raw::frame(0x80, ok), Code::InvalidArgument),
             ("flag 0xff", raw::frame(0xff, ok), Code::InvalidArgument),
@@ -191,7 +201,7 @@ async fn broken_framing_gets_the_documented_status() {
             .raw
             .open(base(echo, JSON), vec![1, 0, 0, 0, 100, b'{'], false);
         let r = st.response().await;
-        refused(&r, "200", Code::Unimplemented, "compressed, no FIN");
+        refused(&r, "200", Code::Internal, "compressed, no FIN");
         s.finish().await;
     })
     .await
@@ -968,6 +978,48 @@ async fn a_flood_of_abandoned_streams_leaves_nothing_behind() {
     .await
 }
 
+/// Datagrams no QUIC server should accept: random bytes of many sizes,
+/// QUIC v1 long headers (Initial, 0-RTT, Handshake, Retry) with random
+/// connection ids, tokens and payload, an unknown version, short headers.
+fn garbage(rng: &mut SplitMix64) -> Vec<Vec<u8>> {
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    // Random bytes of many sizes.
+    for size in [
+        0, 1, 2, 5, 20, 21, 40, 100, 500, 1199, 1200, 1201, 1350, 1400, 1500, 9000, 65000,
+    ] {
+        for _ in 0..8 {
+            let mut d = vec![0; size];
+            rng.fill(&mut d);
+            datagrams.push(d);
+        }
+    }
+    // Look-alikes: QUIC v1 long headers (Initial, 0-RTT, Handshake,
+    // Retry) with random connection ids, tokens and payload, padded
+    // to the 1200 bytes an Initial needs; an unknown version (answered
+    // with Version Negotiation); short headers.
+    for i in 0..400u64 {
+        let mut d = vec![0; 1200 + (i as usize % 150)];
+        rng.fill(&mut d);
+        let kind = (i % 4) as u8;
+        d[0] = 0xc0 | (kind << 4) | (d[0] & 0x0f);
+        let version: u32 = if i % 10 == 9 { 0x1a2a_3a4a } else { 1 };
+        d[1..5].copy_from_slice(&version.to_be_bytes());
+        d[5] = 8; // DCID length
+        d[14] = 8; // SCID length
+        if i % 3 == 0 {
+            d[23] = 0; // empty token: a Retry is the answer
+        }
+        datagrams.push(d);
+    }
+    for _ in 0..200 {
+        let mut d = vec![0; 60];
+        rng.fill(&mut d);
+        d[0] = 0x40 | (d[0] & 0x3f);
+        datagrams.push(d);
+    }
+    datagrams
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_datagrams_are_ignored() {
     bounded(async {
@@ -984,41 +1036,7 @@ async fn garbage_datagrams_are_ignored() {
             }
             v
         };
-        let mut datagrams: Vec<Vec<u8>> = Vec::new();
-        // Random bytes of many sizes.
-        for size in [
-            0, 1, 2, 5, 20, 21, 40, 100, 500, 1199, 1200, 1201, 1350, 1400, 1500, 9000, 65000,
-        ] {
-            for _ in 0..8 {
-                let mut d = vec![0; size];
-                rng.fill(&mut d);
-                datagrams.push(d);
-            }
-        }
-        // Look-alikes: QUIC v1 long headers (Initial, 0-RTT, Handshake,
-        // Retry) with random connection ids, tokens and payload, padded
-        // to the 1200 bytes an Initial needs; an unknown version (answered
-        // with Version Negotiation); short headers.
-        for i in 0..400u64 {
-            let mut d = vec![0; 1200 + (i as usize % 150)];
-            rng.fill(&mut d);
-            let kind = (i % 4) as u8;
-            d[0] = 0xc0 | (kind << 4) | (d[0] & 0x0f);
-            let version: u32 = if i % 10 == 9 { 0x1a2a_3a4a } else { 1 };
-            d[1..5].copy_from_slice(&version.to_be_bytes());
-            d[5] = 8; // DCID length
-            d[14] = 8; // SCID length
-            if i % 3 == 0 {
-                d[23] = 0; // empty token: a Retry is the answer
-            }
-            datagrams.push(d);
-        }
-        for _ in 0..200 {
-            let mut d = vec![0; 60];
-            rng.fill(&mut d);
-            d[0] = 0x40 | (d[0] & 0x3f);
-            datagrams.push(d);
-        }
+        let datagrams = garbage(&mut rng);
         for (i, d) in datagrams.iter().enumerate() {
             sockets[i % sockets.len()].send(d).await.unwrap();
             if i % 50 == 0 {

@@ -12,8 +12,8 @@ use knafeh_tests::*;
 async fn greeter_unary_and_streaming() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) =
-            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let g = GreeterClient::new(client);
         let reply = g
             .say_hello(HelloRequest { name: "Ada".into() })
@@ -41,7 +41,7 @@ async fn greeter_unary_and_streaming() {
 async fn json_codec_works_end_to_end() {
     bounded(async {
         let certs = Certs::new();
-        let (server, _) = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
         let client = certs
             .client_builder(server.local_addr().to_string())
             .codec(knafeh::Codec::Json)

@@ -85,10 +85,11 @@ async fn a_thousand_calls_in_flight_at_once() {
 async fn next_call_redials_after_the_connection_dies() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(ProbeServer::new(ProbeImpl::default()))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         let addr = server.local_addr();
         let p = ProbeClient::new(client);
         let first = p.whoami(Echo { text: "a".into() }).await.unwrap().text;
@@ -201,7 +202,7 @@ async fn server_certificate_is_verified_by_default() {
     bounded(async {
         let certs = Certs::new();
         let other = Certs::new();
-        let (server, _) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(ProbeServer::new(ProbeImpl::default()))
         })
         .await;
@@ -294,14 +295,14 @@ fn assert_dialled(silent: &std::net::UdpSocket) {
 /// socket): a dial to it hangs until the connect timeout, which is longer
 /// than any test's bound, like a dial to a server that vanished.
 async fn live_andsilent(certs: &Certs) -> (ServerHandle, std::net::UdpSocket, ClientBuilder) {
-    let (server, _) = start(certs, |b| {
+    let server = start(certs, |b| {
         b.add_service(ProbeServer::new(ProbeImpl::default()))
     })
     .await;
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let builder = Client::builder(silent.local_addr().unwrap().to_string())
+    let builder = certs
+        .client_builder(silent.local_addr().unwrap().to_string())
         .endpoint(server.local_addr().to_string())
-        .ca_file(&certs.paths.ca)
         .connect_timeout(Duration::from_secs(600));
     (server, silent, builder)
 }
@@ -393,9 +394,9 @@ async fn an_endpoint_that_comes_up_later_is_dialled_in_the_background_and_takes_
             .unwrap()
             .local_addr()
             .unwrap();
-        let builder = Client::builder(a.local_addr().to_string())
+        let builder = certs
+            .client_builder(a.local_addr().to_string())
             .endpoint(b_addr.to_string())
-            .ca_file(&certs.paths.ca)
             .connect_timeout(Duration::from_millis(500));
         // A malformed endpoint is refused up front, whatever the others do.
         let err = builder

@@ -385,24 +385,7 @@ async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
             "1 MiB response corrupted"
         );
 
-        // Unary and streaming calls at once; each must be right or end
-        // with DEADLINE_EXCEEDED.
-        let deadline = Duration::from_secs(15);
-        let mut calls = Vec::new();
-        for i in 0..40 {
-            calls.push(tokio::spawn(lossy_echo(p.clone(), i, deadline)));
-        }
-        for i in 0..8 {
-            calls.push(tokio::spawn(lossy_stream(p.clone(), i, deadline)));
-        }
-        let (mut ok, mut late, mut wrong) = (0, 0, Vec::new());
-        for t in calls {
-            match t.await.unwrap() {
-                Ok(true) => ok += 1,
-                Ok(false) => late += 1,
-                Err(e) => wrong.push(e),
-            }
-        }
+        let (ok, late, wrong) = lossy_calls_at_once(&p, Duration::from_secs(15)).await;
         let st = relay.stats();
         eprintln!(
             "lossy link: {ok} calls complete, {late} hit the deadline; relay to server {:?}, to client {:?}",
@@ -422,6 +405,28 @@ async fn calls_over_a_lossy_link_complete_or_hit_their_deadline() {
         server.shutdown().await;
     })
     .await
+}
+
+/// 40 unary and 8 streaming calls at once over the lossy link; each must
+/// be right or end with DEADLINE_EXCEEDED. Returns how many completed,
+/// how many hit the deadline, and what went wrong otherwise.
+async fn lossy_calls_at_once(p: &ProbeClient, deadline: Duration) -> (usize, usize, Vec<String>) {
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        calls.push(tokio::spawn(lossy_echo(p.clone(), i, deadline)));
+    }
+    for i in 0..8 {
+        calls.push(tokio::spawn(lossy_stream(p.clone(), i, deadline)));
+    }
+    let (mut ok, mut late, mut wrong) = (0, 0, Vec::new());
+    for t in calls {
+        match t.await.unwrap() {
+            Ok(true) => ok += 1,
+            Ok(false) => late += 1,
+            Err(e) => wrong.push(e),
+        }
+    }
+    (ok, late, wrong)
 }
 
 // ---------------------------------------------------------------------

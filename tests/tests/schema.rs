@@ -52,5 +52,7 @@ fn the_greeter_client_describes_the_service_as_documented() {
 fn the_server_gives_the_same_schema() {
     let server = GreeterServer::new(MyGreeter);
     assert_eq!(server.schema(), GreeterClient::schema());
+    // Against the documented text too, not only against the client.
+    assert_eq!(server.schema().unwrap().to_json(), EXPECTED);
     assert_eq!(server.schema().unwrap().name, server.name());
 }

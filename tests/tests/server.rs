@@ -13,11 +13,12 @@ use knafeh_tests::*;
 async fn port_zero_reports_the_bound_port_and_serves_several_services() {
     bounded(async {
         let certs = Certs::new();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             b.add_service(GreeterServer::new(MyGreeter))
                 .add_service(ProbeServer::new(ProbeImpl::default()))
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         assert_ne!(server.local_addr().port(), 0);
         let g = GreeterClient::new(client.clone());
         let p = ProbeClient::new(client);
@@ -94,7 +95,9 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_releases_the_port() {
             client: p,
             state,
             certs,
-        } = ProbeFixture::start(|b| b).await;
+            // More than the call below needs: shutdown ends at the drain
+            // timeout at the latest (10 s by default, as long as the call).
+        } = ProbeFixture::start(|b| b.drain_timeout(Duration::from_secs(30))).await;
         let addr = server.local_addr();
         let in_flight = {
             let p = p.clone();

@@ -99,7 +99,7 @@ pub struct PipeImpl(Arc<PipeState>);
 
 fn copy_metadata(ctx: &Context) {
     if let Some(v) = ctx.metadata().get("x-req").map(str::to_owned) {
-        ctx.with_response_metadata(|md| md.insert("x-resp", &v).unwrap());
+        ctx.response_metadata_mut().insert("x-resp", &v).unwrap();
     }
 }
 
@@ -218,13 +218,14 @@ impl Fixture {
         let certs = Certs::new();
         let pipe = PipeImpl::default();
         let state = pipe.0.clone();
-        let (server, client) = start(&certs, |b| {
+        let server = start(&certs, |b| {
             configure(
                 b.add_service(PipeServer::new(pipe))
                     .add_service(GreeterServer::new(MyGreeter)),
             )
         })
         .await;
+        let client = client_for(&certs, server.local_addr()).await;
         Fixture {
             server,
             pipe: PipeClient::new(client.clone()),
@@ -781,6 +782,21 @@ const BUFFERED_MAX: u64 = 32 << 20;
 /// How far memory may grow while 1 GiB goes through.
 const GROWTH_MAX: u64 = 128 << 20;
 
+/// The value of `counter` once it has stopped moving (unchanged for
+/// 300 ms): how much a producer made before flow control stopped it, on a
+/// machine of any speed.
+async fn settled(counter: &AtomicU64) -> u64 {
+    let mut last = counter.load(Ordering::SeqCst);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = counter.load(Ordering::SeqCst);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
     bounded(async {
@@ -803,12 +819,9 @@ async fn a_paused_server_slows_a_client_stream_and_memory_stays_bounded() {
             let pipe = f.pipe.clone();
             async move { pipe.sink(requests).await }
         });
-        // The server does not read: the client stops producing.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let stalled = produced.load(Ordering::SeqCst) * CHUNK as u64;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let later = produced.load(Ordering::SeqCst) * CHUNK as u64;
-        assert_eq!(stalled, later, "the writer kept producing");
+        // The server does not read: the client stops producing (a writer
+        // that never stops produces everything, which the bound catches).
+        let stalled = settled(&produced).await * CHUNK as u64;
         assert!(
             stalled <= BUFFERED_MAX,
             "{stalled} bytes produced before the reader read"
@@ -837,12 +850,9 @@ async fn a_paused_client_slows_a_server_stream_and_memory_stays_bounded() {
         let peak = RssPeak::start();
         let mut replies = f.pipe.source(Streaming::iter([first])).await.unwrap();
         assert_eq!(replies.message().await.unwrap().unwrap().n, 0);
-        // The client does not read: the server's producer stops.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let stalled = f.state.produced.load(Ordering::SeqCst) * CHUNK as u64;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let later = f.state.produced.load(Ordering::SeqCst) * CHUNK as u64;
-        assert_eq!(stalled, later, "the server kept producing");
+        // The client does not read: the server's producer stops (one that
+        // never stops produces everything, which the bound catches).
+        let stalled = settled(&f.state.produced).await * CHUNK as u64;
         assert!(
             stalled <= BUFFERED_MAX,
             "{stalled} bytes produced before the client read"

@@ -77,8 +77,8 @@ fn calls_are_traced_on_both_sides() {
         .unwrap();
     rt.block_on(bounded(async {
         let certs = Certs::new();
-        let (server, client) =
-            start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let server = start(&certs, |b| b.add_service(GreeterServer::new(MyGreeter))).await;
+        let client = client_for(&certs, server.local_addr()).await;
         let g = GreeterClient::new(client);
         g.say_hello(HelloRequest { name: "T".into() })
             .await

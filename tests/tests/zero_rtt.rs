@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knafeh::{CallOptions, Client, ServerHandle, Status};
+use knafeh::{CallOptions, Client, ConnectionInfo, ServerHandle, Status};
 use knafeh_tests::*;
 use serde::{Deserialize, Serialize};
 
@@ -19,22 +19,29 @@ pub struct Amount {
 #[knafeh::service(package = "zr")]
 pub trait Counter {
     /// Reads the counter (safe to repeat).
+    #[knafeh(idempotent)]
     async fn read(&self, req: Amount) -> Result<Amount, Status>;
     /// Adds to the counter (not safe to repeat).
     async fn bump(&self, req: Amount) -> Result<Amount, Status>;
 }
 
-/// The counter, and how many times each handler ran.
+/// The counter, and how many times each handler ran (and of those, how
+/// many from 0-RTT early data).
 #[derive(Clone, Default)]
 struct CounterImpl {
     value: Arc<AtomicUsize>,
     reads: Arc<AtomicUsize>,
     bumps: Arc<AtomicUsize>,
+    early_reads: Arc<AtomicUsize>,
+    early_bumps: Arc<AtomicUsize>,
 }
 
 impl Counter for CounterImpl {
     async fn read(&self, _req: Amount) -> Result<Amount, Status> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        if knafeh::Context::current().is_some_and(|c| c.early_data()) {
+            self.early_reads.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(Amount {
             n: self.value.load(Ordering::SeqCst) as u64,
         })
@@ -42,6 +49,9 @@ impl Counter for CounterImpl {
 
     async fn bump(&self, req: Amount) -> Result<Amount, Status> {
         self.bumps.fetch_add(1, Ordering::SeqCst);
+        if knafeh::Context::current().is_some_and(|c| c.early_data()) {
+            self.early_bumps.fetch_add(1, Ordering::SeqCst);
+        }
         let before = self.value.fetch_add(req.n as usize, Ordering::SeqCst);
         Ok(Amount {
             n: before as u64 + req.n,
@@ -49,7 +59,7 @@ impl Counter for CounterImpl {
     }
 }
 
-const READ: &str = "/zr.Counter/read";
+const BUMP: &str = "/zr.Counter/bump";
 
 async fn counter_server(certs: &Certs, listeners: usize) -> (ServerHandle, CounterImpl) {
     let counter = CounterImpl::default();
@@ -81,10 +91,19 @@ async fn wait_disconnected(client: &Client) {
     eventually(|| client.connection_info().is_none()).await;
 }
 
+/// A call to the method declared idempotent.
 async fn read_idempotent(client: &Client) -> Result<u64, Status> {
-    let r: knafeh::Response<Amount> = client
-        .unary_idempotent(READ, &Amount { n: 0 }, CallOptions::new())
+    let r = CounterClient::new(client.clone())
+        .read(Amount { n: 0 })
         .await?;
+    Ok(r.n)
+}
+
+/// A call to the method not declared idempotent, which the client claims
+/// is idempotent: with `zero_rtt` it goes out as early data.
+async fn bump_claimed_idempotent(client: &Client, n: u64) -> Result<u64, Status> {
+    let options = CallOptions::new().idempotent(true);
+    let r: knafeh::Response<Amount> = client.unary(BUMP, &Amount { n }, options).await?;
     Ok(r.into_inner().n)
 }
 
@@ -139,22 +158,21 @@ async fn an_idempotent_call_travels_as_early_data_and_is_answered() {
     bounded(async {
         let certs = Certs::new();
         let (server, counter) = counter_server(&certs, 1).await;
-        let c = client(&certs, &server, true).await;
-        CounterClient::new(c.clone())
-            .bump(Amount { n: 5 })
-            .await
-            .unwrap();
-        wait_disconnected(&c).await;
-        // Resumed with 0-RTT: the call leaves with the first flight.
-        assert_eq!(read_idempotent(&c).await.unwrap(), 5);
-        let info = c.connection_info().unwrap();
+        let (_recorder, info) = record_zero_rtt_flight(&certs, &server, |c| async move {
+            // Resumed with 0-RTT: the call leaves with the first flight.
+            assert_eq!(read_idempotent(&c).await.unwrap(), 0);
+        })
+        .await;
         assert!(info.established && info.resumed, "{info:?}");
-        assert_eq!(info.early_requests, 1, "{info:?}");
-        // The server does not (yet) know `read` is idempotent, so it
-        // refused it as early data and the client sent it again after the
-        // handshake: either way the handler ran exactly once.
-        assert!(info.early_refused <= 1, "{info:?}");
-        assert_eq!(counter.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            (info.early_requests, info.early_refused),
+            (1, 0),
+            "{info:?}"
+        );
+        // The first connection's call and this one; the server ran this
+        // one once, from the early data.
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 2);
+        assert_eq!(counter.early_reads.load(Ordering::SeqCst), 1);
         server.shutdown().await;
     })
     .await
@@ -174,6 +192,204 @@ async fn a_call_not_declared_idempotent_waits_for_the_handshake() {
         assert!(info.resumed, "{info:?}");
         assert_eq!(info.early_requests, 0, "{info:?}");
         assert_eq!(counter.bumps.load(Ordering::SeqCst), 2);
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_server_refuses_early_data_for_a_method_not_declared_idempotent() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, counter) = counter_server(&certs, 1).await;
+        // The client claims `bump` is idempotent and sends it early; the
+        // server refuses it as early data (H3_REQUEST_REJECTED) and the
+        // client sends it again after the handshake: it ran once, never
+        // from early data.
+        let (_recorder, info) = record_zero_rtt_flight(&certs, &server, |c| async move {
+            assert_eq!(bump_claimed_idempotent(&c, 1).await.unwrap(), 1);
+        })
+        .await;
+        assert!(info.resumed, "{info:?}");
+        assert_eq!(
+            (info.early_requests, info.early_refused),
+            (1, 1),
+            "{info:?}"
+        );
+        assert_eq!(counter.bumps.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.early_bumps.load(Ordering::SeqCst), 0);
+        server.shutdown().await;
+    })
+    .await
+}
+
+/// A UDP forwarder between one client and `server` that records the
+/// client's first flight (its Initial and 0-RTT packets: the datagrams it
+/// sends in the first [`GATHER`] of a connection) and forwards it to the
+/// server as one burst, as it arrives over a real link. On bare loopback
+/// the client's early request, sent a moment after its Initial, may reach
+/// tokio-quiche's packet router only after the new connection has left
+/// the router's table of client-chosen connection IDs (it does when the
+/// server has 0-RTT keys), and be dropped there to be sent again later.
+struct Recorder {
+    addr: std::net::SocketAddr,
+    first_flight: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long the recorder gathers a connection's first flight.
+const GATHER: Duration = Duration::from_millis(30);
+
+impl Recorder {
+    async fn start(server: std::net::SocketAddr) -> Recorder {
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(server).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let first_flight = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let (f, b, c) = (front.clone(), back.clone(), client.clone());
+        let back_to_front = async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = b.recv(&mut buf).await {
+                let to = *c.lock().unwrap();
+                if let Some(to) = to {
+                    let _ = f.send_to(&buf[..n], to).await;
+                }
+            }
+        };
+        let flight = first_flight.clone();
+        let front_to_back = async move {
+            let mut buf = vec![0u8; 65536];
+            // The start of the flight being gathered, if any.
+            let mut gathering: Option<tokio::time::Instant> = None;
+            loop {
+                let received = match gathering {
+                    Some(start) => {
+                        tokio::time::timeout_at(start + GATHER, front.recv_from(&mut buf)).await
+                    }
+                    None => Ok(front.recv_from(&mut buf).await),
+                };
+                let Ok(received) = received else {
+                    // The flight is complete: send it in one burst.
+                    gathering = None;
+                    for datagram in flight.lock().unwrap().iter() {
+                        let _ = back.try_send(datagram);
+                    }
+                    continue;
+                };
+                let Ok((n, from)) = received else { break };
+                let new_client = client.lock().unwrap().replace(from) != Some(from);
+                if new_client {
+                    flight.lock().unwrap().clear();
+                    gathering = Some(tokio::time::Instant::now());
+                }
+                if gathering.is_some() {
+                    flight.lock().unwrap().push(buf[..n].to_vec());
+                } else {
+                    let _ = back.send(&buf[..n]).await;
+                }
+            }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(back_to_front, front_to_back);
+        });
+        Recorder {
+            addr,
+            first_flight,
+            task,
+        }
+    }
+
+    /// Sends the recorded first flight to `server` again from a new
+    /// socket, as an attacker who saw it would, and keeps the socket open
+    /// for a moment so the server can answer it.
+    async fn replay(&self, server: std::net::SocketAddr) -> usize {
+        let flight = self.first_flight.lock().unwrap().clone();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(server).await.unwrap();
+        for datagram in &flight {
+            socket.send(datagram).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        flight.len()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A 0-RTT connection through a [`Recorder`] whose first call is `call`;
+/// returns the recorder
+/// holding that first flight once the connection is gone on both sides,
+/// and how the connection was set up.
+async fn record_zero_rtt_flight<F, Fut>(
+    certs: &Certs,
+    server: &ServerHandle,
+    call: F,
+) -> (Recorder, ConnectionInfo)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let recorder = Recorder::start(server.local_addr()).await;
+    let c = certs
+        .client_builder(recorder.addr.to_string())
+        .idle_timeout(Duration::from_millis(200))
+        .zero_rtt(true)
+        .connect_lazy();
+    // A first connection gets the ticket.
+    read_idempotent(&c).await.unwrap();
+    wait_disconnected(&c).await;
+    call(c.clone()).await;
+    let info = c.connection_info().unwrap();
+    wait_disconnected(&c).await;
+    eventually(|| server.stats().connections == 0).await;
+    (recorder, info)
+}
+
+#[tokio::test]
+async fn a_replayed_early_data_flight_never_runs_a_method_not_declared_idempotent() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, counter) = counter_server(&certs, 1).await;
+        let addr = server.local_addr();
+        // An early `bump` (the client claims it is idempotent): refused as
+        // early data, sent again after the handshake, ran once.
+        let (recorder, info) = record_zero_rtt_flight(&certs, &server, |c| async move {
+            bump_claimed_idempotent(&c, 1).await.unwrap();
+        })
+        .await;
+        assert_eq!(info.early_requests, 1, "{info:?}");
+        assert_eq!(counter.bumps.load(Ordering::SeqCst), 1);
+        // Replayed from another address, twice: the server takes each as a
+        // new 0-RTT connection (the attacker cannot finish its handshake)
+        // and refuses the early `bump`.
+        for _ in 0..2 {
+            assert!(recorder.replay(addr).await >= 1);
+        }
+        assert_eq!(
+            counter.bumps.load(Ordering::SeqCst),
+            1,
+            "a replay ran `bump`"
+        );
+        assert_eq!(counter.early_bumps.load(Ordering::SeqCst), 0);
+        // The same replay of an early `read` does reach its handler: the
+        // replays above were served as early data and refused for the
+        // method alone.
+        let reads_before = counter.reads.load(Ordering::SeqCst);
+        let (recorder, info) = record_zero_rtt_flight(&certs, &server, |c| async move {
+            read_idempotent(&c).await.unwrap();
+        })
+        .await;
+        assert_eq!(info.early_requests, 1, "{info:?}");
+        let early_before = counter.early_reads.load(Ordering::SeqCst);
+        assert_eq!(counter.reads.load(Ordering::SeqCst), reads_before + 2);
+        recorder.replay(addr).await;
+        eventually(|| counter.early_reads.load(Ordering::SeqCst) == early_before + 1).await;
         server.shutdown().await;
     })
     .await

@@ -1,6 +1,10 @@
-//! What `#[knafeh::service]` accepts, and the errors it gives for what it
-//! rejects. The `.stderr` files are produced by
+//! The errors `#[knafeh::service]` and `#[pyservice]` give for what they
+//! reject. The `.stderr` files are produced by
 //! `TRYBUILD=overwrite cargo test -p knafeh-ui-tests`, never by hand.
+//!
+//! What they accept is in `pass/`: each file is a test program of its own
+//! (`[[test]]` targets in Cargo.toml), so it is built with the workspace's
+//! dependencies and trybuild only has to `cargo check` the cases here.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +12,6 @@ use std::path::{Path, PathBuf};
 fn ui() {
     reuse_boringssl();
     let t = trybuild::TestCases::new();
-    t.pass("tests/pass/*.rs");
     t.compile_fail("tests/fail/*.rs");
 }
 

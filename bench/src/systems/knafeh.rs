@@ -51,6 +51,24 @@ impl Conn for KnafehConn {
         Ok(n)
     }
 
+    async fn stream_until(&self, size: u32, until: std::time::Instant) -> Result<u64, String> {
+        let count = super::STREAM_UNTIL_COUNT;
+        let mut items = self
+            .0
+            .stream(StreamRequest { count, size })
+            .await
+            .map_err(|e| format!("knafeh stream: {e}"))?;
+        let mut n = 0;
+        while std::time::Instant::now() < until {
+            match items.message().await {
+                Some(item) => item.map_err(|e| format!("knafeh stream item {n}: {e}"))?,
+                None => break,
+            };
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn upload(&self, count: u32, size: usize, producer: Producer) -> Result<u64, String> {
         let item = vec![0xa5; size];
         let items = (0..count).map(move |_| EchoMsg {

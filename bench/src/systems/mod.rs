@@ -17,25 +17,48 @@ pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 pub enum System {
     /// knafeh (bincode) over HTTP/3.
     Knafeh,
-    /// tonic: gRPC over HTTP/2, no TLS.
+    /// tonic: gRPC over HTTP/2, no TLS (h2c).
     Tonic,
+    /// tonic: gRPC over HTTP/2 with TLS (rustls, ring), the same
+    /// development certificate as knafeh.
+    TonicTls,
     /// A bare tokio-quiche HTTP/3 echo: no RPC layer.
     Floor,
 }
 
 impl System {
-    pub const ALL: [System; 3] = [System::Knafeh, System::Tonic, System::Floor];
+    /// Every system, in table order.
+    pub const ALL: [System; 4] = [
+        System::Knafeh,
+        System::Tonic,
+        System::TonicTls,
+        System::Floor,
+    ];
+    /// The loopback benchmark's default selection (tonic-tls on request).
+    pub const DEFAULT: [System; 3] = [System::Knafeh, System::Tonic, System::Floor];
 
     pub fn name(self) -> &'static str {
         match self {
             System::Knafeh => "knafeh",
             System::Tonic => "tonic",
+            System::TonicTls => "tonic-tls",
             System::Floor => "floor",
         }
     }
 
+    /// The name in the wan scenario's output (h2c spelled out).
+    pub fn wan_name(self) -> &'static str {
+        match self {
+            System::Tonic => "tonic-h2c",
+            s => s.name(),
+        }
+    }
+
+    /// A system by [`name`](Self::name) or [`wan_name`](Self::wan_name).
     pub fn parse(s: &str) -> Option<System> {
-        System::ALL.into_iter().find(|x| x.name() == s)
+        System::ALL
+            .into_iter()
+            .find(|x| x.name() == s || x.wan_name() == s)
     }
 }
 
@@ -43,8 +66,10 @@ impl System {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddr,
-    /// The development CA (unused by tonic, which runs without TLS).
+    /// The development CA (unused by tonic h2c).
     pub ca: PathBuf,
+    /// Whether a tonic client dials with TLS (`https`, trusting `ca`).
+    pub tls: bool,
 }
 
 /// What produces the requests of a client-streaming call.
@@ -58,6 +83,10 @@ pub enum Producer {
     /// `ReceiverStream`).
     Channel,
 }
+
+/// Items a [`Conn::stream_until`] call asks for: more than any link
+/// delivers in its time (the call is cancelled when the time is up).
+pub const STREAM_UNTIL_COUNT: u32 = 100_000_000;
 
 /// Capacity of the channel of [`Producer::Channel`].
 pub const CHANNEL_CAP: usize = 128;
@@ -76,6 +105,18 @@ pub trait Conn: Clone + Send + Sync + 'static {
     /// One server-streaming call of `count` items of `size` bytes; returns
     /// how many items arrived.
     fn stream(&self, count: u32, size: u32) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// One server-streaming call of [`STREAM_UNTIL_COUNT`] items of `size`
+    /// bytes, read until `until` and then dropped (cancelled); returns how
+    /// many items arrived. Only the RPC systems implement it (`wan`).
+    fn stream_until(
+        &self,
+        size: u32,
+        until: std::time::Instant,
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        let _ = (size, until);
+        async { Err("stream_until: not implemented by this system".to_owned()) }
+    }
 
     /// One client-streaming call of `count` messages of `size` bytes from
     /// `producer`; returns how many messages the server counted.
@@ -123,7 +164,8 @@ pub async fn serve(
 ) -> Result<(), String> {
     match system {
         System::Knafeh => knafeh::serve(opts, on_listening).await,
-        System::Tonic => tonic::serve(opts, on_listening).await,
+        System::Tonic => tonic::serve(opts, false, on_listening).await,
+        System::TonicTls => tonic::serve(opts, true, on_listening).await,
         System::Floor => floor::serve(opts, on_listening).await,
     }
 }

@@ -1,4 +1,4 @@
-//! tonic: gRPC over HTTP/2 without TLS. The messages are written by hand
+//! tonic: gRPC over HTTP/2, without TLS (h2c) or with rustls (`tls-ring`). The messages are written by hand
 //! with `prost::Message` (what protoc would generate for the same
 //! `.proto`), the service and client on tonic's generic `Grpc` types with
 //! the prost codec: no protoc needed.
@@ -83,9 +83,21 @@ impl Conn for TonicConn {
     type Bidi = TonicBidi;
 
     async fn connect(target: &Target) -> Result<Self, String> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", target.addr))
-            .map_err(|e| format!("tonic endpoint: {e}"))?
-            .tcp_nodelay(true)
+        let scheme = if target.tls { "https" } else { "http" };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", target.addr))
+                .map_err(|e| format!("tonic endpoint: {e}"))?
+                .tcp_nodelay(true);
+        if target.tls {
+            let ca = std::fs::read(&target.ca)
+                .map_err(|e| format!("tonic-tls: reading {}: {e}", target.ca.display()))?;
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("tonic-tls config: {e}"))?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| format!("tonic connect: {e}"))?;
@@ -133,6 +145,30 @@ impl Conn for TonicConn {
             .map_err(|e| format!("tonic stream item {n}: {e}"))?
         {
             n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn stream_until(&self, size: u32, until: std::time::Instant) -> Result<u64, String> {
+        let count = super::STREAM_UNTIL_COUNT;
+        let mut items = self
+            .ready()
+            .await?
+            .server_streaming(
+                Request::new(PbStreamRequest { count, size }),
+                PathAndQuery::from_static(STREAM_PATH),
+                ProstCodec::<PbStreamRequest, PbEcho>::default(),
+            )
+            .await
+            .map_err(|e| format!("tonic stream: {e}"))?
+            .into_inner();
+        let mut n = 0;
+        while std::time::Instant::now() < until {
+            match items.message().await {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => break,
+                Err(e) => return Err(format!("tonic stream item {n}: {e}")),
+            }
         }
         Ok(n)
     }
@@ -351,14 +387,30 @@ where
     }
 }
 
-pub async fn serve(opts: ServeOpts, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
+/// Serves the echo service, with TLS (the child's `--cert`/`--key`) when
+/// `tls`.
+pub async fn serve(
+    opts: ServeOpts,
+    tls: bool,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|e| format!("tonic bind {}: {e}", opts.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("tonic-tls: reading {}: {e}", p.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&opts.cert)?, read(&opts.key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("tonic-tls server config: {e}"))?;
+    }
     on_listening(addr);
-    tonic::transport::Server::builder()
+    builder
         .serve_with_incoming(EchoService, incoming)
         .await
         .map_err(|e| format!("tonic server: {e}"))

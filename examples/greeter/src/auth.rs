@@ -1,6 +1,10 @@
 //! Bearer-token authentication with knafeh interceptors: the server side
 //! ([`BearerAuth`]) checks the `authorization` metadata and what the token
 //! may call; the client side ([`bearer_token`]) attaches the token.
+//! [`RefreshingBearerAuth`] does the server side with tokens loaded
+//! asynchronously (from an identity service, a database) and cached for a
+//! while: an asynchronous interceptor, which awaits the reload in the
+//! call's own task.
 //!
 //! ```no_run
 //! use greeter::auth::{bearer_token, BearerAuth};
@@ -23,8 +27,13 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use knafeh::{CallInfo, Interceptor, Metadata, MetadataError, Status};
+use knafeh::{
+    AsyncInterceptor, CallInfo, InterceptFuture, Interceptor, Metadata, MetadataError, Status,
+};
 
 /// The metadata key a handler reads to learn who called
 /// (set by [`BearerAuth`]; a client cannot set it itself).
@@ -109,6 +118,89 @@ impl Interceptor for BearerAuth {
             .insert(CALLER_KEY, &caller)
             .map_err(|e| Status::internal(format!("recording the caller: {e}")))?;
         Ok(())
+    }
+}
+
+/// Server interceptor that checks tokens as [`BearerAuth`] does, against
+/// tokens it loads with `load` (an async function giving a
+/// [`BearerAuth`]) and keeps for `ttl`. The first call after that reloads
+/// them; calls arriving meanwhile wait for that one load instead of
+/// starting their own. A load that fails refuses the call with
+/// `UNAVAILABLE` (and is tried again by the next call).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use greeter::auth::{BearerAuth, RefreshingBearerAuth};
+///
+/// /// Stands for asking an identity service.
+/// async fn fetch_tokens() -> Result<BearerAuth, knafeh::Status> {
+///     Ok(BearerAuth::new().allow_all("ops", "s3cret-ops-token"))
+/// }
+///
+/// let auth = RefreshingBearerAuth::new(Duration::from_secs(60), fetch_tokens);
+/// let builder = knafeh::Server::builder().async_interceptor(auth);
+/// # drop(builder);
+/// ```
+pub struct RefreshingBearerAuth<L> {
+    load: L,
+    ttl: Duration,
+    /// The tokens and when they were loaded.
+    cache: tokio::sync::RwLock<Option<(Instant, Arc<BearerAuth>)>>,
+}
+
+impl<L, Fut> RefreshingBearerAuth<L>
+where
+    L: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<BearerAuth, Status>> + Send,
+{
+    /// Tokens from `load`, kept for `ttl` (none are loaded before the
+    /// first call).
+    pub fn new(ttl: Duration, load: L) -> Self {
+        RefreshingBearerAuth {
+            load,
+            ttl,
+            cache: tokio::sync::RwLock::new(None),
+        }
+    }
+
+    /// The current tokens, loaded again when older than the ttl.
+    async fn tokens(&self) -> Result<Arc<BearerAuth>, Status> {
+        let fresh = |cache: &Option<(Instant, Arc<BearerAuth>)>| {
+            cache
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.ttl)
+                .map(|(_, tokens)| tokens.clone())
+        };
+        if let Some(tokens) = fresh(&*self.cache.read().await) {
+            return Ok(tokens);
+        }
+        let mut cache = self.cache.write().await;
+        // Another call may have reloaded them while this one waited.
+        if let Some(tokens) = fresh(&cache) {
+            return Ok(tokens);
+        }
+        let tokens = (self.load)()
+            .await
+            .map_err(|e| Status::unavailable(format!("loading bearer tokens: {}", e.message())))?;
+        let tokens = Arc::new(tokens);
+        *cache = Some((Instant::now(), tokens.clone()));
+        Ok(tokens)
+    }
+}
+
+impl<L, Fut> AsyncInterceptor for RefreshingBearerAuth<L>
+where
+    L: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<BearerAuth, Status>> + Send,
+{
+    fn intercept<'a>(&'a self, call: &'a mut CallInfo) -> InterceptFuture<'a> {
+        Box::pin(async move {
+            // Nothing the client sent under this key is believed, even
+            // when the tokens cannot be loaded.
+            call.metadata_mut().remove(CALLER_KEY);
+            let tokens = self.tokens().await?;
+            tokens.intercept(call)
+        })
     }
 }
 

@@ -354,6 +354,12 @@ mod tests {
             },
         );
         assert!(out.contains("pub fn schema () -> :: core :: result :: Result < :: knafeh :: schema :: ServiceSchema , :: knafeh :: schema :: SchemaError > where"), "{out}");
+        // Only the idempotent method's calls are declared idempotent.
+        assert!(out.contains("self . client . unary :: < HelloRequest , HelloReply > (Self :: SAY_HELLO , & req , options . idempotent (true))"), "{out}");
+        assert!(
+            out.contains("(Self :: COUNT_TO , & req , options)"),
+            "{out}"
+        );
         assert!(out.contains(r#"name : :: std :: borrow :: ToOwned :: to_owned (Self :: SERVICE_NAME) , doc : :: std :: borrow :: ToOwned :: to_owned ("Greets.\n\nPolitely.")"#), "{out}");
         let method = |name: &str,
                       path: &str,

@@ -64,6 +64,7 @@ impl Gen<'_> {
             self.full_name
         );
         let connect = python_connect(py, blocking);
+        let schema = self.python_schema(py);
         let methods = self
             .svc
             .rpcs
@@ -81,6 +82,7 @@ impl Gen<'_> {
             #[pyo3(crate = #pyo3_path)]
             impl #rust_name {
                 #connect
+                #schema
                 #(#methods)*
             }
         }
@@ -267,6 +269,7 @@ impl Gen<'_> {
             self.full_name
         );
         let (names, stream_requests, stream_responses) = self.python_method_table();
+        let schema = self.python_schema(py);
         let (decode_arms, encode_arms) = self.python_codec_arms(py);
         quote! {
             #[doc = #class_doc]
@@ -283,6 +286,8 @@ impl Gen<'_> {
                 fn new(implementation: #o::Py<#o::PyAny>) -> Self {
                     Self { implementation }
                 }
+
+                #schema
 
                 /// The wrapped implementation.
                 #[getter]
@@ -330,6 +335,25 @@ impl Gen<'_> {
     }
 }
 
+impl Gen<'_> {
+    /// The static method `__knafeh_schema__()` every generated class has:
+    /// the service's `knafeh::schema::ServiceSchema` as JSON, which
+    /// `python -m knafeh.stubgen` turns into the module's `.pyi`.
+    fn python_schema(&self, py: &Path) -> TokenStream {
+        let client = &self.client;
+        let p = quote!(#py::__private);
+        let o = quote!(#py::__private::pyo3);
+        quote! {
+            /// The service's schema (`knafeh::schema::ServiceSchema`) as
+            /// JSON; `python -m knafeh.stubgen` writes the stubs from it.
+            #[staticmethod]
+            fn __knafeh_schema__() -> #o::PyResult<::std::string::String> {
+                #p::schema_json(#client::schema())
+            }
+        }
+    }
+}
+
 /// The `connect` static method of a client class: the same arguments for
 /// both; the blocking one returns the client, the async one a coroutine.
 fn python_connect(py: &Path, blocking: bool) -> TokenStream {
@@ -354,7 +378,7 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
     quote! {
         #[doc = #doc]
         #[staticmethod]
-        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None))]
+        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None, compression = None))]
         #[allow(clippy::too_many_arguments)]
         fn connect #generics(
             py: #o::Python #lifetime,
@@ -365,8 +389,9 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
             codec: ::core::option::Option<::std::string::String>,
             timeout: ::core::option::Option<f64>,
             connect_timeout: ::core::option::Option<f64>,
+            compression: ::core::option::Option<::std::string::String>,
         ) -> #o::PyResult<#ret> {
-            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout };
+            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout, compression };
             #finish
         }
     }

@@ -114,6 +114,22 @@ impl Gen<'_> {
             #(#shapes)*
             _ => ::core::option::Option::None,
         });
+        let idempotent: Vec<_> = self
+            .svc
+            .rpcs
+            .iter()
+            .filter(|r| r.idempotent)
+            .map(|r| &r.wire_name)
+            .collect();
+        // Only methods declared idempotent may be served from early data.
+        let idempotent = if idempotent.is_empty() {
+            quote!({
+                let _ = method;
+                false
+            })
+        } else {
+            quote!(::core::matches!(method, #(#idempotent)|*))
+        };
         let arms = self.svc.rpcs.iter().map(|r| self.call_arm(r));
         let bounds = self.message_bounds(&self.svc.rpcs);
         quote! {
@@ -139,6 +155,10 @@ impl Gen<'_> {
                     method: &str,
                 ) -> ::core::option::Option<#krate::__private::RequestShape> {
                     #request_shape
+                }
+
+                fn idempotent(&self, method: &str) -> bool {
+                    #idempotent
                 }
 
                 fn call(
@@ -352,9 +372,16 @@ impl Gen<'_> {
                 (param, quote!(bidi_streaming::<#request, #item>), arg)
             }
         };
+        // Idempotent methods may be retried and hedged after a handler saw
+        // the call (see `knafeh::RetryPolicy`).
+        let options = if rpc.idempotent {
+            quote!(options.idempotent(true))
+        } else {
+            quote!(options)
+        };
         (
             param,
-            quote!(self.client.#runner(Self::#path, #arg, options)),
+            quote!(self.client.#runner(Self::#path, #arg, #options)),
         )
     }
 

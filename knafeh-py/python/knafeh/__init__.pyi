@@ -1,6 +1,6 @@
 """Type stubs for the `knafeh` Python runtime."""
 import enum
-from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, AsyncIterator, Coroutine, Generic, Iterator, Literal, Mapping, Optional, Tuple, TypeVar, Union, overload
 
 __version__: str
 
@@ -47,6 +47,11 @@ class CallContext:
         """The caller's metadata (bytes for `-bin` keys)."""
     def time_remaining(self) -> Optional[float]:
         """Seconds left before the caller's deadline, or None without one."""
+    def is_draining(self) -> bool:
+        """Whether the server has begun a graceful shutdown (end long streams)."""
+    def draining(self) -> Coroutine[Any, Any, None]:
+        """Completes when the server begins a graceful shutdown (at once if it
+        has): `await ctx.draining()` in an `async def` handler."""
 
 T = TypeVar("T")
 
@@ -72,11 +77,16 @@ class BidiCall(Generic[Req, Resp]):
     def __aiter__(self) -> "BidiCall[Req, Resp]": ...
     def __anext__(self) -> Coroutine[Any, Any, Resp]:
         """The next reply; raises `RpcError` when the call fails, after the replies before it."""
-    def send(self, request: Optional[Req] = None, /, **fields: object) -> Coroutine[Any, Any, None]:
+    @overload
+    def send(self, request: Req, /) -> Coroutine[Any, Any, None]:
         """Queues one request (waits while the server is not reading). Raises
         `RpcError(INVALID_ARGUMENT)` at once for a request that does not convert,
         `RpcError` with the call's status once it failed, `asyncio.InvalidStateError`
         after `done_writing()` or when the call was given an iterable."""
+    @overload
+    def send(self, /, **fields: Any) -> Coroutine[Any, Any, None]:
+        """Queues one request given as keyword fields (a generated stub types
+        them: the method returns a subclass naming the request's fields)."""
     def done_writing(self) -> Coroutine[Any, Any, None]:
         """Ends the requests; the replies keep coming."""
     def cancel(self) -> bool:
@@ -93,8 +103,12 @@ class Server:
         key: str,
         max_message_size: Optional[int] = None,
         drain_timeout: Optional[float] = None,
+        health: bool = False,
+        compression: Optional[Literal["identity", "none", "gzip", "zstd"]] = None,
     ) -> None: ...
     def add_service(self, service: object) -> None: ...
+    def set_health(self, service: str, status: Literal["SERVING", "NOT_SERVING", "UNKNOWN"]) -> None:
+        """What knafeh.Health reports for `service` ("" = the whole server); needs health=True."""
     def start(self) -> Coroutine[Any, Any, str]:
         """Starts serving; resolves to the bound `host:port`."""
     def stop(self) -> Coroutine[Any, Any, None]:

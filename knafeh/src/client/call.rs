@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
-use crate::intercept::{self, CallInfo};
+use crate::intercept::CallInfo;
+use crate::propagate;
+use crate::proto::compression::compress_tail;
 use crate::proto::h3::H3_REQUEST_REJECTED;
 use crate::proto::response::{Next, ResponseReader};
 use crate::proto::wire;
@@ -25,7 +27,7 @@ use crate::transport::conn::{
     field_section_size, Command, ConnShared, OpenRequest, RecvWindow, RequestTx, StreamEvent,
     SEND_WINDOW,
 };
-use crate::{CallOptions, Code, Codec, Metadata, Response, Status, Streaming};
+use crate::{CallOptions, Code, Codec, Compression, Metadata, Response, Status, Streaming};
 use tokio::sync::Semaphore;
 
 impl Client {
@@ -46,110 +48,175 @@ impl Client {
                 codec.content_type()
             ))
         })?;
+        compress_tail(&mut body, 0, prepared.encoding);
         prepared.body = Some(body.freeze());
         Ok(prepared)
     }
 
-    /// Fixes the deadline and runs the interceptors: a call whose
-    /// request messages are sent later, as a stream.
+    /// Fixes the deadline: a call whose request messages are sent later,
+    /// as a stream. The interceptors run later, in [`Client::intercept`].
     pub(super) fn prepare_head(
         &self,
         path: &'static str,
         options: CallOptions,
     ) -> Result<Prepared, Status> {
         let cfg = &self.inner.cfg;
+        options.check(path)?;
         let timeout = options.timeout.or(cfg.default_timeout);
         // A timeout too large to represent is no deadline at all.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut metadata = options.metadata;
-        if !cfg.interceptors.0.is_empty() {
-            let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
-            intercept::run(&cfg.interceptors.0, &mut info)?;
-            metadata = info.into_parts().0;
-        }
+        let own = timeout.and_then(|t| Instant::now().checked_add(t));
+        let inherited = propagate::inherit(&options, own);
+        let deadline = inherited.deadline;
+        let encoding = options.compression.unwrap_or(cfg.compression);
+        let CallOptions {
+            metadata, retry, ..
+        } = options;
         Ok(Prepared {
             path,
             body: None,
             deadline,
             metadata,
-            early_data_ok: false,
+            cancel: inherited.cancel,
+            encoding,
+            retry,
         })
     }
 
+    /// Runs the interceptors, once per call and before anything is sent:
+    /// the call with the metadata they left. One that awaits still ends at
+    /// the call's deadline or when the call it was made from is cancelled.
+    pub(super) async fn intercept(
+        &self,
+        prepared: Result<Prepared, Status>,
+    ) -> Result<Prepared, Status> {
+        let mut prepared = prepared?;
+        let interceptors = &self.inner.cfg.interceptors;
+        if interceptors.is_empty() {
+            return Ok(prepared);
+        }
+        let (path, deadline) = (prepared.path, prepared.deadline);
+        let metadata = std::mem::take(&mut prepared.metadata);
+        let mut info = CallInfo::new(path.to_owned(), metadata, deadline, None);
+        let run = interceptors.run(&mut info);
+        let run = propagate::unless_cancelled(prepared.cancel.as_mut(), path, run);
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), run)
+                .await
+                .unwrap_or_else(|_| Err(deadline_status(path)))?,
+            None => run.await?,
+        }
+        prepared.metadata = info.into_parts().0;
+        Ok(prepared)
+    }
+
     pub(super) async fn start(&self, prepared: Prepared) -> Result<ActiveCall, Status> {
-        let cfg = &self.inner.cfg;
         let Prepared {
             path,
             body,
             deadline,
-            metadata,
-            early_data_ok,
+            mut metadata,
+            mut cancel,
+            encoding,
+            retry,
+            ..
         } = prepared;
-        let work = async {
-            let (conn, load) = self.connect_any().await?;
-            // The server gets the time left after dialling, so both sides
-            // share one deadline.
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let headers =
-                wire::request_headers(&conn.authority, path, cfg.codec, remaining, &metadata);
-            // A header block over the server's limit would make it close
-            // the whole connection.
-            let size = field_section_size(&headers);
-            let limit = conn.shared.peer_field_limit();
-            if size > limit {
-                return Err(Status::resource_exhausted(format!(
-                    "{path}: request headers (with metadata) are {size} bytes; \
-                     the server accepts at most {limit}"
-                )));
-            }
-            let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-            let slot = Arc::new(AtomicU64::new(u64::MAX));
-            let window = Arc::new(RecvWindow::default());
-            // A streaming request gets a writer with its own send window.
-            let credit = body
-                .is_none()
-                .then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
-            let request_tx = credit.as_ref().map(|credit| RequestTx {
-                slot: slot.clone(),
-                cmd: conn.cmd.clone(),
-                credit: credit.clone(),
-            });
-            let open = Command::Open(Box::new(OpenRequest {
-                headers,
-                body,
-                events: ev_tx,
-                window: window.clone(),
-                slot: slot.clone(),
-                credit,
-                early_data_ok: early_data_ok && cfg.zero_rtt,
-            }));
-            if conn.cmd.send(open).is_err() {
-                return Err(Status::unavailable("connection closed"));
-            }
-            Ok(ActiveCall {
-                request_tx,
-                aborted: Arc::new(Aborted::default()),
-                path,
-                codec: cfg.codec,
-                events: ev_rx,
-                guard: CancelGuard {
-                    cmd: conn.cmd.clone(),
-                    slot,
-                    armed: true,
-                },
-                reader: ResponseReader::new(path, cfg.max_message_size),
-                window,
-                deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
-                conn: conn.shared.clone(),
-                _load: load,
-            })
-        };
-        match deadline {
+        crate::trace::inject(&mut metadata);
+        let early = retry.idempotent && self.inner.cfg.zero_rtt;
+        let work = self.open_call(path, body, deadline, &metadata, encoding, early);
+        let work = propagate::unless_cancelled(cancel.as_mut(), path, work);
+        let started = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), work)
                 .await
                 .unwrap_or_else(|_| Err(deadline_status(path))),
             None => work.await,
+        };
+        started.map(|call| ActiveCall { cancel, ..call })
+    }
+
+    /// Picks a connection (dialling if needed) and opens the call's
+    /// request stream on it: the headers, and the body of a one-message
+    /// request (`None` for a request stream, which gets a writer).
+    async fn open_call(
+        &self,
+        path: &'static str,
+        body: Option<Bytes>,
+        deadline: Option<Instant>,
+        metadata: &Metadata,
+        encoding: Compression,
+        early_data_ok: bool,
+    ) -> Result<ActiveCall, Status> {
+        let cfg = &self.inner.cfg;
+        let traffic = crate::metrics::client_traffic(path);
+        let (conn, load) = self.connect_any().await?;
+        // The server gets the time left after dialling, so both sides
+        // share one deadline.
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let headers = wire::request_headers(
+            &conn.authority,
+            path,
+            cfg.codec,
+            encoding,
+            remaining,
+            metadata,
+        );
+        // A header block over the server's limit would make it close
+        // the whole connection.
+        let size = field_section_size(&headers);
+        let limit = conn.shared.peer_field_limit();
+        if size > limit {
+            return Err(Status::resource_exhausted(format!(
+                "{path}: request headers (with metadata) are {size} bytes; \
+                 the server accepts at most {limit}"
+            )));
         }
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let slot = Arc::new(AtomicU64::new(u64::MAX));
+        let window = Arc::new(RecvWindow::default());
+        // A streaming request gets a writer with its own send window.
+        let credit = body
+            .is_none()
+            .then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
+        let request_tx = credit.as_ref().map(|credit| RequestTx {
+            slot: slot.clone(),
+            cmd: conn.cmd.clone(),
+            credit: credit.clone(),
+        });
+        if let Some(body) = &body {
+            traffic.sent(body.len());
+        }
+        let open = Command::Open(Box::new(OpenRequest {
+            headers,
+            body,
+            events: ev_tx,
+            window: window.clone(),
+            slot: slot.clone(),
+            credit,
+            early_data_ok,
+        }));
+        if conn.cmd.send(open).is_err() {
+            return Err(Status::unavailable("connection closed"));
+        }
+        Ok(ActiveCall {
+            request_tx,
+            refused: false,
+            aborted: Arc::new(Aborted::default()),
+            path,
+            codec: cfg.codec,
+            encoding,
+            events: ev_rx,
+            guard: CancelGuard {
+                cmd: conn.cmd.clone(),
+                slot,
+                armed: true,
+            },
+            reader: ResponseReader::new(path, cfg.max_message_size),
+            window,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+            conn: conn.shared.clone(),
+            _load: load,
+            cancel: None,
+            traffic,
+        })
     }
 
     /// Makes a unary call to `path` (generated clients call this).
@@ -173,22 +240,6 @@ impl Client {
         Box::pin(async move { client.unary_prepared(path, prepared).await })
     }
 
-    /// [`Client::unary`] for a method declared idempotent
-    /// (`#[knafeh(idempotent)]`; generated clients call this): with
-    /// [`ClientBuilder::zero_rtt`] on, its request may travel as 0-RTT
-    /// early data. Not public API.
-    #[doc(hidden)]
-    pub fn unary_idempotent<Req: Message, Resp: Message>(
-        &self,
-        path: &'static str,
-        req: &Req,
-        options: CallOptions,
-    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send + 'static {
-        let client = self.clone();
-        let prepared = self.prepare(path, req, options).map(Prepared::idempotent);
-        Box::pin(async move { client.unary_prepared(path, prepared).await })
-    }
-
     pub(super) async fn unary_prepared<Resp: Message>(
         &self,
         path: &'static str,
@@ -196,8 +247,8 @@ impl Client {
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(prepared?).await?;
-            read_unary::<Resp>(&mut call).await
+            let prepared = self.intercept(prepared).await?;
+            self.unary_with_retries::<Resp>(prepared).await
         }
         .instrument(span.span.clone())
         .await;
@@ -225,34 +276,17 @@ impl Client {
         Box::pin(async move { client.server_streaming_prepared(path, prepared).await })
     }
 
-    /// [`Client::server_streaming`] for a method declared idempotent
-    /// (generated clients call this); see [`Client::unary_idempotent`].
-    /// Not public API.
-    #[doc(hidden)]
-    pub fn server_streaming_idempotent<Req: Message, Resp: Message>(
-        &self,
-        path: &'static str,
-        req: &Req,
-        options: CallOptions,
-    ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send + 'static {
-        let client = self.clone();
-        let prepared = self.prepare(path, req, options).map(Prepared::idempotent);
-        Box::pin(async move { client.server_streaming_prepared(path, prepared).await })
-    }
-
     pub(super) async fn server_streaming_prepared<Resp: Message>(
         &self,
         path: &'static str,
         prepared: Result<Prepared, Status>,
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
+        // Waits for the response headers so that call-level errors
+        // (unknown method, bad request...) come back here.
         let result = async {
-            let mut call = self.start(prepared?).await?;
-            // Wait for the response headers so that call-level errors
-            // (unknown method, bad request...) come back here.
-            std::future::poll_fn(|cx| call.poll_headers(cx)).await?;
-            let headers = call.reader.take_headers();
-            Ok((call, headers))
+            let prepared = self.intercept(prepared).await?;
+            self.open_with_retries(prepared).await
         }
         .instrument(span.span.clone())
         .await;
@@ -305,21 +339,25 @@ pub(super) struct CallSpan {
     pub(super) span: tracing::Span,
     pub(super) started: Instant,
     pub(super) done: bool,
+    /// The call's metrics (counted as cancelled if dropped unfinished).
+    pub(super) metered: crate::metrics::CallMetrics,
 }
 
 impl CallSpan {
-    pub(super) fn new(path: &str) -> Self {
+    pub(super) fn new(path: &'static str) -> Self {
         let (service, method) = wire::split_path(path).unwrap_or(("", path));
         CallSpan {
             span: tracing::debug_span!(
                 "knafeh.client",
                 service,
                 method,
+                trace_id = tracing::field::Empty,
                 code = tracing::field::Empty,
                 duration_us = tracing::field::Empty,
             ),
             started: Instant::now(),
             done: false,
+            metered: crate::metrics::CallMetrics::start(crate::metrics::client_traffic(path)),
         }
     }
 
@@ -327,6 +365,7 @@ impl CallSpan {
     pub(super) fn finish(&mut self, err: Option<&Status>) {
         self.done = true;
         let code = err.map_or(Code::Ok, Status::code);
+        self.metered.finish(code);
         self.span.record("code", code.as_str());
         self.span
             .record("duration_us", self.started.elapsed().as_micros() as u64);
@@ -433,22 +472,19 @@ impl Drop for CancelGuard {
 }
 
 /// A request ready to be sent.
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub(super) path: &'static str,
     /// The one request message, framed; `None` for a request stream.
     pub(super) body: Option<Bytes>,
     pub(super) deadline: Option<Instant>,
     pub(super) metadata: Metadata,
-    /// The method is idempotent: with [`ClientBuilder::zero_rtt`], the
-    /// request may travel as 0-RTT early data.
-    pub(super) early_data_ok: bool,
-}
-
-impl Prepared {
-    fn idempotent(mut self) -> Self {
-        self.early_data_ok = true;
-        self
-    }
+    /// The cancellation of the call being served, if inherited.
+    pub(super) cancel: Option<propagate::Cancel>,
+    /// How request messages are compressed.
+    pub(super) encoding: Compression,
+    /// What the call's options say about retries.
+    pub(super) retry: super::CallRetry,
 }
 
 /// The status a call's own side ended it with (a request stream that
@@ -458,10 +494,15 @@ pub(super) type Aborted = std::sync::OnceLock<Status>;
 pub(super) struct ActiveCall {
     /// The writer of a streaming request (taken by its pump).
     pub(super) request_tx: Option<RequestTx>,
+    /// Set when the server refused the stream unprocessed
+    /// (`H3_REQUEST_REJECTED`), which makes the call safe to retry.
+    pub(super) refused: bool,
     /// Set when the client's side ended the call itself.
     pub(super) aborted: Arc<Aborted>,
     pub(super) path: &'static str,
     pub(super) codec: Codec,
+    /// How request messages are compressed (for a request stream's pump).
+    pub(super) encoding: Compression,
     pub(super) events: mpsc::UnboundedReceiver<StreamEvent>,
     pub(super) guard: CancelGuard,
     /// The protocol side: what the response says so far.
@@ -472,6 +513,10 @@ pub(super) struct ActiveCall {
     pub(super) conn: Arc<ConnShared>,
     /// Counts the call against its endpoint until it is dropped.
     pub(super) _load: LoadGuard,
+    /// The cancellation of the call being served, if inherited.
+    pub(super) cancel: Option<propagate::Cancel>,
+    /// Where the call's message bytes are counted.
+    pub(super) traffic: crate::metrics::Traffic,
 }
 
 pub(super) fn headers_view(h: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -500,6 +545,9 @@ impl ActiveCall {
         if expired {
             return Poll::Ready(Err(self.fail(deadline_status(self.path))));
         }
+        if let Some(Poll::Ready(status)) = self.cancel.as_mut().map(|c| c.poll(cx, self.path)) {
+            return Poll::Ready(Err(self.fail(status)));
+        }
         let event = self.events.poll_recv(cx);
         if let Poll::Ready(Some(StreamEvent::Reset(_)) | None) = event {
             if let Some(status) = self.aborted.get().cloned() {
@@ -510,6 +558,7 @@ impl ActiveCall {
             Poll::Ready(Some(StreamEvent::Reset(code))) => {
                 // The server ended the stream; nothing to cancel.
                 self.guard.armed = false;
+                self.refused = code == H3_REQUEST_REJECTED;
                 let why = if code == H3_REQUEST_REJECTED {
                     "the server refused the call (it is shutting down)".to_owned()
                 } else {
@@ -540,6 +589,7 @@ impl ActiveCall {
         let fed = match ev {
             StreamEvent::Headers(h) => self.reader.on_headers(headers_view(&h)),
             StreamEvent::Data(bytes) => {
+                self.traffic.received(bytes.len());
                 if self.window.release(bytes.len()) {
                     let id = self.guard.slot.load(Ordering::Acquire);
                     let _ = self.guard.cmd.send(Command::Resume(id));

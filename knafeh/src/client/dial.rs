@@ -16,7 +16,8 @@ use crate::Status;
 
 /// Dials `addr`: resolves it, opens a UDP socket, and completes the QUIC
 /// and TLS handshakes; fails at once when the server's certificate is
-/// refused.
+/// refused. `authority` (`host:port`, usually `addr` itself) is what the
+/// calls name as `:authority`, and its host the TLS server name.
 ///
 /// With a session in `sessions` (the ticket a previous connection to this
 /// server got) the handshake resumes it, with no certificate exchange;
@@ -26,9 +27,10 @@ use crate::Status;
 pub(super) async fn dial(
     cfg: &ClientBuilder,
     addr: &str,
+    authority: &Arc<str>,
     sessions: &SessionSlot,
 ) -> Result<ConnHandle, Status> {
-    let (host, _port) = host_port(addr)?;
+    let (host, _port) = host_port(authority)?;
     if let Some(ca) = &cfg.ca_file {
         if !cfg.insecure {
             std::fs::metadata(ca)
@@ -97,16 +99,17 @@ pub(super) async fn dial(
         }
     }
     tracing::debug!(addr = %addr, %peer, "connected");
-    tokio::spawn(watch_refusals(
-        errors,
-        cmd.downgrade(),
-        shared.clone(),
-        peer,
-    ));
+    // Counted as open until the connection closes (or its client is gone).
+    let open = crate::metrics::OpenConnection::open(&crate::metrics::CLIENT);
+    let watch = watch_refusals(errors, cmd.downgrade(), shared.clone(), peer);
+    tokio::spawn(async move {
+        watch.await;
+        drop(open)
+    });
     Ok(ConnHandle {
         cmd,
         shared,
-        authority: Arc::from(addr),
+        authority: authority.clone(),
     })
 }
 
@@ -114,24 +117,29 @@ pub(super) async fn dial(
 /// its port (PROTOCOL.md §8.4).
 const REFUSED: &str = "connection refused (nothing listens on that UDP port)";
 
-/// Closes the connection at once, failing its calls with `UNAVAILABLE`,
-/// when the server's host says nothing listens at `peer` any more (a
-/// server that stopped without closing its connections); ends with the
-/// connection.
+/// Tells the connection each time the server's host says nothing listens
+/// at `peer` any more (a server that stopped without closing its
+/// connections); the connection closes, failing its calls with
+/// `UNAVAILABLE`, unless the peer shows it is alive (a forged report).
+/// Ends with the connection.
 async fn watch_refusals(
     socket: Arc<tokio::net::UdpSocket>,
     cmd: tokio::sync::mpsc::WeakUnboundedSender<Command>,
     shared: Arc<ConnShared>,
     peer: SocketAddr,
 ) {
-    tokio::select! {
-        () = icmp::refused(socket) => {
-            // Weak: a watcher must not keep a dropped client's connection open.
-            if let Some(cmd) = cmd.upgrade() {
-                let _ = cmd.send(Command::Lost(format!("{peer}: {REFUSED}")));
+    loop {
+        tokio::select! {
+            () = icmp::refused(socket.clone()) => {
+                // Weak: a watcher must not keep a dropped client's
+                // connection open.
+                let Some(cmd) = cmd.upgrade() else { return };
+                if cmd.send(Command::Refused(format!("{peer}: {REFUSED}"))).is_err() {
+                    return;
+                }
             }
+            () = shared.wait_closed() => return,
         }
-        () = shared.wait_closed() => {}
     }
 }
 
@@ -159,7 +167,11 @@ async fn open_socket(addr: &str) -> Result<(ClientSocket, SocketAddr), Status> {
         .connect(peer)
         .await
         .map_err(|e| io_err("connecting to", e))?;
-    icmp::queue_errors(&socket, peer.is_ipv6()).map_err(|e| io_err("preparing socket for", e))?;
+    if let Err(e) = icmp::queue_errors(&socket, peer.is_ipv6()) {
+        // Only fail-fast on a closed port is lost: a dial to one then ends
+        // at the connect timeout, like other clients'.
+        tracing::debug!(%peer, error = %e, "no ICMP error queue on this socket");
+    }
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut socket: ClientSocket = socket
         .try_into()

@@ -13,7 +13,16 @@ use crate::{Code, Status};
 
 /// One server address: its connection, dialling state and load.
 pub(super) struct Endpoint {
+    /// The address dialled.
     pub(super) addr: String,
+    /// `host:port` sent as `:authority`; its host is the TLS server name
+    /// (unless the builder names another). The address itself, unless a
+    /// resolver found it.
+    pub(super) authority: Arc<str>,
+    /// Set once re-resolution dropped this endpoint: it takes no new calls
+    /// and keeps no connection of its own; calls in progress on it finish
+    /// (their connection closes with the last one).
+    pub(super) retired: AtomicBool,
     pub(super) conn: Mutex<Option<ConnHandle>>,
     /// Serialises dialling; holds the last dial's failure.
     pub(super) dial: tokio::sync::Mutex<Option<Status>>,
@@ -34,9 +43,11 @@ pub(super) struct Endpoint {
 }
 
 impl Endpoint {
-    pub(super) fn new(addr: String) -> Self {
+    pub(super) fn new(addr: String, authority: Arc<str>) -> Self {
         Endpoint {
             addr,
+            authority,
+            retired: AtomicBool::new(false),
             conn: Mutex::new(None),
             dial: tokio::sync::Mutex::new(None),
             dial_generation: AtomicU64::new(0),
@@ -61,6 +72,20 @@ impl Endpoint {
 
     pub(super) fn mark_up(&self) {
         *lock(&self.down) = None;
+    }
+
+    /// Takes the endpoint out for good (re-resolution dropped it): its
+    /// connection is no longer offered to new calls, and closes when the
+    /// calls in progress on it, which hold handles of their own, end.
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let conn = lock(&self.conn).take();
+        tracing::debug!(
+            addr = %self.addr,
+            in_flight = self.in_flight.load(Ordering::Relaxed),
+            connected = conn.is_some(),
+            "endpoint retired; its calls in progress finish"
+        );
     }
 
     /// How ready this endpoint is for a call now, best first: 0 connected,
@@ -93,29 +118,24 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Counts a call against its endpoint while it runs.
 pub(super) struct LoadGuard {
-    pub(super) inner: Arc<Inner>,
-    pub(super) endpoint: usize,
+    pub(super) endpoint: Arc<Endpoint>,
 }
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        self.inner.endpoints[self.endpoint]
-            .in_flight
-            .fetch_sub(1, Ordering::AcqRel);
+        self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Marks a background dial of one endpoint as in progress until dropped.
 pub(super) struct DialFlag {
     pub(super) client: Client,
-    pub(super) endpoint: usize,
+    pub(super) endpoint: Arc<Endpoint>,
 }
 
 impl Drop for DialFlag {
     fn drop(&mut self) {
-        self.client.inner.endpoints[self.endpoint]
-            .dialing
-            .store(false, Ordering::Release);
+        self.endpoint.dialing.store(false, Ordering::Release);
     }
 }
 
@@ -172,19 +192,25 @@ impl Client {
         let _clear = ClearOnDrop(&ep.dialing);
         // Boxed: the dial future is large and every call's future would
         // otherwise carry (and copy) room for it.
-        let result = Box::pin(dial(&self.inner.cfg, &ep.addr, &ep.session)).await;
+        let result = Box::pin(dial(&self.inner.cfg, &ep.addr, &ep.authority, &ep.session)).await;
         ep.dial_generation.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(c) => {
                 *last_failure = None;
-                *lock(&ep.conn) = Some(c.clone());
+                // A retired endpoint keeps no connection: this one serves
+                // the call that dialled it and closes after it.
+                if !ep.retired.load(Ordering::Acquire) {
+                    *lock(&ep.conn) = Some(c.clone());
+                }
                 ep.mark_up();
                 self.inner.connected.notify_waiters();
+                self.re_resolve_when_lost(&c);
                 Ok(c)
             }
             Err(status) => {
                 if status.code() == Code::Unavailable {
                     ep.mark_down();
+                    self.re_resolve_soon();
                 }
                 *last_failure = Some(status.clone());
                 Err(status)
@@ -199,13 +225,12 @@ impl Client {
     /// endpoint that may be gone while others can answer. Without a
     /// connected endpoint, calls wait for a dial. When all are taken out,
     /// the one back soonest.
-    pub(super) fn pick(&self, tried: &[usize]) -> Option<usize> {
-        let eps = &self.inner.endpoints;
+    pub(super) fn pick(&self, eps: &[Arc<Endpoint>], tried: &[Arc<Endpoint>]) -> Option<usize> {
+        let untried = |i: &usize| !tried.iter().any(|t| Arc::ptr_eq(t, &eps[*i]));
         if eps.len() == 1 {
-            return tried.is_empty().then_some(0);
+            return untried(&0).then_some(0);
         }
         let now = Instant::now();
-        let untried = |i: &usize| !tried.contains(i);
         // On the stack for up to 16 endpoints.
         let mut small = [0u8; 16];
         let mut large = Vec::new();
@@ -221,7 +246,7 @@ impl Client {
         let readiness = &*readiness;
         if readiness.contains(&0) {
             for (i, _) in readiness.iter().enumerate().filter(|(_, r)| **r == 1) {
-                self.dial_in_background(i);
+                self.dial_in_background(&eps[i]);
             }
         }
         for best in 0..3 {
@@ -250,15 +275,14 @@ impl Client {
             .min_by_key(|&i| eps[i].down_until())
     }
 
-    /// Dials endpoint `i` on a task of its own, unless a dial to it is
-    /// already in progress (or there is no runtime to run it on). A dial
-    /// that fails for any reason takes the endpoint out (backoff), so a
-    /// broken endpoint is not dialled again on every pick.
-    pub(super) fn dial_in_background(&self, i: usize) {
+    /// Dials `ep` on a task of its own, unless a dial to it is already in
+    /// progress (or there is no runtime to run it on). A dial that fails
+    /// for any reason takes the endpoint out (backoff), so a broken
+    /// endpoint is not dialled again on every pick.
+    pub(super) fn dial_in_background(&self, ep: &Arc<Endpoint>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let ep = &self.inner.endpoints[i];
         if ep
             .dialing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -270,10 +294,10 @@ impl Client {
         // task is dropped before it first runs.
         let flag = DialFlag {
             client: self.clone(),
-            endpoint: i,
+            endpoint: ep.clone(),
         };
         rt.spawn(async move {
-            let ep = &flag.client.inner.endpoints[flag.endpoint];
+            let ep = &flag.endpoint;
             // The pick that asked for this dial may be stale by now.
             if current(ep).is_some() || ep.down_until().is_some_and(|t| t > Instant::now()) {
                 return;
@@ -305,24 +329,28 @@ impl Client {
     /// [`Client::pick`] gives until one connects (nothing was sent on the
     /// ones that failed, so moving on is safe).
     pub(super) async fn connect_any(&self) -> Result<(ConnHandle, LoadGuard), Status> {
-        let mut tried = Vec::new();
+        let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut first_err = None;
-        let several = self.inner.endpoints.len() > 1;
         loop {
+            // The endpoints now (re-resolution may change them between
+            // two tries).
+            let eps = self.endpoints_or_wait().await?;
             // Registered before picking, so a dial that succeeds from here
             // on is not missed (only needed with several endpoints).
+            let several = eps.len() > 1;
             let mut connected = several.then(|| Box::pin(self.inner.connected.notified()));
             if let Some(n) = connected.as_mut() {
                 n.as_mut().enable();
             }
-            let Some(i) = self.pick(&tried) else { break };
-            let ep = &self.inner.endpoints[i];
+            let Some(i) = self.pick(&eps, &tried) else {
+                break;
+            };
+            let ep = &eps[i];
             // The call counts against the endpoint while it waits for a
             // dial too, so that other calls see it as busy.
             ep.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = LoadGuard {
-                inner: self.inner.clone(),
-                endpoint: i,
+                endpoint: ep.clone(),
             };
             if let Some(conn) = current(ep) {
                 return Ok((conn, guard));
@@ -341,7 +369,7 @@ impl Client {
                 Ok(conn) => return Ok((conn, guard)),
                 Err(e) if e.code() == Code::Unavailable => {
                     first_err.get_or_insert(e);
-                    tried.push(i);
+                    tried.push(ep.clone());
                 }
                 Err(e) => return Err(e),
             }

@@ -2,21 +2,31 @@
 //! has one QUIC connection, dialled on demand and shared by every clone of
 //! the [`Client`]. One file per concern: `builder` (what a client does by
 //! default), `endpoints` (connections, background dialling, balancing),
-//! `call` (one call on the wire), `dial` (one QUIC + TLS handshake).
+//! `call` (one call on the wire), `retry` (retries and hedging around
+//! it), `dial` (one QUIC + TLS handshake), `resolve` (discovery:
+//! resolvers and the endpoint set they keep up to date), `dns` (asking a
+//! DNS server over UDP).
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 mod builder;
 mod call;
 mod dial;
+mod dns;
 mod early;
 mod endpoints;
+mod resolve;
+mod retry;
 mod streams;
 
 pub use builder::ClientBuilder;
 use dial::*;
 use endpoints::*;
+use resolve::Discovery;
+pub use resolve::{Resolve, ResolveFuture};
+pub(crate) use retry::CallRetry;
+use retry::RetryConfig;
 
 /// A client of one or more servers (endpoints), shared by all clones:
 /// every call is multiplexed over the endpoints' QUIC connections, and
@@ -30,17 +40,25 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoints: Vec<String> = self.endpoints().iter().map(|e| e.addr.clone()).collect();
         f.debug_struct("Client")
-            .field("endpoints", &self.inner.cfg.addrs)
+            .field("target", &self.inner.cfg.target)
+            .field("endpoints", &endpoints)
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
     pub(super) cfg: ClientBuilder,
-    endpoints: Vec<Endpoint>,
+    /// The endpoints now: a snapshot, replaced as a whole when
+    /// re-resolution changes the set (calls keep the one they picked from).
+    endpoints: RwLock<Arc<[Arc<Endpoint>]>>,
+    /// Re-resolution of the target, when a resolver finds the endpoints.
+    discovery: Option<Discovery>,
     /// State of the generator picking endpoints.
     rng: AtomicU64,
+    /// The retry throttle's tokens, in thousandths (see `RetryConfig`).
+    tokens: std::sync::atomic::AtomicU32,
     /// Notified when a dial succeeds, so that calls waiting for a dial to
     /// another endpoint can move to the one now connected.
     connected: tokio::sync::Notify,
@@ -58,7 +76,7 @@ impl Client {
     /// 0-RTT early data it used.
     pub fn connection_info(&self) -> Option<ConnectionInfo> {
         use std::sync::atomic::Ordering::Acquire;
-        let conn = self.inner.endpoints.iter().find_map(current)?;
+        let conn = self.endpoints().iter().find_map(|ep| current(ep))?;
         let s = &conn.shared;
         Some(ConnectionInfo {
             established: s.established.load(Acquire),
@@ -66,6 +84,13 @@ impl Client {
             early_requests: s.early_requests.load(Acquire),
             early_refused: s.early_refused.load(Acquire),
         })
+    }
+
+    /// The endpoints now.
+    fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
+        let eps = self.inner.endpoints.read();
+        eps.unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

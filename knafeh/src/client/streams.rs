@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::call::{read_unary, Aborted, ActiveCall, CallSpan, DecodeStream, Prepared};
+use crate::proto::compression::compress_tail;
 use crate::service::Message;
 use crate::transport::conn::{Command, RequestTx};
-use crate::{CallOptions, Codec, Response, Status, Streaming};
+use crate::{CallOptions, Codec, Compression, Response, Status, Streaming};
 
 /// Largest batch of ready request messages sent as one DATA frame.
 const REQUEST_BATCH: usize = 64 * 1024;
@@ -60,7 +61,9 @@ impl Client {
     ) -> Result<Response<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let result = async {
-            let mut call = self.start(prepared?).await?;
+            let mut call = self
+                .start_with_retries(self.intercept(prepared).await?)
+                .await?;
             let stop = spawn_pump(&mut call, requests, self.inner.cfg.codec);
             let result = read_unary::<Resp>(&mut call).await;
             let _ = stop.send(result.as_ref().err().cloned().unwrap_or_else(Status::ok));
@@ -108,7 +111,9 @@ impl Client {
     ) -> Result<Streaming<Resp>, Status> {
         let mut span = CallSpan::new(path);
         let started = async {
-            let mut call = self.start(prepared?).await?;
+            let mut call = self
+                .start_with_retries(self.intercept(prepared).await?)
+                .await?;
             let stop = spawn_pump(&mut call, requests, self.inner.cfg.codec);
             match std::future::poll_fn(|cx| call.poll_headers(cx)).await {
                 Ok(()) => Ok((call, stop)),
@@ -150,9 +155,11 @@ fn spawn_pump<Req: Message>(
         let pump = Pump {
             tx,
             codec,
+            encoding: call.encoding,
             path: call.path,
             aborted: call.aborted.clone(),
             cmd: call.guard.cmd.clone(),
+            traffic: call.traffic,
         };
         tokio::spawn(pump.run(requests, stop_rx));
     }
@@ -163,9 +170,12 @@ fn spawn_pump<Req: Message>(
 struct Pump {
     tx: RequestTx,
     codec: Codec,
+    /// How each message is compressed.
+    encoding: Compression,
     path: &'static str,
     aborted: Arc<Aborted>,
     cmd: mpsc::UnboundedSender<Command>,
+    traffic: crate::metrics::Traffic,
 }
 
 /// What the pump does next.
@@ -222,6 +232,7 @@ impl Pump {
                 }
             }
             let frames = buf.split().freeze();
+            self.traffic.sent(frames.len());
             let sent = tokio::select! {
                 sent = self.tx.send(frames, fin) => sent,
                 end = &mut stop => {
@@ -261,6 +272,7 @@ impl Pump {
                         if buf.capacity() - buf.len() < 512 {
                             buf.reserve(16 * 1024);
                         }
+                        let start = buf.len();
                         if let Err(e) = msg.encode_message(self.codec, buf) {
                             return Poll::Ready(Step::Fail(Status::invalid_argument(format!(
                                 "{}: request does not encode as {}: {e}",
@@ -268,6 +280,7 @@ impl Pump {
                                 self.codec.content_type()
                             ))));
                         }
+                        compress_tail(buf, start, self.encoding);
                         if buf.len() >= REQUEST_BATCH {
                             return Poll::Ready(Step::Send(false));
                         }

@@ -1,12 +1,14 @@
 //! Incremental decoding of gRPC length-prefixed messages.
 //!
-//! Each message on the wire is a 1-byte flag (0 = uncompressed), a 4-byte
-//! big-endian payload length, then the payload.
+//! Each message on the wire is a 1-byte flag (0 = uncompressed, 1 =
+//! compressed with the call's `grpc-encoding`), a 4-byte big-endian
+//! payload length, then the payload.
 
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::proto::compression::{decompress, Compression, DecompressError};
 use crate::proto::status::Status;
 use crate::proto::text::shown;
 
@@ -40,8 +42,11 @@ pub(crate) fn finish_message(out: &mut BytesMut, start: usize) -> Result<(), Str
 /// Why a stream of length-prefixed messages could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FrameError {
-    /// The flag byte was 1 (compressed), which is not supported.
+    /// The flag byte was 1 (compressed) but the call's `grpc-encoding` is
+    /// `identity` or absent.
     Compressed,
+    /// A compressed message did not decompress within the limit.
+    Decompress(DecompressError),
     /// The flag byte was neither 0 nor 1.
     BadFlag(u8),
     /// The declared payload length is above the configured limit.
@@ -62,11 +67,12 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Compressed => {
-                f.write_str("compressed message (flag 1) but no compression is supported")
+                f.write_str("compressed message (flag 1) but grpc-encoding is identity")
             }
+            FrameError::Decompress(e) => e.fmt(f),
             FrameError::BadFlag(flag) => write!(
                 f,
-                "invalid message flag {flag} (expected 0 for an uncompressed message)"
+                "invalid message flag {flag} (expected 0, or 1 for a compressed message)"
             ),
             FrameError::TooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the limit of {max} bytes")
@@ -94,26 +100,33 @@ pub(crate) enum Direction {
 
 impl FrameError {
     /// The status a call ends with when its messages cannot be decoded
-    /// (PROTOCOL.md §5): too large is `RESOURCE_EXHAUSTED` either way; on a
-    /// request, compression is `UNIMPLEMENTED` and a malformed frame
-    /// `INVALID_ARGUMENT`; on a response, anything else is `INTERNAL`.
+    /// (PROTOCOL.md §3.2, §6.2): too large, on the wire or once
+    /// decompressed, is `RESOURCE_EXHAUSTED` either way; a compressed flag
+    /// without an encoding or a payload that does not decompress is
+    /// `INTERNAL` (gRPC's compression.md); on a request, a malformed frame
+    /// is `INVALID_ARGUMENT`; on a response, anything else is `INTERNAL`.
     pub(crate) fn to_status(&self, path: &str, direction: Direction) -> Status {
+        let too_large = matches!(
+            self,
+            FrameError::TooLarge { .. } | FrameError::Decompress(DecompressError::TooLarge { .. })
+        );
         match direction {
             Direction::Request => {
                 let msg = format!("{}: {self}", shown(path.as_bytes()));
                 match self {
-                    FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
-                    FrameError::Compressed => Status::unimplemented(msg),
+                    _ if too_large => Status::resource_exhausted(msg),
                     FrameError::BadFlag(_) | FrameError::Truncated { .. } => {
                         Status::invalid_argument(msg)
                     }
+                    _ => Status::internal(msg),
                 }
             }
             Direction::Response => {
                 let msg = format!("{path}: response: {self}");
-                match self {
-                    FrameError::TooLarge { .. } => Status::resource_exhausted(msg),
-                    _ => Status::internal(msg),
+                if too_large {
+                    Status::resource_exhausted(msg)
+                } else {
+                    Status::internal(msg)
                 }
             }
         }
@@ -132,7 +145,10 @@ impl FrameError {
 /// `next_message` after each `push`, the buffer never holds more than
 /// `max_len + PREFIX_LEN` bytes of the incomplete message plus the bytes of
 /// the current `push` call. Complete messages that are not taken stay
-/// buffered.
+/// buffered. A compressed message (flag 1, accepted only once
+/// [`set_encoding`](Self::set_encoding) named an encoding) is limited to
+/// `max_len` bytes both on the wire and decompressed; decompression stops
+/// at the limit.
 #[derive(Debug)]
 pub(crate) struct Decoder {
     /// Complete messages (prefix included) followed by at most one partial one.
@@ -145,6 +161,10 @@ pub(crate) struct Decoder {
     /// been received and validated.
     current_len: Option<usize>,
     error: Option<FrameError>,
+    /// The call's `grpc-encoding`: what flag 1 means.
+    encoding: Compression,
+    /// Where compressed messages are decompressed (reused).
+    scratch: Vec<u8>,
 }
 
 impl Decoder {
@@ -156,7 +176,22 @@ impl Decoder {
             complete_end: 0,
             current_len: None,
             error: None,
+            encoding: Compression::Identity,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Sets the call's `grpc-encoding`: messages with flag 1 are
+    /// decompressed with it (with `identity`, the default, flag 1 is an
+    /// error).
+    pub(crate) fn set_encoding(&mut self, encoding: Compression) {
+        self.encoding = encoding;
+    }
+
+    /// The encoding set with [`set_encoding`](Self::set_encoding).
+    #[cfg(test)]
+    pub(crate) fn encoding(&self) -> Compression {
+        self.encoding
     }
 
     /// Buffers received bytes, validating each message prefix as soon as it
@@ -236,6 +271,7 @@ impl Decoder {
     fn parse_prefix(&self, p: &[u8]) -> Result<usize, FrameError> {
         match p[0] {
             0 => {}
+            1 if self.encoding != Compression::Identity => {}
             1 => return Err(FrameError::Compressed),
             flag => return Err(FrameError::BadFlag(flag)),
         }
@@ -262,8 +298,9 @@ impl Decoder {
         e
     }
 
-    /// The payload length of the next complete message, if there is one.
-    fn next_len(&self) -> Result<Option<usize>, FrameError> {
+    /// The payload length of the next complete message and whether it is
+    /// compressed, if there is one.
+    fn next_len(&self) -> Result<Option<(usize, bool)>, FrameError> {
         if self.complete_end < PREFIX_LEN {
             return match &self.error {
                 Some(e) => Err(e.clone()),
@@ -272,15 +309,37 @@ impl Decoder {
         }
         let p = &self.buf[..PREFIX_LEN];
         // Validated by `push`, so it fits in usize and is within `complete_end`.
-        Ok(Some(u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize))
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        Ok(Some((len, p[0] == 1)))
     }
 
-    /// Returns the next complete payload (without its prefix), or `None`
-    /// if more bytes are needed.
+    /// Decompresses the compressed message at the front of the buffer into
+    /// `scratch` and drops it from the buffer; a failure is sticky.
+    fn inflate_front(&mut self, len: usize) -> Result<(), FrameError> {
+        let input = &self.buf[PREFIX_LEN..PREFIX_LEN + len];
+        let result = decompress(self.encoding, input, self.max_len, &mut self.scratch);
+        self.buf.advance(PREFIX_LEN + len);
+        self.complete_end -= PREFIX_LEN + len;
+        if let Err(e) = result {
+            self.scratch = Vec::new();
+            // Nothing after a message that failed is handed out.
+            self.buf = BytesMut::new();
+            self.complete_end = 0;
+            return Err(self.fail(FrameError::Decompress(e)));
+        }
+        Ok(())
+    }
+
+    /// Returns the next complete payload (without its prefix, decompressed),
+    /// or `None` if more bytes are needed.
     pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
-        let Some(len) = self.next_len()? else {
+        let Some((len, compressed)) = self.next_len()? else {
             return Ok(None);
         };
+        if compressed {
+            self.inflate_front(len)?;
+            return Ok(Some(Bytes::from(std::mem::take(&mut self.scratch))));
+        }
         self.buf.advance(PREFIX_LEN);
         let payload = self.buf.split_to(len).freeze();
         self.complete_end -= PREFIX_LEN + len;
@@ -288,14 +347,19 @@ impl Decoder {
     }
 
     /// Like [`Decoder::next_message`], but hands the payload to `f` where
-    /// it lies in the buffer instead of splitting it off.
+    /// it lies in the buffer instead of splitting it off (a compressed one
+    /// where it was decompressed).
     pub(crate) fn next_message_with<R>(
         &mut self,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, FrameError> {
-        let Some(len) = self.next_len()? else {
+        let Some((len, compressed)) = self.next_len()? else {
             return Ok(None);
         };
+        if compressed {
+            self.inflate_front(len)?;
+            return Ok(Some(f(&self.scratch)));
+        }
         let out = f(&self.buf[PREFIX_LEN..PREFIX_LEN + len]);
         self.buf.advance(PREFIX_LEN + len);
         self.complete_end -= PREFIX_LEN + len;
@@ -394,10 +458,30 @@ mod tests {
                 Direction::Request,
                 Code::ResourceExhausted,
             ),
+            (FrameError::Compressed, Direction::Request, Code::Internal),
             (
-                FrameError::Compressed,
+                FrameError::Decompress(DecompressError::TooLarge {
+                    encoding: Compression::Gzip,
+                    max: 4,
+                }),
                 Direction::Request,
-                Code::Unimplemented,
+                Code::ResourceExhausted,
+            ),
+            (
+                FrameError::Decompress(DecompressError::TooLarge {
+                    encoding: Compression::Zstd,
+                    max: 4,
+                }),
+                Direction::Response,
+                Code::ResourceExhausted,
+            ),
+            (
+                FrameError::Decompress(DecompressError::Corrupt {
+                    encoding: Compression::Gzip,
+                    reason: "bad".into(),
+                }),
+                Direction::Request,
+                Code::Internal,
             ),
             (
                 FrameError::BadFlag(7),
@@ -425,13 +509,13 @@ mod tests {
             FrameError::BadFlag(7)
                 .to_status("/p.S/m", Direction::Request)
                 .message(),
-            "/p.S/m: invalid message flag 7 (expected 0 for an uncompressed message)"
+            "/p.S/m: invalid message flag 7 (expected 0, or 1 for a compressed message)"
         );
         assert_eq!(
             FrameError::Compressed
                 .to_status("/p.S/m", Direction::Response)
                 .message(),
-            "/p.S/m: response: compressed message (flag 1) but no compression is supported"
+            "/p.S/m: response: compressed message (flag 1) but grpc-encoding is identity"
         );
     }
 
@@ -596,7 +680,7 @@ mod tests {
         assert_eq!(d.finish(), Err(FrameError::Compressed));
         assert_eq!(
             FrameError::Compressed.to_string(),
-            "compressed message (flag 1) but no compression is supported"
+            "compressed message (flag 1) but grpc-encoding is identity"
         );
     }
 
@@ -609,7 +693,7 @@ mod tests {
         }
         assert_eq!(
             FrameError::BadFlag(2).to_string(),
-            "invalid message flag 2 (expected 0 for an uncompressed message)"
+            "invalid message flag 2 (expected 0, or 1 for a compressed message)"
         );
     }
 
@@ -672,5 +756,66 @@ mod tests {
             }
             let _ = d.finish();
         }
+    }
+
+    #[test]
+    fn compressed_messages_come_out_decompressed_at_every_split_point() {
+        use crate::proto::compression::{compress_tail, framed};
+        let big: Vec<u8> = b"abcdefgh".iter().copied().cycle().take(3000).collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let mut s = BytesMut::new();
+            s.extend_from_slice(&framed(0, b"plain"));
+            let start = s.len();
+            s.extend_from_slice(&framed(0, &big));
+            compress_tail(&mut s, start, c);
+            assert_eq!(s[start], 1);
+            s.extend_from_slice(&framed(0, b"after"));
+            for cut in 0..=s.len() {
+                let mut d = Decoder::new(4096);
+                d.set_encoding(c);
+                let mut got = Vec::new();
+                for part in [&s[..cut], &s[cut..]] {
+                    d.push(part).unwrap();
+                    while let Some(m) = d.next_message_with(<[u8]>::to_vec).unwrap() {
+                        got.push(m);
+                    }
+                }
+                d.finish().unwrap();
+                assert_eq!(got, [b"plain".to_vec(), big.clone(), b"after".to_vec()]);
+            }
+            // Decompressed over the limit: refused, and nothing after it.
+            let mut d = Decoder::new(2999);
+            d.set_encoding(c);
+            d.push(&s).unwrap();
+            assert_eq!(&d.next_message().unwrap().unwrap()[..], b"plain");
+            let err = d.next_message().unwrap_err();
+            assert_eq!(
+                err,
+                FrameError::Decompress(DecompressError::TooLarge {
+                    encoding: c,
+                    max: 2999
+                })
+            );
+            assert_eq!(d.next_message(), Err(err.clone()));
+            assert_eq!(d.finish(), Err(err));
+            assert!(d.buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_bomb_within_the_wire_limit_is_refused_when_decompressed() {
+        use crate::proto::compression::{framed, zstd_bomb};
+        let mut d = Decoder::new(64 * 1024);
+        d.set_encoding(Compression::Zstd);
+        d.push(&framed(1, &zstd_bomb(1 << 30))).unwrap();
+        let err = d.next_message_with(|m| m.len()).unwrap_err();
+        assert!(matches!(
+            err,
+            FrameError::Decompress(DecompressError::TooLarge { max: 65536, .. })
+        ));
+        assert_eq!(
+            err.to_status("/p.S/m", Direction::Request).message(),
+            "/p.S/m: zstd message decompresses to more than the limit of 65536 bytes"
+        );
     }
 }

@@ -179,9 +179,17 @@ impl Metadata {
 
 fn is_reserved(lower: &[u8]) -> bool {
     lower.first() == Some(&b':')
-        || lower.starts_with(b"grpc-")
+        || (lower.starts_with(b"grpc-") && !RETRY_KEYS.iter().any(|k| k.as_bytes() == lower))
         || RESERVED.iter().any(|r| r.as_bytes() == lower)
 }
+
+/// The `grpc-*` keys of retries (PROTOCOL.md §8.5), which applications
+/// see and set as metadata: how many attempts preceded this one, and a
+/// server's pushback.
+const RETRY_KEYS: [&str; 2] = [
+    crate::proto::retry::PREVIOUS_ATTEMPTS,
+    crate::proto::retry::PUSHBACK,
+];
 
 /// Validates an already lower-cased key; `original` is used for errors.
 fn validate_key_bytes(lower: &[u8], original: &[u8]) -> Result<String, MetadataError> {

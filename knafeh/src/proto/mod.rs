@@ -5,15 +5,19 @@
 //! keeps it that way.
 
 pub(crate) mod codec;
+pub(crate) mod compression;
+pub(crate) mod dns;
 pub(crate) mod frame;
 pub(crate) mod h3;
 pub(crate) mod liveness;
 pub(crate) mod metadata;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod retry;
 pub(crate) mod status;
 pub(crate) mod text;
 pub(crate) mod timeout;
+pub(crate) mod trace;
 pub(crate) mod wire;
 
 #[cfg(test)]

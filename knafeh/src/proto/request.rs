@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::proto::compression::Compression;
 use crate::proto::frame::{Decoder, Direction};
 use crate::proto::text::shown;
 use crate::Status;
@@ -31,6 +32,13 @@ impl<'a> RequestReader<'a> {
             decoder: Decoder::new(max_message_size),
             message: None,
         }
+    }
+
+    /// Decompresses messages with flag 1 with `encoding` (the request's
+    /// `grpc-encoding`).
+    pub(crate) fn with_encoding(mut self, encoding: Compression) -> Self {
+        self.decoder.set_encoding(encoding);
+        self
     }
 
     /// Body bytes arrived.
@@ -91,6 +99,13 @@ impl MessagesReader {
             decoder: Decoder::new(max_message_size),
             finished: false,
         }
+    }
+
+    /// Decompresses messages with flag 1 with `encoding` (the request's
+    /// `grpc-encoding`).
+    pub(crate) fn with_encoding(mut self, encoding: Compression) -> Self {
+        self.decoder.set_encoding(encoding);
+        self
     }
 
     /// Body bytes arrived. A framing error comes out of [`Self::next`],
@@ -199,7 +214,7 @@ mod tests {
         let mut r = RequestReader::new(PATH, 64);
         assert_eq!(
             r.on_data(&[1, 0, 0, 0, 0]).unwrap_err().code(),
-            Code::Unimplemented
+            Code::Internal
         );
         let mut r = RequestReader::new(PATH, 64);
         assert_eq!(
@@ -297,6 +312,36 @@ mod tests {
         assert_eq!(
             t.message(),
             "/p.S/m: the request message did not arrive within 30s of the call's start"
+        );
+    }
+
+    #[test]
+    fn compressed_requests_are_read_with_the_calls_encoding() {
+        use crate::proto::compression::{compress_tail, framed, gzip_bomb};
+        let big = vec![b'z'; 5000];
+        let mut body = bytes::BytesMut::from(&framed(0, &big)[..]);
+        compress_tail(&mut body, 0, Compression::Gzip);
+        assert_eq!(body[0], 1);
+        let mut r = RequestReader::new(PATH, 8192).with_encoding(Compression::Gzip);
+        r.on_data(&body).unwrap();
+        assert_eq!(r.on_finished().unwrap(), big);
+        // Compressed without an encoding: INTERNAL (gRPC's compression.md).
+        let err = RequestReader::new(PATH, 8192).on_data(&body).unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (
+                Code::Internal,
+                "/p.S/m: compressed message (flag 1) but grpc-encoding is identity"
+            )
+        );
+        // A bomb: RESOURCE_EXHAUSTED while decompressing.
+        let mut r = MessagesReader::new(PATH, 1 << 20).with_encoding(Compression::Gzip);
+        r.on_data(&framed(1, &gzip_bomb(64 << 20)));
+        let err = r.next().unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(
+            err.message(),
+            "/p.S/m: gzip message decompresses to more than the limit of 1048576 bytes"
         );
     }
 }

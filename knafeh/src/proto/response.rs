@@ -6,6 +6,7 @@
 //!
 //! [`fail`]: ResponseReader::fail
 
+use crate::proto::compression::parse_encoding;
 use crate::proto::frame::{Decoder, Direction};
 use crate::proto::wire::{self, ResponseHead};
 use crate::{Code, Metadata, Status};
@@ -58,6 +59,13 @@ impl ResponseReader {
         }
     }
 
+    /// The response's `grpc-encoding` (`identity` until the headers say
+    /// otherwise).
+    #[cfg(test)]
+    fn encoding(&self) -> crate::Compression {
+        self.decoder.encoding()
+    }
+
     /// Still waiting for the response headers.
     pub(crate) fn awaiting_headers(&self) -> bool {
         matches!(self.state, State::AwaitHeaders)
@@ -98,8 +106,16 @@ impl ResponseReader {
         if !self.awaiting_headers() {
             return Ok(());
         }
-        match wire::parse_response_head(headers) {
+        match wire::parse_response_head(headers.clone()) {
             ResponseHead::Messages(md) => {
+                let encoding = headers
+                    .into_iter()
+                    .find(|(n, _)| *n == b"grpc-encoding")
+                    .map(|(_, v)| v);
+                match parse_encoding(encoding) {
+                    Ok(encoding) => self.decoder.set_encoding(encoding),
+                    Err(e) => return Err(self.protocol_error(&format!("response: {e}"))),
+                }
                 self.headers = md;
                 self.state = State::Messages;
                 Ok(())
@@ -369,6 +385,48 @@ mod tests {
         r.on_data(&framed(&[b"x"])).unwrap();
         let s = r.fail(Status::deadline_exceeded("late"));
         assert_eq!(s.code(), Code::DeadlineExceeded);
+        assert_eq!(next(&mut r).unwrap(), Next::End);
+    }
+
+    #[test]
+    fn compressed_responses_follow_the_headers_encoding() {
+        use crate::proto::compression::{compress_tail, framed, zstd_bomb};
+        use crate::Compression;
+        let big = vec![b'q'; 4000];
+        let mut body = bytes::BytesMut::from(&framed(0, b"small")[..]);
+        body.extend_from_slice(&framed(0, &big));
+        compress_tail(&mut body, 10, Compression::Zstd);
+        assert_eq!(body[10], 1);
+        let head: &[(&[u8], &[u8])] = &[(b":status", b"200"), (b"grpc-encoding", b"zstd")];
+        let mut r = ResponseReader::new(PATH, 4096);
+        r.on_headers(head.iter().copied()).unwrap();
+        assert_eq!(r.encoding(), Compression::Zstd);
+        r.on_data(&body).unwrap();
+        assert_eq!(next(&mut r).unwrap(), Next::Message(b"small".to_vec()));
+        assert_eq!(next(&mut r).unwrap(), Next::Message(big));
+        // Without grpc-encoding, flag 1 is INTERNAL.
+        let mut r = ResponseReader::new(PATH, 4096);
+        r.on_headers(pairs(OK_HEAD)).unwrap();
+        r.on_data(&body).unwrap();
+        assert_eq!(next(&mut r).unwrap(), Next::Message(b"small".to_vec()));
+        assert_eq!(next(&mut r).unwrap_err().code(), Code::Internal);
+        // An encoding this client does not read: INTERNAL at the headers.
+        let mut r = ResponseReader::new(PATH, 4096);
+        let br: &[(&[u8], &[u8])] = &[(b":status", b"200"), (b"grpc-encoding", b"br")];
+        let err = r.on_headers(br.iter().copied()).unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (
+                Code::Internal,
+                "/p.S/m: response: unsupported grpc-encoding \"br\": supported are identity,gzip,zstd"
+            )
+        );
+        // A bomb: RESOURCE_EXHAUSTED, without inflating it.
+        let mut r = ResponseReader::new(PATH, 4 << 20);
+        r.on_headers(head.iter().copied()).unwrap();
+        r.on_data(&framed(1, &zstd_bomb(1 << 30))).unwrap();
+        let err = next(&mut r).unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
         assert_eq!(next(&mut r).unwrap(), Next::End);
     }
 }

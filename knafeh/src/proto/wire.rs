@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::proto::codec::Codec;
+use crate::proto::compression::{parse_encoding, Accepted, Compression, ACCEPT_ENCODING};
 use crate::proto::metadata::Metadata;
 use crate::proto::status::{Code, Status};
 use crate::proto::text::{percent_decode, percent_encode, quoted, shown};
@@ -15,11 +16,13 @@ fn h(name: &str, value: impl Into<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
     (name.as_bytes().to_vec(), value.into())
 }
 
-/// The request header block for a call.
+/// The request header block for a call whose messages may be compressed
+/// with `encoding`.
 pub(crate) fn request_headers(
     authority: &str,
     path: &str,
     codec: Codec,
+    encoding: Compression,
     timeout: Option<Duration>,
     metadata: &Metadata,
 ) -> Block {
@@ -34,6 +37,10 @@ pub(crate) fn request_headers(
     if let Some(t) = timeout {
         b.push(h("grpc-timeout", encode_timeout(t)));
     }
+    if encoding != Compression::Identity {
+        b.push(h("grpc-encoding", encoding.name()));
+    }
+    b.push(h("grpc-accept-encoding", ACCEPT_ENCODING));
     b.push(h(
         "user-agent",
         concat!("knafeh/", env!("CARGO_PKG_VERSION")),
@@ -51,6 +58,10 @@ pub(crate) struct RequestHead {
     pub(crate) codec: Codec,
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: Metadata,
+    /// `grpc-encoding`: how compressed request messages are compressed.
+    pub(crate) encoding: Compression,
+    /// `grpc-accept-encoding`: what the client reads.
+    pub(crate) accept: Accepted,
 }
 
 /// Why a request head was refused: the status to answer with and the HTTP
@@ -59,13 +70,26 @@ pub(crate) struct RequestHead {
 pub(crate) struct Refusal {
     pub(crate) http_status: u16,
     pub(crate) status: Status,
+    /// The refusal names the encodings the server reads
+    /// (`grpc-accept-encoding`): the request's was not one of them.
+    pub(crate) list_encodings: bool,
 }
 
 fn refuse(http_status: u16, status: Status) -> Refusal {
     Refusal {
         http_status,
         status,
+        list_encodings: false,
     }
+}
+
+/// The trailers-only answer to a refused request head.
+pub(crate) fn refusal_block(refusal: &Refusal, codec: Codec) -> Block {
+    let mut b = trailers_only(refusal.http_status, codec, &refusal.status);
+    if refusal.list_encodings {
+        b.push(h("grpc-accept-encoding", ACCEPT_ENCODING));
+    }
+    b
 }
 
 /// Validates a request header block.
@@ -76,12 +100,15 @@ pub(crate) fn parse_request<'a>(
     let mut path = None;
     let mut content_type = None;
     let mut timeout = None;
+    let (mut encoding, mut accept) = (None, None);
     for (name, value) in headers.clone() {
         match name {
             b":method" => method = Some(value),
             b":path" => path = Some(value),
             b"content-type" => content_type = Some(value),
             b"grpc-timeout" => timeout = Some(value),
+            b"grpc-encoding" => encoding = Some(value),
+            b"grpc-accept-encoding" => accept = Some(value),
             _ => {}
         }
     }
@@ -93,6 +120,11 @@ pub(crate) fn parse_request<'a>(
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return Err(refuse(200, Status::invalid_argument(e.to_string()))),
     };
+    let encoding = parse_encoding(encoding).map_err(|msg| Refusal {
+        list_encodings: true,
+        ..refuse(200, Status::unimplemented(msg))
+    })?;
+    let accept = accept.map_or(Accepted::IDENTITY, Accepted::parse);
     let metadata = Metadata::decode_headers(headers)
         .map_err(|e| refuse(200, Status::invalid_argument(format!("bad metadata: {e}"))))?;
     Ok(RequestHead {
@@ -102,6 +134,8 @@ pub(crate) fn parse_request<'a>(
         codec,
         timeout,
         metadata,
+        encoding,
+        accept,
     })
 }
 
@@ -170,9 +204,13 @@ pub(crate) fn split_path(path: &str) -> Option<(&str, &str)> {
     Some((service, method))
 }
 
-/// Response headers before the first message.
-pub(crate) fn response_headers(codec: Codec, metadata: &Metadata) -> Block {
+/// Response headers before the first message, whose messages may be
+/// compressed with `encoding`.
+pub(crate) fn response_headers(codec: Codec, encoding: Compression, metadata: &Metadata) -> Block {
     let mut b = vec![h(":status", "200"), h("content-type", codec.content_type())];
+    if encoding != Compression::Identity {
+        b.push(h("grpc-encoding", encoding.name()));
+    }
     metadata.encode_into(&mut b);
     b
 }
@@ -330,7 +368,14 @@ pub mod fuzz {
         timeout: Option<Duration>,
         metadata: &Metadata,
     ) -> Block {
-        super::request_headers(authority, path, codec, timeout, metadata)
+        super::request_headers(
+            authority,
+            path,
+            codec,
+            crate::Compression::Identity,
+            timeout,
+            metadata,
+        )
     }
 
     /// See the crate-private `trailers`.
@@ -372,6 +417,7 @@ mod tests {
             "localhost",
             "/helloworld.Greeter/say_hello",
             Codec::Json,
+            Compression::Zstd,
             Some(Duration::from_millis(250)),
             &md,
         );
@@ -389,6 +435,52 @@ mod tests {
         assert!(head.timeout.unwrap() >= Duration::from_millis(250));
         assert_eq!(head.metadata.get("x-id"), Some("7"));
         assert_eq!(head.metadata.get_bin("trace-bin"), Some(&[0u8, 1, 2][..]));
+        assert_eq!(head.encoding, Compression::Zstd);
+        assert!(head.accept.contains(Compression::Gzip) && head.accept.contains(Compression::Zstd));
+        assert!(v.contains(&(&b"grpc-encoding"[..], &b"zstd"[..])));
+        assert!(v.contains(&(&b"grpc-accept-encoding"[..], &b"identity,gzip,zstd"[..])));
+        let plain = request_headers("h", "/a.B/c", Codec::Json, Compression::Identity, None, &md);
+        assert!(!view(&plain).iter().any(|(n, _)| *n == b"grpc-encoding"));
+    }
+
+    #[test]
+    fn an_unsupported_request_encoding_is_refused_with_the_supported_list() {
+        let head = |enc: &'static [u8]| -> Vec<(&'static [u8], &'static [u8])> {
+            vec![
+                (b":method", b"POST"),
+                (b":path", b"/a.B/c"),
+                (b"content-type", b"application/grpc+json"),
+                (b"grpc-encoding", enc),
+            ]
+        };
+        let r = parse_request(head(b"br")).unwrap_err();
+        assert_eq!(r.status.code(), Code::Unimplemented);
+        assert_eq!(
+            r.status.message(),
+            "unsupported grpc-encoding \"br\": supported are identity,gzip,zstd"
+        );
+        let b = refusal_block(&r, Codec::Json);
+        assert_eq!(
+            b.last(),
+            Some(&(
+                b"grpc-accept-encoding".to_vec(),
+                b"identity,gzip,zstd".to_vec()
+            ))
+        );
+        assert!(b.contains(&(b"grpc-status".to_vec(), b"12".to_vec())));
+        // Without grpc-accept-encoding the client reads identity only.
+        let ok = parse_request(head(b"gzip")).unwrap();
+        assert_eq!(
+            (ok.encoding, ok.accept),
+            (Compression::Gzip, Accepted::IDENTITY)
+        );
+        // Other refusals do not list encodings.
+        let r = parse_request(vec![(&b":method"[..], &b"GET"[..])]).unwrap_err();
+        assert!(!refusal_block(&r, Codec::Json)
+            .iter()
+            .any(|(n, _)| n == b"grpc-accept-encoding"));
+        let rh = response_headers(Codec::Json, Compression::Gzip, &Metadata::new());
+        assert!(rh.contains(&(b"grpc-encoding".to_vec(), b"gzip".to_vec())));
     }
 
     #[test]

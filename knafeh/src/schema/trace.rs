@@ -122,14 +122,13 @@ fn trace_type<T: DeserializeOwned>() -> Result<(Format, BTreeMap<String, Contain
         let (mut format, _) = result.map_err(|e| reason(&done, e))?;
         let before = learnt.explored();
         learnt.absorb(&done, tracer.registry_unchecked())?;
-        let plan = learnt.plan(&done);
-        if plan.is_none() {
+        let Some(plan) = learnt.plan(&done) else {
             format
                 .normalize()
                 .map_err(|_| incomplete("the type itself"))?;
             let format = convert(format).map_err(|()| incomplete("the type itself"))?;
             return Ok((format, learnt.finish(&done)?));
-        }
+        };
         if learnt.explored() == before {
             let missing: Vec<&str> = learnt.missing(&done).collect();
             return Err(format!(
@@ -137,7 +136,7 @@ fn trace_type<T: DeserializeOwned>() -> Result<(Format, BTreeMap<String, Contain
                 quoted(&missing)
             ));
         }
-        run = done.next(plan.unwrap_or_default());
+        run = done.next(plan);
     }
 }
 

@@ -40,8 +40,9 @@ pub(super) fn start_connection(
         }
     };
     state.connections.fetch_add(1, Ordering::AcqRel);
-    let guard = Box::new(ConnGuard(state.clone()));
-    let (app, cmd, shared) = H3App::server(
+    let open = crate::metrics::OpenConnection::open(&crate::metrics::SERVER);
+    let guard = Box::new((ConnGuard(state.clone()), open));
+    let (mut app, cmd, shared) = H3App::server(
         h3_config,
         peer,
         on_request,
@@ -49,10 +50,31 @@ pub(super) fn start_connection(
         guard,
         state.keepalive,
     );
+    let st = state.clone();
+    app.serve_early_data(Arc::new(move |path: &[u8]| st.idempotent(path)));
     initial.start(app);
     conns.retain(|(_, s)| !s.closed.load(Ordering::Acquire));
     conns.push((cmd, shared));
     tracing::debug!(%peer, draining, "connection accepted");
+}
+
+impl ServerState {
+    /// Whether `path` (`/package.Service/method`) names a method declared
+    /// idempotent: the only calls served from 0-RTT early data.
+    fn idempotent(&self, path: &[u8]) -> bool {
+        let Some(rest) = path.strip_prefix(b"/") else {
+            return false;
+        };
+        let Ok(rest) = std::str::from_utf8(rest) else {
+            return false;
+        };
+        let Some((service, method)) = rest.split_once('/') else {
+            return false;
+        };
+        self.services
+            .get(service)
+            .is_some_and(|s| s.idempotent(method))
+    }
 }
 
 pub(super) type Accept = tokio_quiche::QuicConnectionStream<DefaultMetrics>;
@@ -71,18 +93,6 @@ pub(super) async fn next_connection(accept: &mut Accept) -> Option<Initial> {
             Some(Err(e)) => tracing::debug!(error = %e, "rejected connection attempt"),
             None => return None,
         }
-    }
-}
-
-pub(super) async fn wait_closed(shared: &ConnShared) {
-    loop {
-        let closed = shared.closed_notify.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if shared.closed.load(Ordering::Acquire) {
-            return;
-        }
-        closed.await;
     }
 }
 
@@ -111,7 +121,17 @@ pub(super) async fn accept_loop(
             },
         }
     }
-    drain(&state, &mut conns, &mut accept, drain_timeout).await;
+    // Health first: watchers and load balancers hear NOT_SERVING before
+    // the GOAWAY.
+    state.builtins.shutting_down();
+    // Handlers learn it from `Context::draining`.
+    state.draining.send_replace(true);
+    // The whole shutdown, up to the forced close, fits in the drain
+    // timeout: the calls get it all, but the polite close is asked for
+    // `close_reserve` before its end.
+    let drain_deadline = tokio::time::Instant::now() + drain_timeout;
+    let close_at = drain_deadline - close_reserve(drain_timeout);
+    drain(&state, &mut conns, &mut accept, close_at).await;
     // Closing the listeners lets tokio-quiche release the sockets once
     // their connections are gone.
     let _ = close_tx.send(true);
@@ -119,7 +139,7 @@ pub(super) async fn accept_loop(
     for f in forwarders {
         let _ = f.await;
     }
-    close_connections(&conns).await;
+    close_connections(&conns, drain_deadline).await;
     release_port(local_addr).await;
     tracing::info!("knafeh server stopped");
 }
@@ -155,13 +175,28 @@ fn forward_connections(
         .collect()
 }
 
+/// The last part of the drain timeout, in which connections are asked to
+/// close politely (each once its calls are done and acknowledged) before
+/// the rest are closed at once: a second, or half of a shorter timeout.
+/// Calls still run meanwhile: only idle connections close sooner.
+pub(super) fn close_reserve(drain_timeout: Duration) -> Duration {
+    POLITE_CLOSE.min(drain_timeout / 2)
+}
+
+/// The longest polite close (PROTOCOL.md §8.3 step 4).
+const POLITE_CLOSE: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for connections it closed at once to be gone
+/// (they are, on the next turn of their I/O task).
+const FORCED_CLOSE_WAIT: Duration = Duration::from_millis(200);
+
 /// Drain: GOAWAY everywhere, then wait for the calls in flight until
-/// `drain_timeout`.
+/// `drain_deadline`.
 async fn drain(
     state: &Arc<ServerState>,
     conns: &mut ConnList,
     accept: &mut mpsc::Receiver<Initial>,
-    drain_timeout: Duration,
+    drain_deadline: tokio::time::Instant,
 ) {
     // Drain: GOAWAY everywhere; from the moment each connection has
     // processed it, no new call is accepted there, so the in-flight count
@@ -173,7 +208,6 @@ async fn drain(
             acks.push(rx);
         }
     }
-    let drain_deadline = tokio::time::Instant::now() + drain_timeout;
     let _ = tokio::time::timeout_at(drain_deadline, async {
         for ack in acks {
             let _ = ack.await;
@@ -204,9 +238,10 @@ async fn drain(
     }
 }
 
-/// Closes politely (after the last responses are acknowledged), then
-/// forces the connections that have not closed within a second.
-async fn close_connections(conns: &ConnList) {
+/// Closes politely (each connection once its streams are finished and
+/// the last responses acknowledged) until `deadline`, then closes the
+/// connections still open at once.
+async fn close_connections(conns: &ConnList, deadline: tokio::time::Instant) {
     for force in [false, true] {
         let live: Vec<_> = conns
             .iter()
@@ -215,12 +250,19 @@ async fn close_connections(conns: &ConnList) {
             })
             .map(|(_, shared)| shared.clone())
             .collect();
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let until = match force {
+            false => deadline,
+            true => tokio::time::Instant::now() + FORCED_CLOSE_WAIT,
+        };
+        let closed = tokio::time::timeout_at(until, async {
             for shared in &live {
-                wait_closed(shared).await;
+                shared.wait_closed().await;
             }
         })
         .await;
+        if closed.is_ok() && !force {
+            return;
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use tokio_quiche::metrics::DefaultMetrics;
 use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
 use tokio_quiche::ConnectionParams;
 
-use crate::intercept::Interceptor;
+use crate::builtin::Builtins;
+use crate::health::HealthReporter;
+use crate::intercept::{AsyncInterceptor, Interceptor, Interceptors};
 use crate::service::Service;
 use crate::transport::conn::Keepalive;
 use crate::transport::tls::{server_context, TlsHook};
@@ -49,15 +51,19 @@ pub struct ServerBuilder {
     pub(super) key: Option<PathBuf>,
     pub(super) client_ca: Option<PathBuf>,
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
-    pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
+    pub(super) interceptors: Interceptors,
     pub(super) duplicate: Option<&'static str>,
     pub(super) max_message_size: usize,
+    pub(super) compression: Option<crate::Compression>,
     pub(super) max_concurrent_streams: u64,
     pub(super) idle_timeout: Duration,
     pub(super) drain_timeout: Duration,
     pub(super) keepalive: Keepalive,
     pub(super) listeners: usize,
+    pub(super) validate_client_address: bool,
     pub(super) request_read_timeout: Duration,
+    pub(super) describe: bool,
+    pub(super) health: Option<HealthReporter>,
 }
 
 impl Default for ServerBuilder {
@@ -68,15 +74,19 @@ impl Default for ServerBuilder {
             key: None,
             client_ca: None,
             services: HashMap::new(),
-            interceptors: Vec::new(),
+            interceptors: Interceptors::default(),
             duplicate: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            compression: None,
             max_concurrent_streams: 100,
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
             keepalive: Keepalive::default(),
             listeners: 1,
+            validate_client_address: false,
             request_read_timeout: Duration::from_secs(30),
+            describe: true,
+            health: None,
         }
     }
 }
@@ -127,14 +137,40 @@ impl ServerBuilder {
 
     /// Adds an interceptor: it sees every call (method, metadata, deadline,
     /// peer) before the request is read, and may refuse it with a status
-    /// or add metadata. Interceptors run in the order they were added.
+    /// or add metadata. Interceptors, synchronous and asynchronous, run in
+    /// the order they were added.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
-        self.interceptors.push(Arc::new(interceptor));
+        self.interceptors.push(interceptor);
         self
     }
 
-    /// Largest request message accepted, in bytes (default 4 MiB). A larger
-    /// one is answered with `RESOURCE_EXHAUSTED` without being read.
+    /// Adds an interceptor that may await (see [`AsyncInterceptor`]): it
+    /// runs in the call's own task, before the request is read, in its
+    /// place among the interceptors added so far. While it waits, other
+    /// calls go on; if the client cancels or the deadline passes
+    /// meanwhile, the call ends and the interceptor's future is dropped.
+    pub fn async_interceptor(mut self, interceptor: impl AsyncInterceptor) -> Self {
+        self.interceptors.push_async(interceptor);
+        self
+    }
+
+    /// How responses are compressed when the client reads that encoding
+    /// (it lists what it reads in `grpc-accept-encoding`; the knafeh client
+    /// lists all). Without this, the server answers in the request's
+    /// encoding if the client reads it, else uncompressed;
+    /// [`Compression::Identity`](crate::Compression::Identity) never
+    /// compresses. Requests in any supported encoding are read either way.
+    /// Messages under [`Compression::MIN_SIZE`](crate::Compression::MIN_SIZE)
+    /// bytes, and those that would not get smaller, go uncompressed.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// Largest request message accepted, in bytes (default 4 MiB), on the
+    /// wire and once decompressed. A larger one is answered with
+    /// `RESOURCE_EXHAUSTED`, without being read (too large on the wire) or
+    /// as soon as decompression passes the limit.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -150,6 +186,21 @@ impl ServerBuilder {
     /// Closes connections idle for this long (default 60 s).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Makes every new client prove its address before the server keeps
+    /// any state for it: the first Initial packet is answered with a
+    /// stateless QUIC Retry carrying a token the client must echo (RFC 9000
+    /// §8.1.2). Default off: without it QUIC's anti-amplification limit
+    /// (the server sends at most three times what an unvalidated address
+    /// sent) still prevents reflection attacks; the Retry only protects the
+    /// server's memory from handshakes started with spoofed addresses, and
+    /// it costs every new connection one more round trip and all 0-RTT
+    /// early data (sent before the Retry, so discarded). Turn it on for a
+    /// server exposed to such floods.
+    pub fn validate_client_address(mut self, on: bool) -> Self {
+        self.validate_client_address = on;
         self
     }
 
@@ -192,18 +243,61 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether to serve the built-in `knafeh.Describe` service (default
+    /// `true`): it lists the server's services and describes their methods
+    /// and message schemas (see `PROTOCOL.md`). Turned off, its path
+    /// answers `UNIMPLEMENTED` like any unknown service; turn it off on a
+    /// server whose message types should not be visible to its clients.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = knafeh::Server::builder()
+    ///     .tls("cert.pem", "key.pem")
+    ///     .describe(false)
+    ///     .start()
+    ///     .await?;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn describe(mut self, on: bool) -> Self {
+        self.describe = on;
+        self
+    }
+
+    /// Serves the built-in `knafeh.Health` service (the semantics of
+    /// `grpc.health.v1`) with the statuses of `reporter`. When the server
+    /// starts it sets `""` (the whole server) and every added service to
+    /// `SERVING`; when a graceful shutdown begins it sets everything to
+    /// `NOT_SERVING` before draining, and ends open `watch` calls. See
+    /// [`crate::health`].
+    ///
+    /// ```no_run
+    /// use knafeh::health::{HealthReporter, ServingStatus};
+    /// # async fn run() -> std::io::Result<()> {
+    /// let health = HealthReporter::new();
+    /// let server = knafeh::Server::builder()
+    ///     .tls("cert.pem", "key.pem")
+    ///     .health(health.clone())
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(health.status(""), Some(ServingStatus::Serving));
+    /// health.set("", ServingStatus::NotServing); // e.g. in maintenance
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn health(mut self, reporter: HealthReporter) -> Self {
+        self.health = Some(reporter);
+        self
+    }
+
     /// Binds the socket and starts serving in the background.
     ///
     /// # Errors
-    /// No TLS configured, a service added twice, the address in use, or a
-    /// certificate or key that cannot be loaded.
-    pub async fn start(self) -> io::Result<ServerHandle> {
-        if let Some(name) = self.duplicate {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("service {name} was added twice"),
-            ));
-        }
+    /// No TLS configured, a service added twice (or under the name of a
+    /// built-in service that is on), the address in use, or a certificate
+    /// or key that cannot be loaded.
+    pub async fn start(mut self) -> io::Result<ServerHandle> {
+        let builtins = self.all_services()?;
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -233,6 +327,7 @@ impl ServerBuilder {
         let mut settings = crate::transport::conn::quic_settings();
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
+        settings.disable_client_ip_validation = !self.validate_client_address;
         let params = ConnectionParams::new_server(
             settings,
             TlsCertificatePaths {
@@ -256,10 +351,14 @@ impl ServerBuilder {
             services: self.services,
             interceptors: self.interceptors,
             max_message_size: self.max_message_size,
+            compression: self.compression,
             active_calls: AtomicUsize::new(0),
             idle: Notify::new(),
             connections: AtomicUsize::new(0),
+            builtins,
+            draining: tokio::sync::watch::Sender::new(false),
         });
+        state.builtins.started();
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(
             listeners,
@@ -275,6 +374,20 @@ impl ServerBuilder {
             task,
             state,
         })
+    }
+}
+
+impl ServerBuilder {
+    /// Adds the built-in services to the application's.
+    fn all_services(&mut self) -> io::Result<Builtins> {
+        if let Some(name) = self.duplicate {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("service {name} was added twice"),
+            ));
+        }
+        Builtins::install(&mut self.services, self.describe, self.health.take())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
     }
 }
 

@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio_quiche::quiche::h3;
 use tracing::Instrument;
 
-use crate::intercept::{self, CallInfo};
+use crate::intercept::CallInfo;
+use crate::propagate;
+use crate::proto::compression::{compress_frames, response_encoding};
 use crate::proto::h3::H3_NO_ERROR;
 use crate::proto::request::{read_timeout_status, RequestReader};
 use crate::proto::text::shown;
@@ -28,7 +30,7 @@ use crate::transport::conn::{
 };
 
 use super::requests::{RequestFault, RequestStream};
-use crate::{Codec, Context, Metadata, Status};
+use crate::{Codec, Compression, Context, Metadata, Status};
 
 pub(super) fn view(headers: &[h3::Header]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
     use tokio_quiche::quiche::h3::NameValue;
@@ -55,67 +57,113 @@ pub(super) async fn handle_call(
     } = incoming;
     let start = Instant::now();
     let head = wire::parse_request(view(&headers));
-    let (service_name, method_name) = match &head {
-        Ok(h) => (h.service.clone(), h.method.clone()),
-        Err(_) => (String::new(), String::new()),
-    };
+    let mut metered = crate::metrics::server_call(&state.services, head.as_ref().ok());
+    let traffic = metered.traffic();
+    let label = CallLabel::new(head.as_ref().ok(), peer);
     let span = tracing::debug_span!(
         "knafeh.server",
-        service = %service_name,
-        method = %method_name,
+        service = %label.service,
+        method = %label.method,
         %peer,
+        trace_id = tracing::field::Empty,
         code = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
+    crate::trace::server_span(&span, head.as_ref().ok().map(|h| &h.metadata));
     let fut = async move {
         let outcome = match head {
-            Err(refusal) => {
-                // Answer in the request's codec when it named a known one.
-                let codec = view(&headers)
-                    .find(|(n, _)| *n == b"content-type")
-                    .and_then(|(_, v)| Codec::from_content_type(v))
-                    .unwrap_or_default();
-                tx.send(Out::Headers(
-                    wire::trailers_only(refusal.http_status, codec, &refusal.status),
-                    true,
-                ))
-                .await;
-                tx.stop_reading(H3_NO_ERROR);
-                Outcome::Done(refusal.status)
-            }
+            Err(refusal) => refuse_head(&headers, refusal, &tx).await,
             Ok(head) => {
                 let stream = CallStream {
                     events,
                     tx,
                     window,
                     gone,
+                    traffic,
                 };
+                off_the_connection_if_compressed(&state, &head).await;
                 serve(&state, head, stream, peer).await
             }
         };
-        let span = tracing::Span::current();
-        match &outcome {
-            Outcome::Done(status) => {
-                span.record("code", status.code().as_str());
-                span.record("duration_us", start.elapsed().as_micros() as u64);
-                if status.code() == crate::Code::Internal {
-                    tracing::warn!(
-                        code = status.code().as_str(),
-                        message = status.message(),
-                        "call failed"
-                    );
-                } else {
-                    tracing::debug!(code = status.code().as_str(), "call finished");
-                }
-            }
-            Outcome::Cancelled => {
-                span.record("code", "CANCELLED");
-                span.record("duration_us", start.elapsed().as_micros() as u64);
-                tracing::debug!("call cancelled by the client");
-            }
+        if let Outcome::Done(status) = &outcome {
+            metered.finish(status.code());
         }
+        log_outcome(&outcome, start, &label);
     };
     fut.instrument(span).await
+}
+
+/// A call that decompresses or compresses messages does that work in its
+/// own task, not in the connection's inline first poll of a new call
+/// (`start_new_calls`), where inflating a large message would stall every
+/// call on the connection: it yields once, so the connection spawns it.
+async fn off_the_connection_if_compressed(state: &ServerState, head: &wire::RequestHead) {
+    let response = response_encoding(state.compression, head.encoding, head.accept);
+    if head.encoding != Compression::Identity || response != Compression::Identity {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Answers a request whose header block was refused, in the request's
+/// codec when it named a known one, and stops reading it.
+async fn refuse_head(headers: &[h3::Header], refusal: wire::Refusal, tx: &StreamTx) -> Outcome {
+    let codec = view(headers)
+        .find(|(n, _)| *n == b"content-type")
+        .and_then(|(_, v)| Codec::from_content_type(v))
+        .unwrap_or_default();
+    tx.send(Out::Headers(wire::refusal_block(&refusal, codec), true))
+        .await;
+    tx.stop_reading(H3_NO_ERROR);
+    Outcome::Done(refusal.status)
+}
+
+/// What the logs name a call by. The failure warning carries it itself: the
+/// per-call span is at debug level and may be off.
+struct CallLabel {
+    service: String,
+    method: String,
+    peer: SocketAddr,
+    trace: Option<crate::TraceParent>,
+}
+
+impl CallLabel {
+    fn new(head: Option<&wire::RequestHead>, peer: SocketAddr) -> Self {
+        CallLabel {
+            service: head.map(|h| h.service.clone()).unwrap_or_default(),
+            method: head.map(|h| h.method.clone()).unwrap_or_default(),
+            peer,
+            trace: head.and_then(|h| crate::trace::parent_in(&h.metadata)),
+        }
+    }
+}
+
+/// Records how the call ended on its span (the current one) and logs it:
+/// a warning naming the call for `INTERNAL`, debug events otherwise.
+fn log_outcome(outcome: &Outcome, started: Instant, label: &CallLabel) {
+    let span = tracing::Span::current();
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    let status = match outcome {
+        Outcome::Done(status) => status,
+        Outcome::Cancelled => {
+            span.record("code", "CANCELLED");
+            tracing::debug!("call cancelled by the client");
+            return;
+        }
+    };
+    span.record("code", status.code().as_str());
+    if status.code() == crate::Code::Internal {
+        tracing::warn!(
+            service = %label.service,
+            method = %label.method,
+            peer = %label.peer,
+            trace_id = label.trace.map(|t| t.trace_id_hex()).as_deref(),
+            code = status.code().as_str(),
+            message = status.message(),
+            "call failed"
+        );
+    } else {
+        tracing::debug!(code = status.code().as_str(), "call finished");
+    }
 }
 
 /// The stream of one call, as the connection handed it over.
@@ -124,13 +172,14 @@ pub(super) struct CallStream {
     pub(super) tx: StreamTx,
     pub(super) window: Arc<RecvWindow>,
     pub(super) gone: Gone,
+    pub(super) traffic: crate::metrics::Traffic,
 }
 
 /// Serves one call: interceptors, routing, the request, the handler,
 /// then the response (one message, or a stream) and its status.
 pub(super) async fn serve(
     state: &ServerState,
-    head: wire::RequestHead,
+    mut head: wire::RequestHead,
     stream: CallStream,
     peer: SocketAddr,
 ) -> Outcome {
@@ -139,17 +188,21 @@ pub(super) async fn serve(
         tx,
         window,
         mut gone,
+        traffic,
     } = stream;
     let tx = &tx;
     let gone = &mut gone;
     let codec = head.codec;
     let deadline = head.timeout.map(|t| Instant::now() + t);
     let refuse = |status: Status| refuse(tx, codec, status);
+    // One timer for the whole call: interceptors, handler, any stream.
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     // Interceptors first: a refused call learns nothing about the services.
-    let mut head = head;
-    let response_md = match intercept_call(state, &mut head, deadline, peer) {
+    let intercepted = intercept_call(state, &mut head, deadline, peer, gone, &mut sleep);
+    let response_md = match intercepted.await {
         Ok(md) => md,
-        Err(status) => return refuse(status).await,
+        Err(Some(status)) => return refuse(status).await,
+        Err(None) => return Outcome::Cancelled,
     };
     let (service, shape) = match route(state, &head) {
         Ok(routed) => routed,
@@ -159,34 +212,38 @@ pub(super) async fn serve(
     let fault = RequestFault::default();
     let request = match shape {
         RequestShape::One => {
-            match read_request(state, &head, &mut events, deadline, tx, &window).await {
+            match read_request(state, &head, &mut events, deadline, tx, &window, traffic).await {
                 Ok(p) => Request::One(p),
                 Err(Some(status)) => return refuse(status).await,
                 Err(None) => return Outcome::Cancelled,
             }
         }
         RequestShape::Stream => {
-            let max = state.max_message_size;
-            let stream =
-                RequestStream::new(&head.path, max, events, tx.clone(), window, fault.clone());
-            Request::Stream(Box::pin(stream))
+            let stream = RequestStream::new(
+                &head.path,
+                state.max_message_size,
+                head.encoding,
+                events,
+                tx.clone(),
+                window,
+                fault.clone(),
+            );
+            Request::Stream(Box::pin(stream.metered(traffic)))
         }
     };
-    let ctx = Context::new(head.path.clone(), head.metadata, deadline, peer);
-    if !response_md.is_empty() {
-        ctx.with_response_metadata(|md| *md = response_md);
-    }
-    let call = Call {
-        codec,
+    let (ctx, call) = call_for(
+        state,
+        &mut head,
+        deadline,
+        (peer, tx.early_data),
+        response_md,
         request,
-        ctx: ctx.clone(),
-    };
-    let handler = CatchUnwind(service.call(&head.method, call));
-    // One timer for the whole call: the handler, then any stream.
-    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+    );
+    // Calls the handler makes inherit this call's deadline and cancellation.
+    let handler = CatchUnwind(propagate::scoped(&ctx, service.call(&head.method, call)));
     let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
-        Ok(reply) => reply,
-        Err(None) => return Outcome::Cancelled,
+        Ok(reply) => propagate::scoped_reply(&ctx, reply),
+        Err(None) => return cancelled(&ctx),
         Err(Some(status)) => return refuse(status).await,
     };
     // A request stream the client got wrong fails the call even when the
@@ -195,22 +252,63 @@ pub(super) async fn serve(
         return refuse(status).await;
     }
     let ending = Ending {
+        encoding: response_encoding(state.compression, head.encoding, head.accept),
         path: &head.path,
         fault: &fault,
         gone,
         sleep: &mut sleep,
         tx,
+        traffic,
     };
-    send_reply(reply, &ctx, codec, ending).await
+    match send_reply(reply, &ctx, codec, ending).await {
+        Outcome::Cancelled => cancelled(&ctx),
+        done => done,
+    }
+}
+
+/// The handler's view of the call (the request metadata moves into it,
+/// with the response metadata the interceptors set; the client's address
+/// and whether the request came in 0-RTT early data), and the call as the
+/// service takes it.
+fn call_for(
+    state: &ServerState,
+    head: &mut wire::RequestHead,
+    deadline: Option<Instant>,
+    (peer, early_data): (SocketAddr, bool),
+    response_md: crate::Metadata,
+    request: Request,
+) -> (Context, Call) {
+    let metadata = std::mem::take(&mut head.metadata);
+    let ctx = Context::new(head.path.clone(), metadata, deadline, peer)
+        .with_draining(state.draining.subscribe())
+        .with_early_data(early_data);
+    if !response_md.is_empty() {
+        *ctx.response_metadata_mut() = response_md;
+    }
+    let call = Call {
+        codec: head.codec,
+        request,
+        ctx: ctx.clone(),
+    };
+    (ctx, call)
+}
+
+/// A call its client cancelled: work carrying its context learns it.
+fn cancelled(ctx: &Context) -> Outcome {
+    ctx.cancel();
+    Outcome::Cancelled
 }
 
 /// What the end of a call needs besides its reply.
 struct Ending<'a> {
+    /// How response messages are compressed.
+    encoding: Compression,
     path: &'a str,
     fault: &'a RequestFault,
     gone: &'a mut Gone,
     sleep: &'a mut Option<Pin<Box<tokio::time::Sleep>>>,
     tx: &'a StreamTx,
+    traffic: crate::metrics::Traffic,
 }
 
 /// Answers with a trailers-only response. A response that ends the call
@@ -227,10 +325,10 @@ async fn refuse(tx: &StreamTx, codec: Codec, status: Status) -> Outcome {
 
 /// Sends the handler's reply: headers with its metadata, then the one
 /// message or the stream, then the status.
-async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) -> Outcome {
+async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, mut end: Ending<'_>) -> Outcome {
     let tx = end.tx;
     let md = ctx.take_response_metadata();
-    let headers = wire::response_headers(codec, &md);
+    let headers = wire::response_headers(codec, end.encoding, &md);
     let size = field_section_size(&headers);
     let limit = tx.shared.peer_field_limit();
     if size > limit {
@@ -239,32 +337,41 @@ async fn send_reply(reply: Reply, ctx: &Context, codec: Codec, end: Ending<'_>) 
     }
     let stream = match reply {
         Reply::Unary(frame) => {
+            let frame = compress_frames(frame, end.encoding);
             let ok = Status::ok();
+            end.traffic.sent(frame.len());
             if !tx.send_response(headers, frame, wire::trailers(&ok)).await {
                 return Outcome::Cancelled;
             }
             tx.stop_reading(H3_NO_ERROR);
             return Outcome::Done(ok);
         }
-        Reply::Stream(stream) => stream,
+        Reply::Stream(stream) => compressed(stream, end.encoding),
     };
     if !tx.send(Out::Headers(headers, false)).await {
         return Outcome::Cancelled;
     }
-    let outcome = send_stream(stream, end.path, end.fault, end.gone, end.sleep, tx).await;
+    let outcome = send_stream(stream, &mut end, tx).await;
     tx.stop_reading(H3_NO_ERROR);
     outcome
 }
 
 /// Runs the interceptors on the call's metadata; the response metadata
-/// they set, or the status a refusing interceptor gave (with that
-/// metadata).
-fn intercept_call(
+/// they set, or the status to answer with (a refusing interceptor's, with
+/// that metadata; `DEADLINE_EXCEEDED`; `INTERNAL` for a panic); `Err(None)`
+/// when the client went away.
+///
+/// An interceptor that awaits does so here, in the call's task (the
+/// connection polls a new call once, then spawns it): other calls go on
+/// meanwhile, and its future is dropped when the call ends.
+async fn intercept_call(
     state: &ServerState,
     head: &mut wire::RequestHead,
     deadline: Option<Instant>,
     peer: SocketAddr,
-) -> Result<Metadata, Status> {
+    gone: &mut Gone,
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Result<Metadata, Option<Status>> {
     if state.interceptors.is_empty() {
         return Ok(Metadata::new());
     }
@@ -274,7 +381,23 @@ fn intercept_call(
         deadline,
         Some(peer),
     );
-    let verdict = intercept::run(&state.interceptors, &mut info);
+    let guarded = {
+        let run = CatchUnwind(std::pin::pin!(state.interceptors.run(&mut info)));
+        guarded_with(run, gone, sleep).await
+    };
+    let verdict = match guarded {
+        Guarded::Done(Ok(verdict)) => verdict,
+        Guarded::Done(Err(panic)) => {
+            tracing::error!(path = %head.path, panic = %panic, "interceptor panicked");
+            let status = Status::internal(format!("an interceptor for {} panicked", head.path));
+            return Err(Some(status));
+        }
+        Guarded::Cancelled => return Err(None),
+        Guarded::Deadline => {
+            let status = Status::deadline_exceeded("deadline passed while the interceptors ran");
+            return Err(Some(status));
+        }
+    };
     let (md, response_md) = info.into_parts();
     head.metadata = md;
     match verdict {
@@ -282,7 +405,7 @@ fn intercept_call(
         Err(status) => {
             let mut md = response_md;
             md.extend(status.metadata().clone());
-            Err(status.with_metadata(md))
+            Err(Some(status.with_metadata(md)))
         }
     }
 }
@@ -341,14 +464,9 @@ async fn run_handler(
 }
 
 /// Sends a response stream after its headers, then the status trailers.
-async fn send_stream(
-    mut stream: FrameStream,
-    path: &str,
-    fault: &RequestFault,
-    gone: &mut Gone,
-    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
-    tx: &StreamTx,
-) -> Outcome {
+async fn send_stream(mut stream: FrameStream, end: &mut Ending<'_>, tx: &StreamTx) -> Outcome {
+    let (path, fault, traffic) = (end.path, end.fault, end.traffic);
+    let (gone, sleep) = (&mut *end.gone, &mut *end.sleep);
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
@@ -359,6 +477,7 @@ async fn send_stream(
             Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path, fault))),
         };
         if !frames.is_empty() {
+            traffic.sent(frames.len());
             // Waiting for send credit (a client that reads slowly) still
             // ends at the deadline or on cancellation.
             let send = tx.send(Out::Data(frames.freeze(), false, 0));
@@ -434,12 +553,14 @@ pub(super) async fn read_request(
     deadline: Option<Instant>,
     tx: &StreamTx,
     window: &RecvWindow,
+    traffic: crate::metrics::Traffic,
 ) -> Result<Bytes, Option<Status>> {
     // A client may not hold a call open without sending its request: the
     // read ends at the call's deadline or the server's read timeout.
     let limit = Instant::now() + state.request_read_timeout;
     let read_by = deadline.map_or(limit, |d| d.min(limit));
-    let mut reader = RequestReader::new(&head.path, state.max_message_size);
+    let mut reader =
+        RequestReader::new(&head.path, state.max_message_size).with_encoding(head.encoding);
     loop {
         let ev = match tokio::time::timeout_at(read_by.into(), events.recv()).await {
             Ok(ev) => ev,
@@ -453,6 +574,7 @@ pub(super) async fn read_request(
         match ev {
             Some(StreamEvent::Data(bytes)) => {
                 tx.consumed(window, bytes.len());
+                traffic.received(bytes.len());
                 reader.on_data(&bytes).map_err(Some)?;
             }
             Some(StreamEvent::Finished) => return reader.on_finished().map_err(Some),
@@ -557,4 +679,32 @@ pub(super) enum Guarded<T> {
     Done(T),
     Cancelled,
     Deadline,
+}
+
+/// The response stream with each item compressed as `encoding` says.
+fn compressed(stream: FrameStream, encoding: Compression) -> FrameStream {
+    if encoding == Compression::Identity {
+        return stream;
+    }
+    Box::pin(Compressed {
+        inner: stream,
+        encoding,
+    })
+}
+
+struct Compressed {
+    inner: FrameStream,
+    encoding: Compression,
+}
+
+impl futures_core::Stream for Compressed {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let encoding = self.encoding;
+        self.inner
+            .as_mut()
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map(|frames| compress_frames(frames, encoding))))
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::intercept::Interceptor;
+use crate::intercept::Interceptors;
 use crate::service::Service;
 use crate::transport::conn::Keepalive;
 
@@ -102,11 +102,16 @@ pub(super) struct ServerState {
     pub(super) keepalive: Keepalive,
     pub(super) request_read_timeout: Duration,
     pub(super) services: HashMap<&'static str, Arc<dyn Service>>,
-    pub(super) interceptors: Vec<Arc<dyn Interceptor>>,
+    pub(super) interceptors: Interceptors,
     pub(super) max_message_size: usize,
+    /// `ServerBuilder::compression`: the preferred response encoding.
+    pub(super) compression: Option<crate::Compression>,
     pub(super) active_calls: AtomicUsize,
     pub(super) idle: Notify,
     pub(super) connections: AtomicUsize,
+    pub(super) builtins: crate::builtin::Builtins,
+    /// `true` once a graceful shutdown has begun ([`crate::Context::draining`]).
+    pub(super) draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// A snapshot of a server's load, from [`ServerHandle::stats`].

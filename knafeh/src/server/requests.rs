@@ -42,12 +42,14 @@ pub(super) struct RequestStream {
     window: Arc<RecvWindow>,
     fault: RequestFault,
     done: bool,
+    traffic: Option<crate::metrics::Traffic>,
 }
 
 impl RequestStream {
     pub(super) fn new(
         path: &str,
         max_message_size: usize,
+        encoding: crate::Compression,
         events: mpsc::UnboundedReceiver<StreamEvent>,
         tx: StreamTx,
         window: Arc<RecvWindow>,
@@ -55,11 +57,20 @@ impl RequestStream {
     ) -> Self {
         RequestStream {
             events,
-            reader: MessagesReader::new(path, max_message_size),
+            reader: MessagesReader::new(path, max_message_size).with_encoding(encoding),
             tx,
             window,
             fault,
             done: false,
+            traffic: None,
+        }
+    }
+
+    /// Counts the request's message bytes in `traffic`.
+    pub(super) fn metered(self, traffic: crate::metrics::Traffic) -> Self {
+        RequestStream {
+            traffic: Some(traffic),
+            ..self
         }
     }
 
@@ -92,6 +103,9 @@ impl Stream for RequestStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(StreamEvent::Data(bytes))) => {
                     this.tx.consumed(&this.window, bytes.len());
+                    if let Some(t) = this.traffic {
+                        t.received(bytes.len());
+                    }
                     this.reader.on_data(&bytes);
                 }
                 Poll::Ready(Some(StreamEvent::Finished)) => this.reader.on_finished(),

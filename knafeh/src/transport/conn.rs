@@ -295,6 +295,9 @@ pub(crate) struct H3App {
     shared: Arc<ConnShared>,
     /// Pings a silent peer and gives up on one that stays silent.
     liveness: Liveness,
+    /// Why the connection closes if an unconfirmed refusal stands (see
+    /// `Command::Refused`).
+    refusal: Option<String>,
     /// When `wait_for_data` must return for the next liveness check.
     next_check: Option<std::time::Instant>,
     check_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
@@ -333,6 +336,7 @@ impl H3App {
             wrote_since_read: false,
             shared,
             liveness: Liveness::new(Keepalive::default()),
+            refusal: None,
             next_check: None,
             check_timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(86_400))),
             timer_at: None,
@@ -362,10 +366,6 @@ impl H3App {
     /// `filter` says their method is idempotent (it gets the `:path`);
     /// the others are refused with `H3_REQUEST_REJECTED` before any call
     /// starts. Without this, every early-data request is refused.
-    #[allow(
-        dead_code,
-        reason = "the server calls it once services say which methods are idempotent"
-    )]
     pub(crate) fn serve_early_data(&mut self, filter: EarlyDataFilter) {
         self.early_filter = Some(filter);
     }
@@ -459,14 +459,10 @@ impl H3App {
                 }
             }
             Command::Close { force } => self.closing.request(force),
-            Command::Lost(why) => {
-                tracing::debug!(peer = %self.peer, why, "peer gone; closing");
-                *self
-                    .shared
-                    .close_reason
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(why);
-                self.closing.request(true);
+            Command::Refused(why) => {
+                let window = refusal_window(qconn);
+                self.liveness.on_refused(std::time::Instant::now(), window);
+                self.refusal.get_or_insert(why);
             }
         }
     }
@@ -830,6 +826,19 @@ impl H3App {
                 let _ = qconn.send_ack_eliciting();
                 self.next_check = Some(at);
             }
+            LivenessAction::Refused => {
+                let why = self.refusal.take();
+                tracing::debug!(peer = %self.peer, why, "refused and silent; closing");
+                // Calls report why.
+                *self
+                    .shared
+                    .close_reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = why;
+                let _ = qconn.close(true, H3_NO_ERROR, b"");
+                self.finish_all();
+                return true;
+            }
             LivenessAction::Close { silent } => {
                 tracing::debug!(peer = %self.peer, ?silent, "peer silent with calls in progress; closing");
                 let _ = qconn.close(true, H3_INTERNAL_ERROR, b"peer unresponsive");
@@ -974,6 +983,20 @@ impl Drop for H3App {
     }
 }
 
+/// How long a refusal of an established connection waits for a sign of
+/// life from the peer: three round trips, at least 100 ms (the PING and its
+/// acknowledgement must cross the path), at most one second.
+fn refusal_window(qconn: &QuicheConnection) -> std::time::Duration {
+    let rtt = qconn
+        .path_stats()
+        .next()
+        .map_or(std::time::Duration::ZERO, |p| p.rtt);
+    (3 * rtt).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    )
+}
+
 impl ApplicationOverQuic for H3App {
     fn on_conn_established(
         &mut self,
@@ -1075,7 +1098,7 @@ impl ApplicationOverQuic for H3App {
             tracing::debug!(peer = %self.peer, reason, "connection closed");
         }
         if reason.is_some() {
-            // Keeps a reason recorded earlier (`Command::Lost`) otherwise.
+            // Keeps a reason recorded earlier (a refusal) otherwise.
             *self
                 .shared
                 .close_reason

@@ -60,12 +60,11 @@ pub(crate) async fn refused(socket: Arc<UdpSocket>) {
         // Reads the whole queue; `WouldBlock` (empty) clears the readiness.
         let read = socket.try_io(tokio::io::Interest::ERROR, || loop {
             if next_queued_error(&socket)? == Some(libc::ECONNREFUSED) {
-                return Ok(true);
+                return Ok(());
             }
         });
         match read {
-            Ok(true) => return,
-            Ok(false) => {}
+            Ok(()) => return,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 tracing::debug!(error = %e, "reading the socket's error queue");

@@ -124,9 +124,10 @@ pub(crate) enum Command {
     /// Close the connection once every stream is finished and its last
     /// data acknowledged; with `force`, at once.
     Close { force: bool },
-    /// The peer is gone (its host said nothing listens at its address):
-    /// record why and close at once.
-    Lost(String),
+    /// The peer's host said nothing listens at the peer's address (the
+    /// text says so, for the calls): close the connection unless the peer
+    /// shows it is alive (see `proto::liveness`).
+    Refused(String),
 }
 
 /// A new request the server side hands to its call handler.
@@ -172,10 +173,6 @@ pub(crate) struct StreamTx {
     /// Server: the request's headers arrived in 0-RTT early data, which an
     /// attacker can replay. The connection only hands such a request to a
     /// call when its [`EarlyDataFilter`] says the method is idempotent.
-    #[allow(
-        dead_code,
-        reason = "for the server's call path (e.g. its call context)"
-    )]
     pub(crate) early_data: bool,
     pub(super) cmd: mpsc::UnboundedSender<Command>,
     pub(super) credit: Arc<Semaphore>,

@@ -99,13 +99,14 @@ fn is_service<S: knafeh::__private::Service + Clone>(s: S) -> S {
 #[allow(dead_code)]
 async fn call(client: GreeterClient) -> Result<(), Status> {
     let reply: HelloReply = client
-        .say_hello(HelloRequest {
-            name: "Ada".into(),
-        })
+        .say_hello(HelloRequest { name: "Ada".into() })
         .await?;
     let _: String = reply.message;
     let with: knafeh::Response<HelloReply> = client
-        .say_hello_with(HelloRequest { name: "Ada".into() }, knafeh::CallOptions::new())
+        .say_hello_with(
+            HelloRequest { name: "Ada".into() },
+            knafeh::CallOptions::new(),
+        )
         .await?;
     let _ = with.metadata();
     let mut counts: Streaming<Count> = client.count_to(CountRequest { n: 3 }).await?;
