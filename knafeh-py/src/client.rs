@@ -31,6 +31,9 @@ pub struct ConnectOptions {
     /// How requests are compressed: `"identity"`/`"none"` (default),
     /// `"gzip"` or `"zstd"`.
     pub compression: Option<String>,
+    /// Send calls to idempotent methods as 0-RTT early data on resumed
+    /// connections (see `ClientBuilder::zero_rtt`).
+    pub zero_rtt: bool,
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration, Status> {
@@ -66,7 +69,7 @@ impl ConnectOptions {
         if let Some(t) = self.connect_timeout {
             b = b.connect_timeout(seconds("connect_timeout", t)?);
         }
-        Ok(b)
+        Ok(b.zero_rtt(self.zero_rtt))
     }
 }
 
@@ -206,7 +209,7 @@ pub(crate) fn response_to_py<T: Serialize>(
 pub fn unary_async<'py, Req, Resp>(
     py: Python<'py>,
     client: &PyClient,
-    path: &'static str,
+    (path, idempotent): (&'static str, bool),
     request: Option<&Bound<'py, PyAny>>,
     fields: Option<&Bound<'py, PyDict>>,
     timeout: Option<f64>,
@@ -217,7 +220,7 @@ where
     Resp: knafeh::__private::Message + Serialize,
 {
     let req: Req = request_from_py(py, path, request, fields)?;
-    let opts = call_options(py, timeout, metadata)?;
+    let opts = call_options(py, timeout, metadata)?.idempotent(idempotent);
     let call = client.client.unary::<Req, Resp>(path, &req, opts);
     aio::awaitable(py, &client.completers, call, move |py, out| match out {
         Ok(resp) => response_to_py(py, path, resp.get_ref()),
@@ -229,7 +232,7 @@ where
 pub fn unary_blocking<'py, Req, Resp>(
     py: Python<'py>,
     client: &PyClient,
-    path: &'static str,
+    (path, idempotent): (&'static str, bool),
     request: Option<&Bound<'py, PyAny>>,
     fields: Option<&Bound<'py, PyDict>>,
     timeout: Option<f64>,
@@ -240,7 +243,7 @@ where
     Resp: knafeh::__private::Message + Serialize,
 {
     let req: Req = request_from_py(py, path, request, fields)?;
-    let opts = call_options(py, timeout, metadata)?;
+    let opts = call_options(py, timeout, metadata)?.idempotent(idempotent);
     let client = client.client.clone();
     match block_on(py, async move {
         client.unary::<Req, Resp>(path, &req, opts).await
@@ -395,7 +398,7 @@ impl BlockingStream {
 pub fn server_streaming<'py, Req, Resp>(
     py: Python<'py>,
     client: &PyClient,
-    path: &'static str,
+    (path, idempotent): (&'static str, bool),
     request: Option<&Bound<'py, PyAny>>,
     fields: Option<&Bound<'py, PyDict>>,
     timeout: Option<f64>,
@@ -406,7 +409,7 @@ where
     Resp: knafeh::__private::Message + Serialize,
 {
     let req: Req = request_from_py(py, path, request, fields)?;
-    let opts = call_options(py, timeout, metadata)?;
+    let opts = call_options(py, timeout, metadata)?.idempotent(idempotent);
     let state: StreamState<Req, Resp> =
         StreamState::NotStarted(client.client.clone(), path, req, opts);
     Ok(StreamItems {

@@ -152,8 +152,18 @@ impl Gen<'_> {
                 )
             }
         };
-        let body =
-            quote!(#call(py, &self.inner, #client::#path, request, fields, timeout, metadata));
+        // Calls to `#[knafeh(idempotent)]` methods may be retried and sent
+        // as 0-RTT early data.
+        let idempotent = rpc.idempotent;
+        let body = quote!(#call(
+            py,
+            &self.inner,
+            (#client::#path, #idempotent),
+            request,
+            fields,
+            timeout,
+            metadata
+        ));
         let body = match wrap {
             None => body,
             Some(wrap) => {
@@ -378,7 +388,7 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
     quote! {
         #[doc = #doc]
         #[staticmethod]
-        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None, compression = None))]
+        #[pyo3(signature = (addr, *, ca = None, server_name = None, insecure = false, codec = None, timeout = None, connect_timeout = None, compression = None, zero_rtt = false))]
         #[allow(clippy::too_many_arguments)]
         fn connect #generics(
             py: #o::Python #lifetime,
@@ -390,8 +400,9 @@ fn python_connect(py: &Path, blocking: bool) -> TokenStream {
             timeout: ::core::option::Option<f64>,
             connect_timeout: ::core::option::Option<f64>,
             compression: ::core::option::Option<::std::string::String>,
+            zero_rtt: bool,
         ) -> #o::PyResult<#ret> {
-            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout, compression };
+            let opts = #p::ConnectOptions { addr, ca, server_name, insecure, codec, timeout, connect_timeout, compression, zero_rtt };
             #finish
         }
     }

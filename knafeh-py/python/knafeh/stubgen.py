@@ -458,6 +458,7 @@ class _Stub:
             "timeout: float | None = None",
             "connect_timeout: float | None = None",
             f"compression: {self.n('Literal')}[\"identity\", \"none\", \"gzip\", \"zstd\"] | None = None",
+            "zero_rtt: bool = False",
         ]
         connect_doc = _wrap(
             ("Connects (blocking)." if blocking else f"`await {c.name}.connect(addr, ca=...)`.")

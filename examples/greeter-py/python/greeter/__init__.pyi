@@ -120,6 +120,7 @@ class GreeterClient:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         compression: Literal["identity", "none", "gzip", "zstd"] | None = None,
+        zero_rtt: bool = False,
     ) -> Coroutine[Any, Any, GreeterClient]:
         """`await GreeterClient.connect(addr, ca=...)`. The server certificate is
         verified against `ca` (a PEM file) unless `insecure=True`.
@@ -204,6 +205,7 @@ class GreeterBlockingClient:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         compression: Literal["identity", "none", "gzip", "zstd"] | None = None,
+        zero_rtt: bool = False,
     ) -> GreeterBlockingClient:
         """Connects (blocking). The server certificate is verified against `ca` (a
         PEM file) unless `insecure=True`.
