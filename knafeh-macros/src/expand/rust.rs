@@ -114,22 +114,7 @@ impl Gen<'_> {
             #(#shapes)*
             _ => ::core::option::Option::None,
         });
-        let idempotent: Vec<_> = self
-            .svc
-            .rpcs
-            .iter()
-            .filter(|r| r.idempotent)
-            .map(|r| &r.wire_name)
-            .collect();
-        // Only methods declared idempotent may be served from early data.
-        let idempotent = if idempotent.is_empty() {
-            quote!({
-                let _ = method;
-                false
-            })
-        } else {
-            quote!(::core::matches!(method, #(#idempotent)|*))
-        };
+        let idempotent = self.idempotent_match();
         let arms = self.svc.rpcs.iter().map(|r| self.call_arm(r));
         let bounds = self.message_bounds(&self.svc.rpcs);
         quote! {
@@ -174,6 +159,27 @@ impl Gen<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The body of `Service::idempotent`: whether a method name is one of
+    /// the methods declared `#[knafeh(idempotent)]` (the only ones served
+    /// from 0-RTT early data).
+    fn idempotent_match(&self) -> TokenStream {
+        let idempotent: Vec<_> = self
+            .svc
+            .rpcs
+            .iter()
+            .filter(|r| r.idempotent)
+            .map(|r| &r.wire_name)
+            .collect();
+        if idempotent.is_empty() {
+            quote!({
+                let _ = method;
+                false
+            })
+        } else {
+            quote!(::core::matches!(method, #(#idempotent)|*))
         }
     }
 

@@ -151,14 +151,8 @@ impl Client {
         // The server gets the time left after dialling, so both sides
         // share one deadline.
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let headers = wire::request_headers(
-            &conn.authority,
-            path,
-            cfg.codec,
-            encoding,
-            remaining,
-            metadata,
-        );
+        let (authority, codec) = (&conn.authority, cfg.codec);
+        let headers = wire::request_headers(authority, path, codec, encoding, remaining, metadata);
         // A header block over the server's limit would make it close
         // the whole connection.
         let size = field_section_size(&headers);

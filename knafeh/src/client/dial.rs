@@ -54,34 +54,23 @@ pub(super) async fn dial(
     } else {
         Some(server_name.as_str())
     };
-    let connect: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> =
-        match session {
-            Some(session) if cfg.zero_rtt => {
-                let tls = hook.build().map_err(|e| {
-                    Status::invalid_argument(format!("client TLS configuration: {e}"))
-                })?;
-                let shared = shared.clone();
-                let settings = params.settings.clone();
-                let host = host.map(str::to_owned);
-                Box::pin(async move {
-                    super::early::connect_early(
-                        socket,
-                        host.as_deref(),
-                        &settings,
-                        tls,
-                        &session,
-                        app,
-                        &shared,
-                    )
-                    .await
-                })
-            }
-            session => {
-                params.session = session;
-                let connect = tokio_quiche::quic::connect_with_config(socket, host, &params, app);
-                Box::pin(async move { connect.await.map(drop).map_err(|e| e.to_string()) })
-            }
-        };
+    // With `zero_rtt`, a session is resumed by a 0-RTT dial; without, by
+    // tokio-quiche's own dial (no early data).
+    let early_session = match session {
+        Some(session) if cfg.zero_rtt => Some(session),
+        session => {
+            params.session = session;
+            None
+        }
+    };
+    let start = Start {
+        socket,
+        host,
+        app,
+        shared: &shared,
+        early_session,
+    };
+    let connect = start_connection(start, &params, &hook)?;
     let failed = |why: String| Status::unavailable(format!("connecting to {addr} ({peer}){why}"));
     let outcome = tokio::select! {
         r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
@@ -111,6 +100,59 @@ pub(super) async fn dial(
         shared,
         authority: authority.clone(),
     })
+}
+
+/// What a connection is started with.
+struct Start<'a> {
+    socket: ClientSocket,
+    host: Option<&'a str>,
+    app: H3App,
+    shared: &'a Arc<ConnShared>,
+    /// A session for a 0-RTT dial to resume; `None`: a dial as `params`
+    /// say (which may hold a session to resume without early data).
+    early_session: Option<Vec<u8>>,
+}
+
+type Connecting<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Starts the connection: a 0-RTT dial through [`super::early`] when there
+/// is a session and `zero_rtt` is on, else tokio-quiche's own (which
+/// resumes a session in `params` without early data). Resolves once the
+/// application runs.
+fn start_connection<'a>(
+    start: Start<'a>,
+    params: &'a ConnectionParams<'static>,
+    hook: &TlsHook,
+) -> Result<Connecting<'a>, Status> {
+    let Start {
+        socket,
+        host,
+        app,
+        shared,
+        early_session,
+    } = start;
+    match early_session {
+        Some(session) => {
+            let tls = hook
+                .build()
+                .map_err(|e| Status::invalid_argument(format!("client TLS configuration: {e}")))?;
+            let shared = shared.clone();
+            let settings = params.settings.clone();
+            let host = host.map(str::to_owned);
+            Ok(Box::pin(async move {
+                let host = host.as_deref();
+                super::early::connect_early(socket, host, &settings, tls, &session, app, &shared)
+                    .await
+            }))
+        }
+        None => {
+            let connect = tokio_quiche::quic::connect_with_config(socket, host, params, app);
+            Ok(Box::pin(async move {
+                connect.await.map(drop).map_err(|e| e.to_string())
+            }))
+        }
+    }
 }
 
 /// What a client reports when the server's host says nothing listens on

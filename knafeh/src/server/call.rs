@@ -231,14 +231,8 @@ pub(super) async fn serve(
             Request::Stream(Box::pin(stream.metered(traffic)))
         }
     };
-    let (ctx, call) = call_for(
-        state,
-        &mut head,
-        deadline,
-        (peer, tx.early_data),
-        response_md,
-        request,
-    );
+    let client = (peer, tx.early_data);
+    let (ctx, call) = call_for(state, &mut head, deadline, client, response_md, request);
     // Calls the handler makes inherit this call's deadline and cancellation.
     let handler = CatchUnwind(propagate::scoped(&ctx, service.call(&head.method, call)));
     let reply = match run_handler(handler, &head.path, &ctx, gone, &mut sleep).await {
