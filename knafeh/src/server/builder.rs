@@ -322,6 +322,7 @@ impl ServerBuilder {
         // routes by connection ID on every socket (see `steer`): clients
         // may migrate on purpose too.
         settings.disable_active_migration = false;
+        settings.active_connection_id_limit = MAX_PATHS;
         let params = ConnectionParams::new_server(
             settings,
             TlsCertificatePaths {
@@ -386,6 +387,15 @@ impl ServerBuilder {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
     }
 }
+
+/// How many network paths (client addresses) a connection may have been
+/// on, which bounds how many times it follows a client to a new address:
+/// `MAX_PATHS - 1`. quiche sizes its path table by the
+/// `active_connection_id_limit` transport parameter, and frees a path the
+/// client left only when the client retires the connection ID used on it,
+/// which a client that offers no spare IDs (tokio-quiche's, so knafeh's)
+/// never does. A path that is never used costs nothing.
+pub(super) const MAX_PATHS: u64 = 8;
 
 /// Binds `n` UDP sockets to `addr`: one plainly, or several sharing the
 /// address with `SO_REUSEPORT`, steered by connection ID (see `steer`).
