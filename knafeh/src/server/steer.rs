@@ -99,7 +99,9 @@ pub(super) fn wake_datagram(index: usize) -> [u8; 2] {
 /// packet (after the first byte) and in a long-header one (after the first
 /// byte, the 4-byte version and the ID's length byte). For UDP, the
 /// program sees the datagram's payload at offset 0.
+#[cfg(target_os = "linux")]
 const SHORT_DCID_AT: u32 = 1;
+#[cfg(target_os = "linux")]
 const LONG_DCID_AT: u32 = 6;
 
 /// The classic BPF program: the destination connection ID's first byte,
@@ -247,7 +249,7 @@ mod tests {
         // Each round from a fresh source port: the 4-tuple hash alone
         // would spread these over the sockets at random.
         for round in 0..6 {
-            for target in 0..n {
+            for (target, socket) in sockets.iter().enumerate() {
                 let cid = ListenerCids::new(target, n).new_connection_id();
                 let mut short = vec![0x40];
                 short.extend_from_slice(&cid);
@@ -255,7 +257,7 @@ mod tests {
                 for packet in packets {
                     let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                     from.send_to(&packet, to).unwrap();
-                    let (len, _) = sockets[target].recv_from(&mut buf).unwrap_or_else(|e| {
+                    let (len, _) = socket.recv_from(&mut buf).unwrap_or_else(|e| {
                         panic!("round {round}: socket {target} got nothing: {e}")
                     });
                     assert_eq!(&buf[..len], &packet[..]);
