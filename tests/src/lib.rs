@@ -13,6 +13,7 @@ use knafeh::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub mod nat;
 pub mod raw;
 pub mod relay;
 

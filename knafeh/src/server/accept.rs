@@ -105,6 +105,7 @@ pub(super) async fn accept_loop(
     mut stop: oneshot::Receiver<()>,
     drain_timeout: Duration,
     local_addr: SocketAddr,
+    sockets: usize,
 ) {
     // One forwarding task per socket; connections meet in one channel.
     let (conn_tx, mut accept) = mpsc::channel(64);
@@ -140,7 +141,7 @@ pub(super) async fn accept_loop(
         let _ = f.await;
     }
     close_connections(&conns, drain_deadline).await;
-    release_port(local_addr).await;
+    release_port(local_addr, sockets).await;
     tracing::info!("knafeh server stopped");
 }
 
@@ -266,15 +267,16 @@ async fn close_connections(conns: &ConnList, deadline: tokio::time::Instant) {
     }
 }
 
-/// Waits (bounded) until the port is free again.
-async fn release_port(local_addr: SocketAddr) {
-    // tokio-quiche's listener task owns the socket and ends on its own once
-    // its connections are gone; wait (bounded) until the port is free so
-    // that `shutdown` returning means the address can be bound again.
-    // Its router only notices that nobody accepts any more when it is
+/// Waits (bounded) until the port, shared by `sockets` sockets, is free
+/// again.
+async fn release_port(local_addr: SocketAddr, sockets: usize) {
+    // tokio-quiche's listener tasks own the sockets and end on their own
+    // once their connections are gone; wait (bounded) until the port is
+    // free so that `shutdown` returning means the address can be bound
+    // again. A router only notices that nobody accepts any more when it is
     // woken, i.e. when a datagram arrives: a server that saw no traffic
-    // would keep its port until the runtime ends. So send it one (any
-    // bytes do; it is dropped as an invalid packet) every 100 ms.
+    // would keep its port until the runtime ends. So send each socket one
+    // every 100 ms (steered to it; dropped as an invalid packet).
     let poke = std::net::UdpSocket::bind(match local_addr {
         SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
         SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
@@ -293,7 +295,9 @@ async fn release_port(local_addr: SocketAddr) {
         while std::net::UdpSocket::bind(local_addr).is_err() {
             if next_poke == 0 {
                 if let Ok(poke) = &poke {
-                    let _ = poke.send_to(&[0], poke_to);
+                    for socket in 0..sockets {
+                        let _ = poke.send_to(&super::steer::wake_datagram(socket), poke_to);
+                    }
                 }
                 next_poke = 20;
             }

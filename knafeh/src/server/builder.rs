@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio_quiche::metrics::DefaultMetrics;
 use tokio_quiche::settings::{CertificateKind, Hooks, TlsCertificatePaths};
+use tokio_quiche::socket::QuicListener;
 use tokio_quiche::ConnectionParams;
 
 use crate::builtin::Builtins;
@@ -204,13 +205,19 @@ impl ServerBuilder {
         self
     }
 
-    /// How many UDP sockets to listen on (default 1). With more than one,
-    /// the sockets share the address through `SO_REUSEPORT` and the kernel
-    /// spreads clients over them, each with its own receive path, so one
-    /// server can use every core of a multi-threaded runtime: use one per
-    /// core (`std::thread::available_parallelism`). A client keeps its
-    /// socket for the life of its connection, so connection migration to a
-    /// new client address is not supported with more than one.
+    /// How many UDP sockets to listen on (default 1, at most 256). With
+    /// more than one, the sockets share the address through `SO_REUSEPORT`
+    /// and the kernel spreads clients over them, each with its own receive
+    /// path, so one server can use every core of a multi-threaded runtime:
+    /// use one per core (`std::thread::available_parallelism`).
+    ///
+    /// A connection stays with the socket that accepted it, also when the
+    /// client's address changes (connection migration, NAT rebinding): on
+    /// Linux the server steers each datagram to its socket by the
+    /// connection ID (the first byte of the IDs a socket issues names it)
+    /// instead of the kernel's hash of the addresses. Elsewhere, or if the
+    /// kernel refuses the steering program (logged as a warning), a client
+    /// that changes address is lost with more than one socket.
     pub fn listeners(mut self, n: usize) -> Self {
         self.listeners = n.max(1);
         self
@@ -328,6 +335,12 @@ impl ServerBuilder {
         settings.initial_max_streams_bidi = self.max_concurrent_streams;
         settings.max_idle_timeout = Some(self.idle_timeout);
         settings.disable_client_ip_validation = !self.validate_client_address;
+        // The server follows a client to a new address whether or not the
+        // move was the client's choice (a NAT rebinding is not), and
+        // routes by connection ID on every socket (see `steer`): clients
+        // may migrate on purpose too.
+        settings.disable_active_migration = false;
+        settings.active_connection_id_limit = MAX_PATHS;
         let params = ConnectionParams::new_server(
             settings,
             TlsCertificatePaths {
@@ -339,12 +352,13 @@ impl ServerBuilder {
                 connection_hook: Some(Arc::new(tls)),
             },
         );
-        let listeners = tokio_quiche::listen(sockets, params, DefaultMetrics).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("starting QUIC listener (check {cert} and {key}): {e}"),
-            )
-        })?;
+        let listeners = tokio_quiche::listen_with_capabilities(sockets, params, DefaultMetrics)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("starting QUIC listener (check {cert} and {key}): {e}"),
+                )
+            })?;
         let state = Arc::new(ServerState {
             keepalive: self.keepalive,
             request_read_timeout: self.request_read_timeout,
@@ -366,6 +380,7 @@ impl ServerBuilder {
             stop_rx,
             self.drain_timeout,
             local_addr,
+            self.listeners,
         ));
         tracing::info!(%local_addr, listeners = self.listeners, "knafeh server listening");
         Ok(ServerHandle {
@@ -391,12 +406,30 @@ impl ServerBuilder {
     }
 }
 
+/// How many network paths (client addresses) a connection may have been
+/// on, which bounds how many times it follows a client to a new address:
+/// `MAX_PATHS - 1`. quiche sizes its path table by the
+/// `active_connection_id_limit` transport parameter, and frees a path the
+/// client left only when the client retires the connection ID used on it,
+/// which a client that offers no spare IDs (tokio-quiche's, so knafeh's)
+/// never does. A path that is never used costs nothing.
+pub(super) const MAX_PATHS: u64 = 8;
+
 /// Binds `n` UDP sockets to `addr`: one plainly, or several sharing the
-/// address with `SO_REUSEPORT` (the kernel spreads clients over them).
+/// address with `SO_REUSEPORT`, steered by connection ID (see `steer`).
 pub(super) fn bind_sockets(
     addr: SocketAddr,
     n: usize,
-) -> io::Result<(Vec<tokio::net::UdpSocket>, SocketAddr)> {
+) -> io::Result<(Vec<QuicListener>, SocketAddr)> {
+    if n > steer::MAX_STEERED {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "listeners({n}): at most {} sockets (a connection ID names its socket in one byte)",
+                steer::MAX_STEERED
+            ),
+        ));
+    }
     let annotate = |e: io::Error| io::Error::new(e.kind(), format!("binding {addr}: {e}"));
     let bind = |addr: SocketAddr, shared: bool| -> io::Result<std::net::UdpSocket> {
         let socket = socket2::Socket::new(
@@ -415,12 +448,37 @@ pub(super) fn bind_sockets(
     let first = bind(addr, shared).map_err(annotate)?;
     // Port 0: the others join the port the first one got.
     let local_addr = first.local_addr()?;
-    let mut sockets = vec![tokio::net::UdpSocket::from_std(first)?];
+    let mut sockets = vec![first];
     for _ in 1..n {
-        let s = bind(local_addr, true).map_err(annotate)?;
-        sockets.push(tokio::net::UdpSocket::from_std(s)?);
+        sockets.push(bind(local_addr, true).map_err(annotate)?);
     }
-    Ok((sockets, local_addr))
+    // The kernel numbers the group's sockets in the order they were bound,
+    // which is the order of `sockets`, so socket `i` gets the IDs that
+    // steer to `i`.
+    if shared {
+        if let Err(e) = steer::attach(&sockets[0], n) {
+            tracing::warn!(
+                error = %e,
+                %local_addr,
+                "cannot steer datagrams by connection ID: a client that changes address \
+                 reaches its connection only if the kernel's address hash keeps its socket"
+            );
+        }
+    }
+    let listeners = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let mut listener = QuicListener::try_from(socket)?;
+            if shared {
+                listener.cid_generator = Arc::new(steer::ListenerCids::new(i, n));
+            }
+            #[cfg(target_os = "linux")]
+            listener.apply_max_capabilities();
+            Ok(listener)
+        })
+        .collect::<io::Result<_>>()?;
+    Ok((listeners, local_addr))
 }
 
 pub(super) fn path_str(p: &std::path::Path) -> io::Result<String> {

@@ -1,7 +1,8 @@
 //! The server, one file per concern: `builder` (what it binds, serves
-//! and allows), `accept` (connections, draining, releasing the port) and
-//! `call` (one call: request, handler, response). This file holds the
-//! running server's handle and shared state.
+//! and allows), `accept` (connections, draining, releasing the port),
+//! `call` (one call: request, handler, response) and `steer` (which of
+//! several sockets a datagram reaches). This file holds the running
+//! server's handle and shared state.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +22,7 @@ mod accept;
 mod builder;
 mod call;
 mod requests;
+mod steer;
 
 use accept::*;
 pub use builder::ServerBuilder;
