@@ -277,8 +277,6 @@ async fn a_connection_follows_seven_address_changes_and_the_client_redials_after
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Context::peer_addr is the address of the handshake: transport/conn.rs \
-            passes the connection's first peer address to every call (lead's file)"]
 async fn a_call_after_a_rebinding_sees_the_new_address() {
     bounded(async {
         let certs = Certs::new();

@@ -759,7 +759,13 @@ impl H3App {
             },
             gone,
         };
-        self.new_calls.push((id, on_request(incoming, self.peer)));
+        // The client's address now: a client that moved (connection
+        // migration, NAT rebinding) is on another path than it dialled from.
+        let peer = qconn
+            .path_stats()
+            .find(|p| p.active)
+            .map_or(self.peer, |p| p.peer_addr);
+        self.new_calls.push((id, on_request(incoming, peer)));
     }
 
     fn on_data(&mut self, qconn: &mut QuicheConnection, id: u64) {
