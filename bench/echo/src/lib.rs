@@ -39,7 +39,9 @@ pub struct Tally {
 /// The echo service.
 #[knafeh::service(package = "bench")]
 pub trait Echo {
-    /// Unary: returns the request.
+    /// Unary: returns the request. Idempotent, so a client with
+    /// `zero_rtt` may send it as 0-RTT early data.
+    #[knafeh(idempotent)]
     async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status>;
     /// Server streaming: `count` items of `size` bytes each.
     async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status>;
