@@ -396,6 +396,25 @@ async fn a_hedged_failure_sends_the_next_attempt_at_once() {
 }
 
 #[tokio::test]
+async fn a_hedging_delay_too_large_to_represent_means_no_more_hedges() {
+    bounded(async {
+        let f = Fixture::start().await;
+        let hedging = HedgingPolicy::new(3, Duration::MAX);
+        let c = f
+            .client(|b| b.method_hedging(FlakyClient::AGAIN, hedging))
+            .await;
+        // One attempt answers; no timer past the end of time (it used to
+        // panic adding Duration::MAX to the clock).
+        assert_eq!(c.again(fail(0)).await.unwrap().attempt, 0);
+        // A failure still sends the next attempt at once.
+        f.reset();
+        assert_eq!(c.again(fail(1)).await.unwrap().attempt, 1);
+        f.server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_stream_is_retried_before_its_response_headers_only() {
     bounded(async {
         let f = Fixture::start().await;

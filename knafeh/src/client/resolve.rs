@@ -246,18 +246,27 @@ struct Task {
     schedule: Schedule,
 }
 
+/// Sleeps until `at`; forever when `at` is too far to represent (an
+/// interval of `Duration::MAX`).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Task {
     async fn run(self, mut stopped: oneshot::Receiver<()>, mut last: Instant) {
         let Schedule { every, min_gap } = self.schedule;
         loop {
             tokio::select! {
                 _ = &mut stopped => return,
-                () = tokio::time::sleep_until(last + every) => {}
+                () = sleep_until(last.checked_add(every)) => {}
                 () = self.kick.notified() => {}
             }
             tokio::select! {
                 _ = &mut stopped => return,
-                () = tokio::time::sleep_until(last + min_gap) => {}
+                () = sleep_until(last.checked_add(min_gap)) => {}
             }
             let result = tokio::select! {
                 _ = &mut stopped => return,

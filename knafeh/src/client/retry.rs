@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -303,7 +303,7 @@ impl Client {
                     let span = tracing::Span::current();
                     running.spawn(attempt(self.clone(), request).instrument(span));
                     started += 1;
-                    next = (started < policy.attempts()).then(|| Instant::now() + policy.delay());
+                    next = (started < policy.attempts()).then(|| after(policy.delay()));
                 }
             }
             if prepared.deadline.is_some_and(|d| d <= Instant::now()) {
@@ -341,7 +341,7 @@ impl Client {
                 HedgeStep::NoMore => next = None,
                 HedgeStep::Next(wait) => {
                     if next.is_some() {
-                        next = Some(Instant::now() + wait);
+                        next = Some(after(wait));
                     }
                 }
             }
@@ -385,4 +385,12 @@ impl Client {
     fn random_fraction(&self) -> f64 {
         (self.next_random() >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The instant `wait` from now; a century from now when `wait` is too
+/// large to represent (a hedging delay of `Duration::MAX`: never).
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -196,13 +196,29 @@ pub(crate) enum Pushback {
     Stop,
 }
 
-/// Parses a `grpc-retry-pushback-ms` value: a non-negative decimal
-/// 32-bit integer waits that many milliseconds; anything else (negative,
-/// malformed) means "do not retry".
+/// The longest pushback the client waits for; a server asking for more
+/// (up to `i32::MAX` ms, 24 days) is taken as "do not retry", so that a
+/// call without a deadline never sleeps that long.
+pub(crate) const MAX_PUSHBACK: Duration = Duration::from_secs(300);
+
+/// Parses a `grpc-retry-pushback-ms` value: decimal digits only, a
+/// non-negative 32-bit integer of milliseconds up to [`MAX_PUSHBACK`],
+/// waits that long; anything else (negative, a sign, malformed, longer)
+/// means "do not retry".
 pub(crate) fn parse_pushback(value: &str) -> Pushback {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Pushback::Stop;
+    }
     match value.parse::<i32>() {
-        Ok(ms) if ms >= 0 => Pushback::After(Duration::from_millis(ms as u64)),
-        _ => Pushback::Stop,
+        Ok(ms) => {
+            let wait = Duration::from_millis(ms.unsigned_abs().into());
+            if wait <= MAX_PUSHBACK {
+                Pushback::After(wait)
+            } else {
+                Pushback::Stop
+            }
+        }
+        Err(_) => Pushback::Stop,
     }
 }
 
@@ -522,6 +538,12 @@ mod tests {
         assert_eq!(parse_pushback("1.5"), Pushback::Stop);
         assert_eq!(parse_pushback(""), Pushback::Stop);
         assert_eq!(parse_pushback("4294967296"), Pushback::Stop);
+        // A sign is not a digit; longer than five minutes is "stop".
+        assert_eq!(parse_pushback("+5"), Pushback::Stop);
+        assert_eq!(parse_pushback(" 5"), Pushback::Stop);
+        assert_eq!(parse_pushback("300000"), Pushback::After(MAX_PUSHBACK));
+        assert_eq!(parse_pushback("300001"), Pushback::Stop);
+        assert_eq!(parse_pushback("2147483647"), Pushback::Stop);
     }
 
     #[test]
