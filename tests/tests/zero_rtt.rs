@@ -234,6 +234,8 @@ async fn the_server_refuses_early_data_for_a_method_not_declared_idempotent() {
 struct Recorder {
     addr: std::net::SocketAddr,
     first_flight: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// Set: the client's datagrams are dropped (a server gone silent).
+    blackhole: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -259,6 +261,8 @@ impl Recorder {
             }
         };
         let flight = first_flight.clone();
+        let blackhole = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropping = blackhole.clone();
         let front_to_back = async move {
             let mut buf = vec![0u8; 65536];
             // The start of the flight being gathered, if any.
@@ -279,6 +283,9 @@ impl Recorder {
                     continue;
                 };
                 let Ok((n, from)) = received else { break };
+                if dropping.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let new_client = client.lock().unwrap().replace(from) != Some(from);
                 if new_client {
                     flight.lock().unwrap().clear();
@@ -297,6 +304,7 @@ impl Recorder {
         Recorder {
             addr,
             first_flight,
+            blackhole,
             task,
         }
     }
@@ -390,6 +398,44 @@ async fn a_replayed_early_data_flight_never_runs_a_method_not_declared_idempoten
         assert_eq!(counter.reads.load(Ordering::SeqCst), reads_before + 2);
         recorder.replay(addr).await;
         eventually(|| counter.early_reads.load(Ordering::SeqCst) == early_before + 1).await;
+        server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_zero_rtt_connection_whose_handshake_never_completes_fails_at_the_connect_timeout() {
+    bounded(async {
+        let certs = Certs::new();
+        let (server, _counter) = counter_server(&certs, 1).await;
+        let recorder = Recorder::start(server.local_addr()).await;
+        let c = certs
+            .client_builder(recorder.addr.to_string())
+            .connect_timeout(Duration::from_millis(500))
+            .idle_timeout(Duration::from_millis(200))
+            .retry_policy(knafeh::RetryPolicy::none())
+            .zero_rtt(true)
+            .connect_lazy();
+        read_idempotent(&c).await.unwrap(); // the ticket
+        wait_disconnected(&c).await;
+        // The server goes silent: the 0-RTT dial returns at once, the
+        // early request gets no answer and the handshake never completes.
+        recorder.blackhole.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let err = read_idempotent(&c).await.unwrap_err();
+        assert_eq!(err.code(), knafeh::Code::Unavailable, "{err}");
+        // The handshake deadline closed it (not QUIC's idle timeout, about
+        // 3 s while the round-trip time is unknown, nor the keepalive).
+        assert!(
+            err.message().contains(": no handshake within 500ms"),
+            "{err}"
+        );
+        assert!(err.message().contains("as \"127.0.0.1\""), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         server.shutdown().await;
     })
     .await

@@ -63,6 +63,7 @@ pub(super) async fn dial(
             None
         }
     };
+    let early = early_session.is_some();
     let start = Start {
         socket,
         host,
@@ -87,7 +88,18 @@ pub(super) async fn dial(
             )))
         }
     }
-    tracing::debug!(addr = %addr, %peer, "connected");
+    tracing::debug!(addr = %addr, %peer, early, "connected");
+    if early {
+        // A 0-RTT dial returns before its handshake: bound it here.
+        let watchdog = HandshakeWatchdog {
+            cmd: cmd.downgrade(),
+            shared: shared.clone(),
+            refusal,
+            timeout: cfg.connect_timeout,
+            context: format!("connecting to {addr} ({peer}) as {server_name:?}"),
+        };
+        tokio::spawn(watchdog.run());
+    }
     // Counted as open until the connection closes (or its client is gone).
     let open = crate::metrics::OpenConnection::open(&crate::metrics::CLIENT);
     let watch = watch_refusals(errors, cmd.downgrade(), shared.clone(), peer);
@@ -100,6 +112,48 @@ pub(super) async fn dial(
         shared,
         authority: authority.clone(),
     })
+}
+
+/// Bounds the handshake of a 0-RTT connection, which the dial does not
+/// wait for: a connection not established within `timeout`, or whose
+/// server certificate was refused, is abandoned, and its calls fail with
+/// `UNAVAILABLE` saying why.
+struct HandshakeWatchdog {
+    cmd: tokio::sync::mpsc::WeakUnboundedSender<Command>,
+    shared: Arc<ConnShared>,
+    refusal: Arc<CertRefusal>,
+    timeout: std::time::Duration,
+    context: String,
+}
+
+impl HandshakeWatchdog {
+    async fn run(self) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let why = loop {
+            if self
+                .shared
+                .established
+                .load(std::sync::atomic::Ordering::Acquire)
+                || self
+                    .shared
+                    .closed
+                    .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return;
+            }
+            let tick = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+            tokio::select! {
+                reason = self.refusal.wait() => break reason,
+                () = tokio::time::sleep_until(tick.min(deadline)) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break format!("no handshake within {:?}", self.timeout);
+            }
+        };
+        if let Some(cmd) = self.cmd.upgrade() {
+            let _ = cmd.send(Command::Abandon(format!("{}: {why}", self.context)));
+        }
+    }
 }
 
 /// What a connection is started with.

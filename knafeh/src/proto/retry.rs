@@ -119,7 +119,9 @@ impl RetryPolicy {
         let exp = retry.saturating_sub(1).min(64) as i32;
         let bound = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exp);
         let bound = bound.min(self.max_backoff.as_secs_f64());
-        Duration::from_secs_f64(bound * fraction.clamp(0.0, 1.0))
+        // Bounds past what a Duration holds (a `max_backoff` of
+        // `Duration::MAX`) wait the longest one.
+        Duration::try_from_secs_f64(bound * fraction.clamp(0.0, 1.0)).unwrap_or(Duration::MAX)
     }
 }
 

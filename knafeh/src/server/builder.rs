@@ -297,6 +297,21 @@ impl ServerBuilder {
         self
     }
 
+    /// The server's QUIC settings.
+    fn quic_settings(&self) -> tokio_quiche::settings::QuicSettings {
+        let mut settings = crate::transport::conn::quic_settings();
+        settings.initial_max_streams_bidi = self.max_concurrent_streams;
+        settings.max_idle_timeout = Some(self.idle_timeout);
+        settings.disable_client_ip_validation = !self.validate_client_address;
+        // The server follows a client to a new address whether or not the
+        // move was the client's choice (a NAT rebinding is not), and
+        // routes by connection ID on every socket (see `steer`): clients
+        // may migrate on purpose too.
+        settings.disable_active_migration = false;
+        settings.active_connection_id_limit = MAX_PATHS;
+        settings
+    }
+
     /// Binds the socket and starts serving in the background.
     ///
     /// # Errors
@@ -331,16 +346,7 @@ impl ServerBuilder {
             })?
         };
         let (sockets, local_addr) = bind_sockets(self.addr, self.listeners)?;
-        let mut settings = crate::transport::conn::quic_settings();
-        settings.initial_max_streams_bidi = self.max_concurrent_streams;
-        settings.max_idle_timeout = Some(self.idle_timeout);
-        settings.disable_client_ip_validation = !self.validate_client_address;
-        // The server follows a client to a new address whether or not the
-        // move was the client's choice (a NAT rebinding is not), and
-        // routes by connection ID on every socket (see `steer`): clients
-        // may migrate on purpose too.
-        settings.disable_active_migration = false;
-        settings.active_connection_id_limit = MAX_PATHS;
+        let settings = self.quic_settings();
         let params = ConnectionParams::new_server(
             settings,
             TlsCertificatePaths {

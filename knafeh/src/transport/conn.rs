@@ -459,12 +459,43 @@ impl H3App {
                 }
             }
             Command::Close { force } => self.closing.request(force),
+            Command::Abandon(why) => self.abandon(qconn, why),
             Command::Refused(why) => {
                 let window = refusal_window(qconn);
                 self.liveness.on_refused(std::time::Instant::now(), window);
                 self.refusal.get_or_insert(why);
             }
         }
+    }
+
+    /// Server: whether a request read before the handshake completed is
+    /// refused. Such a request can only have come in 0-RTT early data,
+    /// which anyone who saw it can replay on connections of their own
+    /// (that never complete): serve it only when its method is
+    /// idempotent. "Not processed" is what H3_REQUEST_REJECTED means (RFC
+    /// 9114 §4.1.1), so the client sends it again once its handshake is
+    /// done.
+    fn refuse_early(&self, id: u64, list: &Headers) -> bool {
+        let allowed = self
+            .early_filter
+            .as_ref()
+            .is_some_and(|idempotent| path_of(list).is_some_and(|p| idempotent(p)));
+        if !allowed {
+            tracing::debug!(stream_id = id, peer = %self.peer, "refusing a request sent as 0-RTT early data");
+        }
+        !allowed
+    }
+
+    /// Closes the connection at once; its calls report `why`.
+    fn abandon(&mut self, qconn: &mut QuicheConnection, why: String) {
+        tracing::debug!(peer = %self.peer, why, "abandoning the connection");
+        *self
+            .shared
+            .close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why);
+        let _ = qconn.close(true, H3_NO_ERROR, b"");
+        self.finish_all();
     }
 
     fn abort_stream(&mut self, qconn: &mut QuicheConnection, id: u64) {
@@ -714,21 +745,8 @@ impl H3App {
             return;
         };
         self.last_request_id = Some(self.last_request_id.map_or(id, |last| last.max(id)));
-        // Before the handshake completes, a request can only have come in
-        // 0-RTT early data, which anyone who saw it can replay on
-        // connections of their own (that never complete): serve it only
-        // when its method is idempotent. "Not processed" is what
-        // H3_REQUEST_REJECTED means (RFC 9114 §4.1.1), so the client sends
-        // it again once its handshake is done.
         let early_data = !qconn.is_established();
-        let refuse_early = early_data
-            && !self
-                .early_filter
-                .as_ref()
-                .is_some_and(|idempotent| path_of(&list).is_some_and(|p| idempotent(p)));
-        if refuse_early {
-            tracing::debug!(stream_id = id, peer = %self.peer, "refusing a request sent as 0-RTT early data");
-        }
+        let refuse_early = early_data && self.refuse_early(id, &list);
         if self.going_away || refuse_early {
             let _ = qconn.stream_shutdown(id, Shutdown::Read, H3_REQUEST_REJECTED);
             let _ = qconn.stream_shutdown(id, Shutdown::Write, H3_REQUEST_REJECTED);
@@ -761,10 +779,7 @@ impl H3App {
         };
         // The client's address now: a client that moved (connection
         // migration, NAT rebinding) is on another path than it dialled from.
-        let peer = qconn
-            .path_stats()
-            .find(|p| p.active)
-            .map_or(self.peer, |p| p.peer_addr);
+        let peer = active_path(qconn).map_or(self.peer, |p| p.peer_addr);
         self.new_calls.push((id, on_request(incoming, peer)));
     }
 
@@ -993,14 +1008,17 @@ impl Drop for H3App {
 /// life from the peer: three round trips, at least 100 ms (the PING and its
 /// acknowledgement must cross the path), at most one second.
 fn refusal_window(qconn: &QuicheConnection) -> std::time::Duration {
-    let rtt = qconn
-        .path_stats()
-        .next()
-        .map_or(std::time::Duration::ZERO, |p| p.rtt);
+    let rtt = active_path(qconn).map_or(std::time::Duration::ZERO, |p| p.rtt);
     (3 * rtt).clamp(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(1),
     )
+}
+
+/// The path the connection uses now (after a migration, not the one it
+/// was dialled on).
+fn active_path(qconn: &QuicheConnection) -> Option<tokio_quiche::quiche::PathStats> {
+    qconn.path_stats().find(|p| p.active)
 }
 
 impl ApplicationOverQuic for H3App {

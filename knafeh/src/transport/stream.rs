@@ -124,6 +124,9 @@ pub(crate) enum Command {
     /// Close the connection once every stream is finished and its last
     /// data acknowledged; with `force`, at once.
     Close { force: bool },
+    /// Close the connection at once; its calls fail with this reason
+    /// (a 0-RTT connection whose handshake did not complete).
+    Abandon(String),
     /// The peer's host said nothing listens at the peer's address (the
     /// text says so, for the calls): close the connection unless the peer
     /// shows it is alive (see `proto::liveness`).
