@@ -161,7 +161,7 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
     let system = it
         .next()
         .and_then(|s| System::parse(s))
-        .ok_or("serve: expected a system (knafeh, tonic, tonic-tls, floor)")?;
+        .ok_or("serve: expected a system (knafeh, tonic-h2c, tonic-tls, tonic-h3, floor)")?;
     let mut cert = None;
     let mut key = None;
     let mut max_streams = 100u64;
