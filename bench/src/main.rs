@@ -8,6 +8,7 @@
 //! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,tonic-h3,floor]
 //!              [--rounds N] [--duration 2s]
 //! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
+//! knafeh-bench scale [--quick] [--csv PATH] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
 //! knafeh-bench compress [--duration 2s]
@@ -17,6 +18,7 @@ mod child;
 mod codec;
 mod compress;
 mod load;
+mod scale;
 mod scenarios;
 mod stats;
 mod systems;
@@ -33,6 +35,8 @@ pub const USAGE: &str = "\
 usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,tonic-tls,tonic-h3,floor] [--rounds N] [--duration 2s]
        knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
                         [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
+       knafeh-bench scale [--quick] [--csv PATH] [--systems knafeh,tonic-tls,tonic-h2c] [--rounds N] [--duration 2s]
+                        (calls/s and p99 as calls in flight and connections grow; server memory per idle connection)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
        knafeh-bench compress [--duration 2s]   (a compressible 1 MiB echo: none, gzip, zstd; MB/s, bytes on the wire)
@@ -68,6 +72,7 @@ fn main() {
         Some("codec") => codec::main(&args[1..]),
         Some("compress") => runtime().and_then(|rt| rt.block_on(compress::main(&args[1..]))),
         Some("wan") => wan::main(&args[1..]),
+        Some("scale") => scale::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

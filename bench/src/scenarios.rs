@@ -502,22 +502,29 @@ async fn measure_with<C: Conn>(
 /// Scenario g: a fresh server, `n` connections that made one call each
 /// and then idle; the server's RSS growth per connection.
 async fn idle(system: System, certs: &Certs, n: usize) -> Result<Vec<f64>, String> {
-    let server = ServerChild::spawn(system, certs, 100)?;
-    let v = match system {
-        System::Knafeh => idle_with::<KnafehConn>(&server, n).await?,
-        System::Tonic | System::TonicTls => idle_with::<TonicConn>(&server, n).await?,
-        System::TonicH3 => idle_with::<TonicConn<H3Transport>>(&server, n).await?,
-        System::Floor => idle_with::<FloorConn>(&server, n).await?,
-    };
-    Ok(vec![v])
+    Ok(vec![idle_kib_per_conn(system, certs, n).await?])
 }
 
-async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, String> {
-    let target = server.target.clone();
-    // Warm the server up (lazy initialisation) and let it settle.
-    checked_echo(&C::connect(&target).await?, SMALL).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = server.rss_kib().ok_or("cannot read the server's RSS")?;
+/// A fresh server of `system`, `n` connections that made one call each
+/// and then idle for a second: the server's RSS growth per connection, in
+/// KiB (scenario g; `scale`'s idle axis).
+pub(crate) async fn idle_kib_per_conn(
+    system: System,
+    certs: &Certs,
+    n: usize,
+) -> Result<f64, String> {
+    let server = ServerChild::spawn(system, certs, 100)?;
+    match system {
+        System::Knafeh => idle_with::<KnafehConn>(&server, n).await,
+        System::Tonic | System::TonicTls => idle_with::<TonicConn>(&server, n).await,
+        System::TonicH3 => idle_with::<TonicConn<H3Transport>>(&server, n).await,
+        System::Floor => idle_with::<FloorConn>(&server, n).await,
+    }
+}
+
+/// `n` connections to `target`, 16 dialled at a time, each after one
+/// checked 64 B echo.
+pub(crate) async fn dial_many<C: Conn>(target: &Target, n: usize) -> Result<Vec<C>, String> {
     let dials = Arc::new(Semaphore::new(16));
     let mut tasks = JoinSet::new();
     for _ in 0..n {
@@ -534,6 +541,16 @@ async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, Strin
     while let Some(r) = tasks.join_next().await {
         conns.push(r.map_err(|e| format!("dial task: {e}"))??);
     }
+    Ok(conns)
+}
+
+async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, String> {
+    let target = server.target.clone();
+    // Warm the server up (lazy initialisation) and let it settle.
+    checked_echo(&C::connect(&target).await?, SMALL).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib().ok_or("cannot read the server's RSS")?;
+    let conns = dial_many::<C>(&target, n).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss_kib().ok_or("cannot read the server's RSS")?;
     drop(conns);
