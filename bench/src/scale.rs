@@ -108,18 +108,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--csv" => o.csv = Some(PathBuf::from(val()?)),
             "--rounds" => o.rounds = Some(val()?.parse().map_err(|e| format!("{a}: {e}"))?),
             "--duration" => o.duration = Some(parse_duration(val()?)?),
-            "--systems" => {
-                o.systems = val()?
-                    .split(',')
-                    .map(|s| {
-                        System::parse(s.trim())
-                            .filter(|s| *s != System::Floor)
-                            .ok_or(format!(
-                                "--systems: unknown system {s:?} (knafeh, tonic-tls, tonic-h2c, tonic-h3)"
-                            ))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+            "--systems" => o.systems = val()?
+                .split(',')
+                .map(|s| {
+                    System::parse(s.trim())
+                        .filter(|s| *s != System::Floor)
+                        .ok_or(format!(
+                        "--systems: unknown system {s:?} (knafeh, tonic-tls, tonic-h2c, tonic-h3)"
+                    ))
+                })
+                .collect::<Result<_, _>>()?,
             _ => return Err(format!("scale: unknown option {a}\n{}", crate::USAGE)),
         }
     }
@@ -492,7 +490,11 @@ fn table_row(
     peers: &[System],
     points: &[Point],
 ) -> Vec<String> {
-    let get = |s: System| points.iter().find(|p| p.axis == axis && p.n == n && p.system == s);
+    let get = |s: System| {
+        points
+            .iter()
+            .find(|p| p.axis == axis && p.n == n && p.system == s)
+    };
     let first = |p: &Point| match axis {
         Axis::Idle => p.median_of(|s| s.kib_per_conn),
         _ => p.median_of(|s| s.calls_s),
@@ -502,7 +504,11 @@ fn table_row(
         row.push(match get(s) {
             Some(p) if p.samples.is_empty() => "error".into(),
             Some(p) if axis == Axis::Idle => fmt_num(first(p)),
-            Some(p) => format!("{} / {}", fmt_num(first(p)), fmt_num(p.median_of(|s| s.p99_ms))),
+            Some(p) => format!(
+                "{} / {}",
+                fmt_num(first(p)),
+                fmt_num(p.median_of(|s| s.p99_ms))
+            ),
             None => "-".into(),
         });
     }
