@@ -108,16 +108,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--csv" => o.csv = Some(PathBuf::from(val()?)),
             "--rounds" => o.rounds = Some(val()?.parse().map_err(|e| format!("{a}: {e}"))?),
             "--duration" => o.duration = Some(parse_duration(val()?)?),
-            "--systems" => o.systems = val()?
-                .split(',')
-                .map(|s| {
-                    System::parse(s.trim())
-                        .filter(|s| *s != System::Floor)
-                        .ok_or(format!(
+            "--systems" => {
+                o.systems = val()?
+                    .split(',')
+                    .map(|s| {
+                        System::parse(s.trim())
+                            .filter(|s| *s != System::Floor)
+                            .ok_or(format!(
                         "--systems: unknown system {s:?} (knafeh, tonic-tls, tonic-h2c, tonic-h3)"
                     ))
-                })
-                .collect::<Result<_, _>>()?,
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             _ => return Err(format!("scale: unknown option {a}\n{}", crate::USAGE)),
         }
     }
@@ -499,7 +501,13 @@ fn table_row(
         Axis::Idle => p.median_of(|s| s.kib_per_conn),
         _ => p.median_of(|s| s.calls_s),
     };
-    let mut row = vec![fmt_num(n as f64)];
+    // fmt_num groups thousands; below 100 it would add decimals.
+    let n_text = if n >= 100 {
+        fmt_num(n as f64)
+    } else {
+        n.to_string()
+    };
+    let mut row = vec![n_text];
     for &s in systems {
         row.push(match get(s) {
             Some(p) if p.samples.is_empty() => "error".into(),
@@ -524,4 +532,78 @@ fn table_row(
         });
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(axis: Axis, n: usize, system: System, sample: Sample) -> Point {
+        Point {
+            axis,
+            n,
+            system,
+            samples: vec![sample],
+            error: None,
+        }
+    }
+
+    fn load(calls_s: f64, p99_ms: f64) -> Sample {
+        Sample {
+            calls_s,
+            p99_ms,
+            kib_per_conn: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn machine_lines_name_the_axis_point_system_and_figures() {
+        let p = point(Axis::Inflight, 64, System::Knafeh, load(1234.5, 2.0));
+        assert_eq!(
+            machine_line(&p),
+            "scale axis=inflight n=64 system=knafeh calls_s=1234.5 p99_ms=2.000"
+        );
+        let idle = Sample {
+            kib_per_conn: 21.25,
+            ..load(f64::NAN, f64::NAN)
+        };
+        let p = point(Axis::Idle, 1000, System::TonicTls, idle);
+        assert_eq!(
+            machine_line(&p),
+            "scale axis=idle n=1000 system=tonic-tls kib_per_conn=21.2"
+        );
+    }
+
+    #[test]
+    fn rows_show_medians_and_knafeh_over_each_peer() {
+        let mut k = point(Axis::Conns, 10, System::Knafeh, load(3000.0, 1.0));
+        k.samples.push(load(1000.0, 9.0));
+        k.samples.push(load(2000.0, 5.0));
+        let t = point(Axis::Conns, 10, System::TonicTls, load(1000.0, 2.0));
+        let systems = [System::Knafeh, System::TonicTls, System::Tonic];
+        let peers = [System::TonicTls, System::Tonic];
+        let row = table_row(Axis::Conns, 10, &systems, &peers, &[k, t]);
+        assert_eq!(
+            row,
+            ["10", "2,000 / 5.00", "1,000 / 2.00", "-", "2.00", "-"]
+        );
+    }
+
+    #[test]
+    fn options_reject_the_floor_and_unknown_flags() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse(&args(&[
+            "--quick",
+            "--csv",
+            "x.csv",
+            "--systems",
+            "knafeh,tonic",
+        ]))
+        .unwrap();
+        assert!(o.quick);
+        assert_eq!(o.systems, [System::Knafeh, System::Tonic]);
+        assert_eq!(o.csv, Some(PathBuf::from("x.csv")));
+        assert!(parse(&args(&["--systems", "floor"])).is_err());
+        assert!(parse(&args(&["--bogus"])).is_err());
+    }
 }

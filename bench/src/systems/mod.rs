@@ -197,3 +197,6 @@ pub struct ServeOpts {
     /// Concurrent calls allowed per connection (knafeh).
     pub max_streams: u64,
 }
+
+#[cfg(test)]
+mod tests;
