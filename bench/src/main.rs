@@ -204,6 +204,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
         }
     };
     if o.only.contains(&'g') {
+        scale::raise_fd_limit();
         check_fd_limit(st.idle_conns)?;
     }
     println!("knafeh-bench: 64 B echo over loopback; servers in child processes (tokio multi-thread), client in this process");

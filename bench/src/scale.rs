@@ -131,7 +131,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 /// Raises the soft limit of open files to the hard limit (the server
 /// children inherit it); returns the soft limit now in force.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
