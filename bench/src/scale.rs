@@ -194,6 +194,11 @@ async fn run(o: Options, fd_limit: u64) -> Result<(), String> {
     let started = Instant::now();
     let certs = Certs::generate(&["localhost", "127.0.0.1"])?;
     let mut points = Vec::new();
+    // Idle first, while this process holds few sockets: dropped QUIC
+    // client connections were seen to keep their sockets open for a while.
+    for &n in Axis::Idle.points() {
+        points.extend(idle_point(n, &o.systems, &certs, fd_limit).await);
+    }
     {
         let mut servers = Vec::new();
         for &s in &o.systems {
@@ -204,9 +209,6 @@ async fn run(o: Options, fd_limit: u64) -> Result<(), String> {
                 points.extend(load_point(axis, n, &servers, &t, fd_limit).await);
             }
         }
-    }
-    for &n in Axis::Idle.points() {
-        points.extend(idle_point(n, &o.systems, &certs, fd_limit).await);
     }
     println!();
     print_tables(&o.systems, &points);
@@ -387,7 +389,10 @@ async fn idle_point(n: usize, systems: &[System], certs: &Certs, fd_limit: u64) 
     let mut points = Vec::new();
     // Clients (and the tonic servers) hold one descriptor per connection.
     let need = n as u64 + FD_MARGIN;
-    for &system in systems {
+    // knafeh last: its dropped connections' sockets linger (see `run`).
+    let mut order = systems.to_vec();
+    order.sort_by_key(|&s| s == System::Knafeh);
+    for system in order {
         let mut p = Point {
             axis: Axis::Idle,
             n,
@@ -398,6 +403,7 @@ async fn idle_point(n: usize, systems: &[System], certs: &Certs, fd_limit: u64) 
         let result = if need > fd_limit {
             Err(format!("needs {need} open files, the limit is {fd_limit}"))
         } else {
+            wait_for_free_fds(need, fd_limit).await;
             let limit = Duration::from_secs(300);
             tokio::time::timeout(limit, idle_kib_per_conn(system, certs, n))
                 .await
@@ -414,6 +420,40 @@ async fn idle_point(n: usize, systems: &[System], certs: &Certs, fd_limit: u64) 
     points
 }
 
+/// Open files of this process (`/proc/self/fd`).
+fn open_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+/// Waits (at most 90 s) until `need` more files can be opened: the
+/// sockets of the previous point's connections close asynchronously
+/// (QUIC connections after their close handshake or idle timeout).
+async fn wait_for_free_fds(need: u64, fd_limit: u64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut said = false;
+    while let Some(open) = open_fds() {
+        if open + need <= fd_limit || Instant::now() >= deadline {
+            return;
+        }
+        if !said {
+            eprintln!("  scale: {open} files still open, waiting for {need} free");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A figure with `prec` decimals, `nan` when it was not measured.
+fn fixed(x: f64, prec: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.prec$}")
+    } else {
+        "nan".to_owned()
+    }
+}
+
 /// `scale axis=inflight n=64 system=knafeh calls_s=... p99_ms=...` or
 /// `scale axis=idle n=1000 system=knafeh kib_per_conn=...` (`nan`: not
 /// measured).
@@ -425,11 +465,14 @@ fn machine_line(p: &Point) -> String {
         p.system.name()
     );
     match p.axis {
-        Axis::Idle => format!("{head} kib_per_conn={:.1}", p.median_of(|s| s.kib_per_conn)),
+        Axis::Idle => format!(
+            "{head} kib_per_conn={}",
+            fixed(p.median_of(|s| s.kib_per_conn), 1)
+        ),
         _ => format!(
-            "{head} calls_s={:.1} p99_ms={:.3}",
-            p.median_of(|s| s.calls_s),
-            p.median_of(|s| s.p99_ms)
+            "{head} calls_s={} p99_ms={}",
+            fixed(p.median_of(|s| s.calls_s), 1),
+            fixed(p.median_of(|s| s.p99_ms), 3)
         ),
     }
 }
@@ -438,13 +481,13 @@ fn write_csv(path: &std::path::Path, points: &[Point]) -> Result<(), String> {
     let mut out = String::from("axis,n,system,calls_s,p99_ms,kib_per_conn\n");
     for p in points {
         out.push_str(&format!(
-            "{},{},{},{:.1},{:.3},{:.2}\n",
+            "{},{},{},{},{},{}\n",
             p.axis.name(),
             p.n,
             p.system.name(),
-            p.median_of(|s| s.calls_s),
-            p.median_of(|s| s.p99_ms),
-            p.median_of(|s| s.kib_per_conn),
+            fixed(p.median_of(|s| s.calls_s), 1),
+            fixed(p.median_of(|s| s.p99_ms), 3),
+            fixed(p.median_of(|s| s.kib_per_conn), 2),
         ));
     }
     std::fs::write(path, out).map_err(|e| format!("--csv {}: {e}", path.display()))
@@ -571,6 +614,14 @@ mod tests {
         assert_eq!(
             machine_line(&p),
             "scale axis=idle n=1000 system=tonic-tls kib_per_conn=21.2"
+        );
+        let failed = Point {
+            samples: Vec::new(),
+            ..point(Axis::Inflight, 4, System::Tonic, load(1.0, 1.0))
+        };
+        assert_eq!(
+            machine_line(&failed),
+            "scale axis=inflight n=4 system=tonic-h2c calls_s=nan p99_ms=nan"
         );
     }
 
