@@ -25,7 +25,10 @@ impl Certs {
     /// A fresh development CA and server certificate for `names` (DNS
     /// names or IP addresses), written to a temporary directory.
     pub fn generate(names: &[&str]) -> Result<Certs, String> {
-        let dir = std::env::temp_dir().join(format!("knafeh-bench-{}", std::process::id()));
+        // Unique per call: tests generate several in one process.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("knafeh-bench-{}-{seq}", std::process::id()));
         let dev = knafeh::DevCert::generate(names).map_err(|e| format!("dev cert: {e}"))?;
         let paths = dev
             .write_to(&dir)
@@ -161,7 +164,7 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
     let system = it
         .next()
         .and_then(|s| System::parse(s))
-        .ok_or("serve: expected a system (knafeh, tonic, tonic-tls, floor)")?;
+        .ok_or("serve: expected a system (knafeh, tonic-h2c, tonic-tls, tonic-h3, floor)")?;
     let mut cert = None;
     let mut key = None;
     let mut max_streams = 100u64;

@@ -1,13 +1,15 @@
 //! knafeh's benchmark: the same 64-byte echo service on knafeh, tonic
-//! (gRPC over HTTP/2) and a bare tokio-quiche HTTP/3 echo (the floor),
+//! (gRPC over HTTP/2, h2c and TLS), tonic-h3 (gRPC over HTTP/3 on quinn)
+//! and a bare tokio-quiche HTTP/3 echo (the floor),
 //! over loopback, servers in child processes; `wan`: knafeh, tonic with TLS
 //! and tonic h2c over an emulated link (see `wan.rs`).
 //!
 //! ```text
-//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,floor]
+//! knafeh-bench [--quick] [--only a,b,...] [--systems knafeh,tonic,tonic-tls,tonic-h3,floor]
 //!              [--rounds N] [--duration 2s]
 //! knafeh-bench wan [--quick] [--rtt 1,20,80] [--loss 0,0.5,2] [--systems ...]
 //! knafeh-bench zero-rtt [--rtt 20ms] [--samples 10]
+//! knafeh-bench scale [--quick] [--csv PATH] [--systems ...]
 //! knafeh-bench load --connections N --in-flight M --duration 60s [--payload 64]
 //! knafeh-bench codec [--duration 1s]
 //! knafeh-bench compress [--duration 2s]
@@ -18,6 +20,7 @@ mod codec;
 mod compress;
 mod load;
 mod resume;
+mod scale;
 mod scenarios;
 mod stats;
 mod systems;
@@ -31,16 +34,19 @@ use stats::{fmt_num, parse_duration};
 use systems::System;
 
 pub const USAGE: &str = "\
-usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor,tonic-tls] [--rounds N] [--duration 2s]
+usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,tonic-tls,tonic-h3,floor] [--rounds N] [--duration 2s]
        knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
                         [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
        knafeh-bench zero-rtt [--rtt 20ms] [--samples 10]   (connect + first call: fresh, resumed, 0-RTT; needs root)
+       knafeh-bench scale [--quick] [--csv PATH] [--systems knafeh,tonic-tls,tonic-h2c] [--rounds N] [--duration 2s]
+                        (calls/s and p99 as calls in flight and connections grow; server memory per idle connection)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
        knafeh-bench compress [--duration 2s]   (a compressible 1 MiB echo: none, gzip, zstd; MB/s, bytes on the wire)
 
 scenarios: a sequential unary (1 conn), b 32 in flight (1 conn), c 256 in flight (8 conns),
-           d server streaming of 100,000 64 B items, e unary 1 MiB each way,
+           d server streaming of 100,000 64 B items from an iterator, l the same from a channel
+           fed by a task in the handler, e unary 1 MiB each way,
            f connection set-up to first response, g 1,000 idle connections (server RSS),
            h client streaming of 100,000 64 B items from an iterator, i the same from a channel
            fed by a producer task, j bidirectional ping-pong on one call (round trips/s),
@@ -70,6 +76,7 @@ fn main() {
         Some("compress") => runtime().and_then(|rt| rt.block_on(compress::main(&args[1..]))),
         Some("wan") => wan::main(&args[1..]),
         Some("zero-rtt") => resume::main(&args[1..]),
+        Some("scale") => scale::main(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -132,7 +139,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                             .iter()
                             .find(|sc| s.len() == 1 && s.starts_with(sc.id))
                             .map(|sc| sc.id)
-                            .ok_or(format!("--only: unknown scenario {s:?} (a..k)"))
+                            .ok_or(format!("--only: unknown scenario {s:?} (a..l)"))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -141,7 +148,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .split(',')
                     .map(|s| {
                         System::parse(s.trim()).ok_or(format!(
-                            "--systems: unknown system {s:?} (knafeh, tonic, tonic-tls, floor)"
+                            "--systems: unknown system {s:?} (knafeh, tonic, tonic-tls, tonic-h3, floor)"
                         ))
                     })
                     .collect::<Result<_, _>>()?
@@ -201,6 +208,7 @@ async fn bench(args: &[String]) -> Result<(), String> {
         }
     };
     if o.only.contains(&'g') {
+        scale::raise_fd_limit();
         check_fd_limit(st.idle_conns)?;
     }
     println!("knafeh-bench: 64 B echo over loopback; servers in child processes (tokio multi-thread), client in this process");
@@ -255,12 +263,17 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
         "better".to_owned(),
     ];
     header.extend(systems.iter().map(|s| s.name().to_owned()));
-    if has(System::Knafeh) && has(System::Tonic) {
-        header.push("knafeh/tonic".into());
-    }
-    if has(System::Knafeh) && has(System::Floor) {
-        header.push("knafeh/floor".into());
-    }
+    // One ratio column per peer, in the order the systems were given.
+    let peers: Vec<System> = if has(System::Knafeh) {
+        systems
+            .iter()
+            .copied()
+            .filter(|&s| s != System::Knafeh)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    header.extend(peers.iter().map(|s| format!("knafeh/{}", s.name())));
     let mut table = vec![header];
     for (sc, outcomes) in rows {
         for (i, m) in sc.metrics.iter().enumerate() {
@@ -296,7 +309,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
                 });
             }
             let ratio = |other: System| match (get(System::Knafeh), get(other)) {
-                (Some(k), Some(x)) => {
+                (Some(k), Some(x)) if sc.applies_to(other) => {
                     let r = k.median(i) / x.median(i);
                     if r.is_finite() {
                         format!("{r:.2}")
@@ -306,12 +319,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
                 }
                 _ => "-".into(),
             };
-            if has(System::Knafeh) && has(System::Tonic) {
-                row.push(ratio(System::Tonic));
-            }
-            if has(System::Knafeh) && has(System::Floor) {
-                row.push(ratio(System::Floor));
-            }
+            row.extend(peers.iter().map(|&p| ratio(p)));
             table.push(row);
         }
     }

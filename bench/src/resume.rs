@@ -129,7 +129,7 @@ async fn measure_all(targets: &[Target], samples: usize) -> Result<Vec<String>, 
     let mut times = Vec::new();
     for _ in 0..samples {
         let t = Instant::now();
-        let c = TonicConn::connect(&targets[1]).await?;
+        let c = TonicConn::<tonic::transport::Channel>::connect(&targets[1]).await?;
         checked_echo(&c, SMALL).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }

@@ -1,4 +1,4 @@
-//! The scenarios (a–k), each run in rounds that alternate the systems.
+//! The scenarios (a–l), each run in rounds that alternate the systems.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use crate::stats::{median, percentile_sorted};
 use crate::systems::floor::FloorConn;
 use crate::systems::knafeh::KnafehConn;
 use crate::systems::tonic::TonicConn;
+use crate::systems::tonic_h3::H3Transport;
 use crate::systems::{Bidi, Conn, Producer, System, Target};
 
 /// Payload of the small-message scenarios.
@@ -61,7 +62,7 @@ const ITEMS: Metric = Metric {
     higher_is_better: true,
 };
 
-pub const SCENARIOS: [Scenario; 11] = [
+pub const SCENARIOS: [Scenario; 12] = [
     Scenario {
         id: 'a',
         title: "sequential unary, 1 conn",
@@ -92,9 +93,16 @@ pub const SCENARIOS: [Scenario; 11] = [
     },
     Scenario {
         id: 'd',
-        title: "stream 100k x 64 B",
+        title: "stream 100k x 64 B, iterator",
         metrics: &[ITEMS],
         na: &[],
+    },
+    Scenario {
+        id: 'l',
+        title: "stream 100k x 64 B, channel",
+        metrics: &[ITEMS],
+        // A bare HTTP/3 body has no channel-fed producer API.
+        na: &[System::Floor],
     },
     Scenario {
         id: 'e',
@@ -270,6 +278,7 @@ async fn measure(
     match server.system {
         System::Knafeh => measure_with::<KnafehConn>(id, target, st).await,
         System::Tonic | System::TonicTls => measure_with::<TonicConn>(id, target, st).await,
+        System::TonicH3 => measure_with::<TonicConn<H3Transport>>(id, target, st).await,
         System::Floor => measure_with::<FloorConn>(id, target, st).await,
     }
 }
@@ -393,14 +402,25 @@ async fn measure_with<C: Conn>(
             }
             Ok(vec![concurrent(&conns, 32, st.duration).await?])
         }
-        'd' => {
+        'd' | 'l' => {
             let c = C::connect(target).await?;
-            let warm = c.stream(1000, SMALL as u32).await?;
+            let fed = id == 'l';
+            let run = |count| {
+                let c = c.clone();
+                async move {
+                    if fed {
+                        c.stream_fed(count, SMALL as u32).await
+                    } else {
+                        c.stream(count, SMALL as u32).await
+                    }
+                }
+            };
+            let warm = run(1000).await?;
             if warm != 1000 {
                 return Err(format!("warm-up stream: {warm} items of 1000"));
             }
             let start = Instant::now();
-            let n = c.stream(st.stream_items, SMALL as u32).await?;
+            let n = run(st.stream_items).await?;
             let secs = start.elapsed().as_secs_f64();
             if n != u64::from(st.stream_items) {
                 return Err(format!("stream: {n} items of {}", st.stream_items));
@@ -482,21 +502,29 @@ async fn measure_with<C: Conn>(
 /// Scenario g: a fresh server, `n` connections that made one call each
 /// and then idle; the server's RSS growth per connection.
 async fn idle(system: System, certs: &Certs, n: usize) -> Result<Vec<f64>, String> {
-    let server = ServerChild::spawn(system, certs, 100)?;
-    let v = match system {
-        System::Knafeh => idle_with::<KnafehConn>(&server, n).await?,
-        System::Tonic | System::TonicTls => idle_with::<TonicConn>(&server, n).await?,
-        System::Floor => idle_with::<FloorConn>(&server, n).await?,
-    };
-    Ok(vec![v])
+    Ok(vec![idle_kib_per_conn(system, certs, n).await?])
 }
 
-async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, String> {
-    let target = server.target.clone();
-    // Warm the server up (lazy initialisation) and let it settle.
-    checked_echo(&C::connect(&target).await?, SMALL).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = server.rss_kib().ok_or("cannot read the server's RSS")?;
+/// A fresh server of `system`, `n` connections that made one call each
+/// and then idle for a second: the server's RSS growth per connection, in
+/// KiB (scenario g; `scale`'s idle axis).
+pub(crate) async fn idle_kib_per_conn(
+    system: System,
+    certs: &Certs,
+    n: usize,
+) -> Result<f64, String> {
+    let server = ServerChild::spawn(system, certs, 100)?;
+    match system {
+        System::Knafeh => idle_with::<KnafehConn>(&server, n).await,
+        System::Tonic | System::TonicTls => idle_with::<TonicConn>(&server, n).await,
+        System::TonicH3 => idle_with::<TonicConn<H3Transport>>(&server, n).await,
+        System::Floor => idle_with::<FloorConn>(&server, n).await,
+    }
+}
+
+/// `n` connections to `target`, 16 dialled at a time, each after one
+/// checked 64 B echo.
+pub(crate) async fn dial_many<C: Conn>(target: &Target, n: usize) -> Result<Vec<C>, String> {
     let dials = Arc::new(Semaphore::new(16));
     let mut tasks = JoinSet::new();
     for _ in 0..n {
@@ -513,6 +541,16 @@ async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, Strin
     while let Some(r) = tasks.join_next().await {
         conns.push(r.map_err(|e| format!("dial task: {e}"))??);
     }
+    Ok(conns)
+}
+
+async fn idle_with<C: Conn>(server: &ServerChild, n: usize) -> Result<f64, String> {
+    let target = server.target.clone();
+    // Warm the server up (lazy initialisation) and let it settle.
+    checked_echo(&C::connect(&target).await?, SMALL).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib().ok_or("cannot read the server's RSS")?;
+    let conns = dial_many::<C>(&target, n).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss_kib().ok_or("cannot read the server's RSS")?;
     drop(conns);

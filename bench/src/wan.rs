@@ -396,7 +396,9 @@ async fn measure(
     match system {
         System::Knafeh => measure_with::<KnafehConn>(scenario, target, st).await,
         System::Tonic | System::TonicTls => measure_with::<TonicConn>(scenario, target, st).await,
-        System::Floor => Err("the floor is not part of the wan scenario".into()),
+        System::Floor | System::TonicH3 => {
+            Err(format!("{} is not part of the wan scenario", system.name()))
+        }
     }
 }
 

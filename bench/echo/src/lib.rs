@@ -45,6 +45,10 @@ pub trait Echo {
     async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status>;
     /// Server streaming: `count` items of `size` bytes each.
     async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status>;
+    /// Server streaming, as [`Echo::stream`], but the items come from a
+    /// task feeding a channel of [`FED_CHANNEL_CAP`] items (the usual shape
+    /// of a handler whose items are produced elsewhere).
+    async fn stream_fed(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status>;
     /// Client streaming: counts the messages and their payload bytes.
     async fn upload(&self, req: Streaming<EchoMsg>) -> Result<Tally, Status>;
     /// Bidirectional: each message comes back as soon as it arrives.
@@ -59,22 +63,48 @@ pub struct EchoImpl;
 /// make the server allocate per item).
 pub const MAX_STREAM_ITEM: u32 = 1 << 20;
 
+/// Capacity of the channel behind [`Echo::stream_fed`].
+pub const FED_CHANNEL_CAP: usize = 128;
+
+/// Refuses a stream request whose item size is over [`MAX_STREAM_ITEM`].
+fn check_item_size(req: &StreamRequest) -> Result<(), Status> {
+    if req.size > MAX_STREAM_ITEM {
+        return Err(Status::invalid_argument(format!(
+            "size {} is over {MAX_STREAM_ITEM}",
+            req.size
+        )));
+    }
+    Ok(())
+}
+
 impl Echo for EchoImpl {
     async fn echo(&self, req: EchoMsg) -> Result<EchoMsg, Status> {
         Ok(req)
     }
 
     async fn stream(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status> {
-        if req.size > MAX_STREAM_ITEM {
-            return Err(Status::invalid_argument(format!(
-                "size {} is over {MAX_STREAM_ITEM}",
-                req.size
-            )));
-        }
+        check_item_size(&req)?;
         let item = vec![0x5a; req.size as usize];
         Ok(Streaming::iter((0..req.count).map(move |_| EchoMsg {
             payload: item.clone(),
         })))
+    }
+
+    async fn stream_fed(&self, req: StreamRequest) -> Result<Streaming<EchoMsg>, Status> {
+        check_item_size(&req)?;
+        let (tx, items) = Streaming::channel(FED_CHANNEL_CAP);
+        let item = vec![0x5a; req.size as usize];
+        tokio::spawn(async move {
+            for _ in 0..req.count {
+                let msg = EchoMsg {
+                    payload: item.clone(),
+                };
+                if tx.send(msg).await.is_err() {
+                    return; // the call ended (client gone or cancelled)
+                }
+            }
+        });
+        Ok(items)
     }
 
     async fn upload(&self, mut req: Streaming<EchoMsg>) -> Result<Tally, Status> {

@@ -38,17 +38,21 @@ impl Conn for KnafehConn {
     }
 
     async fn stream(&self, count: u32, size: u32) -> Result<u64, String> {
-        let mut items = self
+        let items = self
             .0
             .stream(StreamRequest { count, size })
             .await
             .map_err(|e| format!("knafeh stream: {e}"))?;
-        let mut n = 0;
-        while let Some(item) = items.message().await {
-            item.map_err(|e| format!("knafeh stream item {n}: {e}"))?;
-            n += 1;
-        }
-        Ok(n)
+        count_items(items).await
+    }
+
+    async fn stream_fed(&self, count: u32, size: u32) -> Result<u64, String> {
+        let items = self
+            .0
+            .stream_fed(StreamRequest { count, size })
+            .await
+            .map_err(|e| format!("knafeh stream_fed: {e}"))?;
+        count_items(items).await
     }
 
     async fn stream_until(&self, size: u32, until: std::time::Instant) -> Result<u64, String> {
@@ -129,6 +133,16 @@ impl Conn for KnafehConn {
         }
         Ok(n)
     }
+}
+
+/// Reads a server stream to its end; returns the items counted.
+async fn count_items(mut items: Streaming<EchoMsg>) -> Result<u64, String> {
+    let mut n = 0;
+    while let Some(item) = items.message().await {
+        item.map_err(|e| format!("knafeh stream item {n}: {e}"))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// The sending half and the replies of one `echo_each` call.

@@ -1,4 +1,4 @@
-//! The three systems the benchmark compares, behind one client trait.
+//! The systems the benchmark compares, behind one client trait.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub mod floor;
 pub mod knafeh;
 pub mod tonic;
+pub mod tonic_h3;
 
 /// Largest message any system is configured to accept (scenario e sends
 /// 1 MiB each way).
@@ -22,43 +23,46 @@ pub enum System {
     /// tonic: gRPC over HTTP/2 with TLS (rustls, ring), the same
     /// development certificate as knafeh.
     TonicTls,
+    /// tonic-h3: gRPC over HTTP/3 on quinn (h3, h3-quinn; rustls with
+    /// ring), the same development certificate.
+    TonicH3,
     /// A bare tokio-quiche HTTP/3 echo: no RPC layer.
     Floor,
 }
 
 impl System {
     /// Every system, in table order.
-    pub const ALL: [System; 4] = [
+    pub const ALL: [System; 5] = [
         System::Knafeh,
         System::Tonic,
         System::TonicTls,
+        System::TonicH3,
         System::Floor,
     ];
-    /// The loopback benchmark's default selection (tonic-tls on request).
-    pub const DEFAULT: [System; 3] = [System::Knafeh, System::Tonic, System::Floor];
+    /// The loopback benchmark's default selection: every system.
+    pub const DEFAULT: [System; 5] = System::ALL;
 
     pub fn name(self) -> &'static str {
         match self {
             System::Knafeh => "knafeh",
-            System::Tonic => "tonic",
+            System::Tonic => "tonic-h2c",
             System::TonicTls => "tonic-tls",
+            System::TonicH3 => "tonic-h3",
             System::Floor => "floor",
         }
     }
 
-    /// The name in the wan scenario's output (h2c spelled out).
+    /// The name in the wan scenario's output (the same as [`name`](Self::name)).
     pub fn wan_name(self) -> &'static str {
-        match self {
-            System::Tonic => "tonic-h2c",
-            s => s.name(),
-        }
+        self.name()
     }
 
-    /// A system by [`name`](Self::name) or [`wan_name`](Self::wan_name).
+    /// A system by [`name`](Self::name); `tonic` is tonic-h2c.
     pub fn parse(s: &str) -> Option<System> {
-        System::ALL
-            .into_iter()
-            .find(|x| x.name() == s || x.wan_name() == s)
+        if s == "tonic" {
+            return Some(System::Tonic);
+        }
+        System::ALL.into_iter().find(|x| x.name() == s)
     }
 }
 
@@ -105,6 +109,19 @@ pub trait Conn: Clone + Send + Sync + 'static {
     /// One server-streaming call of `count` items of `size` bytes; returns
     /// how many items arrived.
     fn stream(&self, count: u32, size: u32) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// One server-streaming call of `count` items of `size` bytes whose
+    /// server handler feeds them from a task through a channel of
+    /// [`CHANNEL_CAP`]; returns how many items arrived. Only the RPC
+    /// systems implement it.
+    fn stream_fed(
+        &self,
+        count: u32,
+        size: u32,
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        let _ = (count, size);
+        async { Err("stream_fed: not implemented by this system".to_owned()) }
+    }
 
     /// One server-streaming call of [`STREAM_UNTIL_COUNT`] items of `size`
     /// bytes, read until `until` and then dropped (cancelled); returns how
@@ -166,6 +183,7 @@ pub async fn serve(
         System::Knafeh => knafeh::serve(opts, on_listening).await,
         System::Tonic => tonic::serve(opts, false, on_listening).await,
         System::TonicTls => tonic::serve(opts, true, on_listening).await,
+        System::TonicH3 => tonic_h3::serve(opts, on_listening).await,
         System::Floor => floor::serve(opts, on_listening).await,
     }
 }
@@ -179,3 +197,6 @@ pub struct ServeOpts {
     /// Concurrent calls allowed per connection (knafeh).
     pub max_streams: u64,
 }
+
+#[cfg(test)]
+mod tests;

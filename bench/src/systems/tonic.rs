@@ -4,12 +4,15 @@
 //! the prost codec: no protoc needed.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use tonic::client::GrpcService;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::codegen::{http, BoxFuture, BoxStream, Service};
+use tonic::codegen::{http, BoxFuture, BoxStream, Service, StdError};
 use tonic::server::{
     ClientStreamingService, Grpc, ServerStreamingService, StreamingService, UnaryService,
 };
@@ -45,18 +48,63 @@ pub struct PbTally {
 
 const ECHO_PATH: &str = "/bench.Echo/Echo";
 const STREAM_PATH: &str = "/bench.Echo/Stream";
+const STREAM_FED_PATH: &str = "/bench.Echo/StreamFed";
 const UPLOAD_PATH: &str = "/bench.Echo/Upload";
 const ECHO_EACH_PATH: &str = "/bench.Echo/EchoEach";
 
-#[derive(Clone)]
-pub struct TonicConn(tonic::client::Grpc<tonic::transport::Channel>);
+/// What carries a tonic client's calls: tonic's own HTTP/2 `Channel`
+/// (h2c or TLS) or tonic-h3's HTTP/3 channel (see `tonic_h3.rs`).
+pub trait Transport:
+    GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError> + Send,
+        Future: Send,
+        ResponseBody: tonic::codegen::Body<Data = Bytes, Error: Into<StdError> + Send>
+                          + Send
+                          + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// Opens a channel to `target` (for tonic-h3 the QUIC handshake is
+    /// made by the first call).
+    fn dial(target: &Target) -> impl Future<Output = Result<Self, String>> + Send;
+}
 
-impl TonicConn {
-    async fn ready(&self) -> Result<tonic::client::Grpc<tonic::transport::Channel>, String> {
+impl Transport for tonic::transport::Channel {
+    async fn dial(target: &Target) -> Result<Self, String> {
+        let scheme = if target.tls { "https" } else { "http" };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", target.addr))
+                .map_err(|e| format!("tonic endpoint: {e}"))?
+                .tcp_nodelay(true);
+        if target.tls {
+            let ca = std::fs::read(&target.ca)
+                .map_err(|e| format!("tonic-tls: reading {}: {e}", target.ca.display()))?;
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("tonic-tls config: {e}"))?;
+        }
+        endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("tonic connect: {e}"))
+    }
+}
+
+/// A tonic client on transport `T` (HTTP/2 by default).
+#[derive(Clone)]
+pub struct TonicConn<T = tonic::transport::Channel>(tonic::client::Grpc<T>);
+
+impl<T: Transport> TonicConn<T> {
+    async fn ready(&self) -> Result<tonic::client::Grpc<T>, String> {
         let mut grpc = self.0.clone();
         grpc.ready()
             .await
-            .map_err(|e| format!("tonic not ready: {e}"))?;
+            .map_err(|e| format!("tonic not ready: {}", e.into()))?;
         Ok(grpc)
     }
 
@@ -77,62 +125,15 @@ impl TonicConn {
             .map_err(|e| format!("tonic echo_each: {e}"))?
             .into_inner())
     }
-}
 
-impl Conn for TonicConn {
-    type Bidi = TonicBidi;
-
-    async fn connect(target: &Target) -> Result<Self, String> {
-        let scheme = if target.tls { "https" } else { "http" };
-        let mut endpoint =
-            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", target.addr))
-                .map_err(|e| format!("tonic endpoint: {e}"))?
-                .tcp_nodelay(true);
-        if target.tls {
-            let ca = std::fs::read(&target.ca)
-                .map_err(|e| format!("tonic-tls: reading {}: {e}", target.ca.display()))?;
-            let tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| format!("tonic-tls config: {e}"))?;
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("tonic connect: {e}"))?;
-        Ok(TonicConn(
-            tonic::client::Grpc::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        ))
-    }
-
-    async fn echo(&self, payload: Vec<u8>) -> Result<usize, String> {
-        let mut grpc = self.0.clone();
-        grpc.ready()
-            .await
-            .map_err(|e| format!("tonic not ready: {e}"))?;
-        let resp = grpc
-            .unary(
-                Request::new(PbEcho { payload }),
-                PathAndQuery::from_static(ECHO_PATH),
-                ProstCodec::<PbEcho, PbEcho>::default(),
-            )
-            .await
-            .map_err(|e| format!("tonic echo: {e}"))?;
-        Ok(resp.into_inner().payload.len())
-    }
-
-    async fn stream(&self, count: u32, size: u32) -> Result<u64, String> {
-        let mut grpc = self.0.clone();
-        grpc.ready()
-            .await
-            .map_err(|e| format!("tonic not ready: {e}"))?;
-        let mut items = grpc
+    /// Reads a server stream to its end; returns the items counted.
+    async fn count_items(&self, path: &'static str, count: u32, size: u32) -> Result<u64, String> {
+        let mut items = self
+            .ready()
+            .await?
             .server_streaming(
                 Request::new(PbStreamRequest { count, size }),
-                PathAndQuery::from_static(STREAM_PATH),
+                PathAndQuery::from_static(path),
                 ProstCodec::<PbStreamRequest, PbEcho>::default(),
             )
             .await
@@ -147,6 +148,41 @@ impl Conn for TonicConn {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+impl<T: Transport> Conn for TonicConn<T> {
+    type Bidi = TonicBidi;
+
+    async fn connect(target: &Target) -> Result<Self, String> {
+        let channel = T::dial(target).await?;
+        Ok(TonicConn(
+            tonic::client::Grpc::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        ))
+    }
+
+    async fn echo(&self, payload: Vec<u8>) -> Result<usize, String> {
+        let resp = self
+            .ready()
+            .await?
+            .unary(
+                Request::new(PbEcho { payload }),
+                PathAndQuery::from_static(ECHO_PATH),
+                ProstCodec::<PbEcho, PbEcho>::default(),
+            )
+            .await
+            .map_err(|e| format!("tonic echo: {e}"))?;
+        Ok(resp.into_inner().payload.len())
+    }
+
+    async fn stream(&self, count: u32, size: u32) -> Result<u64, String> {
+        self.count_items(STREAM_PATH, count, size).await
+    }
+
+    async fn stream_fed(&self, count: u32, size: u32) -> Result<u64, String> {
+        self.count_items(STREAM_FED_PATH, count, size).await
     }
 
     async fn stream_until(&self, size: u32, until: std::time::Instant) -> Result<u64, String> {
@@ -306,6 +342,35 @@ impl ServerStreamingService<PbStreamRequest> for EchoStream {
     }
 }
 
+/// The same items as [`EchoStream`], sent by a task into a channel of
+/// [`CHANNEL_CAP`] behind a `ReceiverStream`.
+struct EchoStreamFed;
+
+impl ServerStreamingService<PbStreamRequest> for EchoStreamFed {
+    type Response = PbEcho;
+    type ResponseStream = ReceiverStream<Result<PbEcho, Status>>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<PbStreamRequest>) -> Self::Future {
+        let req = request.into_inner();
+        if req.size > knafeh_bench_echo::MAX_STREAM_ITEM {
+            return std::future::ready(Err(Status::invalid_argument("size too large")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAP);
+        let item = PbEcho {
+            payload: vec![0x5a; req.size as usize],
+        };
+        tokio::spawn(async move {
+            for _ in 0..req.count {
+                if tx.send(Ok(item.clone())).await.is_err() {
+                    return; // the call ended
+                }
+            }
+        });
+        std::future::ready(Ok(Response::new(ReceiverStream::new(rx))))
+    }
+}
+
 struct Upload;
 
 impl ClientStreamingService<PbEcho> for Upload {
@@ -341,7 +406,11 @@ impl StreamingService<PbEcho> for EchoEach {
 
 /// The service: routes the paths, like tonic-build's generated server.
 #[derive(Clone)]
-struct EchoService;
+pub struct EchoService;
+
+impl tonic::server::NamedService for EchoService {
+    const NAME: &'static str = "bench.Echo";
+}
 
 impl<B> Service<http::Request<B>> for EchoService
 where
@@ -369,6 +438,12 @@ where
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE);
                 Ok(grpc.server_streaming(EchoStream, req).await)
+            }),
+            STREAM_FED_PATH => Box::pin(async move {
+                let mut grpc = Grpc::new(ProstCodec::<PbEcho, PbStreamRequest>::default())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE);
+                Ok(grpc.server_streaming(EchoStreamFed, req).await)
             }),
             UPLOAD_PATH => Box::pin(async move {
                 let mut grpc = Grpc::new(ProstCodec::<PbTally, PbEcho>::default())
@@ -399,7 +474,8 @@ pub async fn serve(
         .map_err(|e| format!("tonic bind {}: {e}", opts.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    let max_streams = u32::try_from(opts.max_streams).unwrap_or(u32::MAX);
+    let mut builder = tonic::transport::Server::builder().max_concurrent_streams(max_streams);
     if tls {
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| format!("tonic-tls: reading {}: {e}", p.display()))
