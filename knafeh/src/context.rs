@@ -131,16 +131,20 @@ impl Context {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// The client's address.
+    /// The client's address: where its packets came from when the call's
+    /// request arrived (after a NAT rebinding or migration, the new one).
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer_addr
     }
 
-    /// Whether the request arrived in 0-RTT early data, before the client's
-    /// handshake was complete (see `ClientBuilder::zero_rtt`). Such a
-    /// request can be replayed by anyone who saw it, so the server only
-    /// serves it for methods declared `#[knafeh(idempotent)]` and refuses
-    /// the others (the client then sends them again after the handshake).
+    /// Whether the request's headers were read before the client's
+    /// handshake was complete: they came in 0-RTT early data (see
+    /// `ClientBuilder::zero_rtt`). Such a request can be replayed by anyone
+    /// who saw it, any number of times, so the server only serves it for
+    /// methods declared `#[knafeh(idempotent)]` and refuses the others (the
+    /// client then sends them again after the handshake). An early request
+    /// read together with the client's Finished message counts as not
+    /// early (its connection is genuine).
     pub fn early_data(&self) -> bool {
         self.inner.early_data
     }

@@ -239,14 +239,16 @@ impl ClientBuilder {
     /// Other calls wait for the handshake as usual. Off by default.
     ///
     /// Why off: early data can be replayed. Anyone who records the first
-    /// packets of a connection can send them to the server again, and the
-    /// server then sees the same request twice (RFC 8446 §8, RFC 9001
-    /// §9.2); TLS cannot stop this. knafeh's server only serves early
+    /// packets of a connection can send them to the server again, any
+    /// number of times, and the server then sees the same request again
+    /// (RFC 8446 §8, RFC 9001 §9.2); TLS cannot stop this. knafeh's server only serves early
     /// requests for methods declared idempotent and refuses the others
     /// (the client then resends them after the handshake), so turn this
     /// on only when the methods you declared idempotent truly are (running
     /// one twice has the effect of running it once) and their requests
-    /// may be seen twice. Requests that stream (client streaming,
+    /// may be seen more than once. A 0-RTT dial returns before its
+    /// handshake; a handshake not complete within the connect timeout
+    /// fails the connection's calls with `UNAVAILABLE`. Requests that stream (client streaming,
     /// bidirectional) never travel as early data.
     ///
     /// Session resumption itself (no certificate exchange on the next

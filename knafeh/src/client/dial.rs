@@ -91,14 +91,8 @@ pub(super) async fn dial(
     tracing::debug!(addr = %addr, %peer, early, "connected");
     if early {
         // A 0-RTT dial returns before its handshake: bound it here.
-        let watchdog = HandshakeWatchdog {
-            cmd: cmd.downgrade(),
-            shared: shared.clone(),
-            refusal,
-            timeout: cfg.connect_timeout,
-            context: format!("connecting to {addr} ({peer}) as {server_name:?}"),
-        };
-        tokio::spawn(watchdog.run());
+        let context = format!("connecting to {addr} ({peer}) as {server_name:?}");
+        HandshakeWatchdog::start(&cmd, &shared, refusal, cfg.connect_timeout, context);
     }
     // Counted as open until the connection closes (or its client is gone).
     let open = crate::metrics::OpenConnection::open(&crate::metrics::CLIENT);
@@ -127,6 +121,23 @@ struct HandshakeWatchdog {
 }
 
 impl HandshakeWatchdog {
+    fn start(
+        cmd: &tokio::sync::mpsc::UnboundedSender<Command>,
+        shared: &Arc<ConnShared>,
+        refusal: Arc<CertRefusal>,
+        timeout: std::time::Duration,
+        context: String,
+    ) {
+        let watchdog = HandshakeWatchdog {
+            cmd: cmd.downgrade(),
+            shared: shared.clone(),
+            refusal,
+            timeout,
+            context,
+        };
+        tokio::spawn(watchdog.run());
+    }
+
     async fn run(self) {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let why = loop {

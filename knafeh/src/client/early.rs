@@ -110,8 +110,10 @@ async fn forward_datagrams(
 }
 
 /// A quiche configuration with knafeh's QUIC settings (the ones
-/// tokio-quiche applies from [`QuicSettings`] for its own dials) and the
-/// client's TLS context, with early data on.
+/// tokio-quiche applies from [`QuicSettings`] for its own dials, mirrored
+/// from tokio-quiche 0.20.1's `settings/config.rs`, which is private;
+/// `verify_peer` is knafeh's TLS hook's business and no key log is kept)
+/// and the client's TLS context, with early data on.
 fn quiche_config(
     s: &QuicSettings,
     tls: boring::ssl::SslContextBuilder,
@@ -139,15 +141,28 @@ fn quiche_config(
     c.set_active_connection_id_limit(s.active_connection_id_limit);
     c.set_cc_algorithm_name(&s.cc_algorithm)?;
     c.set_initial_congestion_window_packets(s.initial_congestion_window_packets);
+    c.set_enable_relaxed_loss_threshold(s.enable_relaxed_loss_threshold);
     c.discover_pmtu(s.discover_path_mtu);
+    c.set_pmtud_max_probes(s.pmtud_max_probes);
     c.enable_hystart(s.enable_hystart);
     c.enable_pacing(s.enable_pacing);
+    if let Some(rate) = s.max_pacing_rate {
+        c.set_max_pacing_rate(rate);
+    }
     c.set_max_connection_window(s.max_connection_window);
     c.set_max_stream_window(s.max_stream_window);
+    c.set_enable_send_streams_blocked(s.enable_send_streams_blocked);
     c.grease(s.grease);
     c.set_max_amplification_factor(s.max_amplification_factor);
+    c.set_send_capacity_factor(s.send_capacity_factor);
     c.set_ack_delay_exponent(s.ack_delay_exponent);
     c.set_max_ack_delay(s.max_ack_delay);
+    c.set_path_challenge_recv_max_queue_len(s.max_path_challenge_recv_queue_len);
+    c.set_stateless_reset_token(s.stateless_reset_token);
+    c.set_disable_dcid_reuse(s.disable_dcid_reuse);
+    if let Some(n) = s.track_unknown_transport_parameters {
+        c.enable_track_unknown_transport_parameters(n);
+    }
     c.enable_early_data();
     Ok(c)
 }

@@ -685,7 +685,12 @@ impl H3App {
                 }
                 h3::Event::Reset(code) => {
                     if let Some(mut s) = self.streams.remove(&id) {
-                        if code == H3_REQUEST_REJECTED && !s.got_headers {
+                        // A refused early request is sent again on this
+                        // connection, unless the server is going away
+                        // (GOAWAY): then the call sees the refusal and is
+                        // retried elsewhere, as any refused request.
+                        let open = !self.shared.closed.load(Ordering::Acquire);
+                        if code == H3_REQUEST_REJECTED && !s.got_headers && open {
                             if let Some(early) = s.early.take() {
                                 self.dirty.remove(&id);
                                 let _ = qconn.stream_shutdown(
