@@ -31,7 +31,8 @@ use systems::System;
 pub const USAGE: &str = "\
 usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,floor,tonic-tls] [--rounds N] [--duration 2s]
        knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
-                        [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
+                        [--scenarios inflight32,stream,big,connect] [--rounds N] [--duration 3s] [--seed N]
+                        (needs root: emulated link between namespaces)
        knafeh-bench load [--connections 8] [--in-flight 32] [--duration 60s] [--payload 64] [--timeout 10s]
        knafeh-bench codec [--duration 1s]   (cost of a byte field, plain Vec<u8> vs knafeh::as_bytes)
        knafeh-bench compress [--duration 2s]   (a compressible 1 MiB echo: none, gzip, zstd; MB/s, bytes on the wire)
