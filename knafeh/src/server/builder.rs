@@ -83,7 +83,7 @@ impl Default for ServerBuilder {
             drain_timeout: Duration::from_secs(10),
             keepalive: Keepalive::default(),
             listeners: 1,
-            validate_client_address: false,
+            validate_client_address: true,
             request_read_timeout: Duration::from_secs(30),
             describe: true,
             health: None,
@@ -202,19 +202,21 @@ impl ServerBuilder {
     }
 
     /// Whether to prove each new client's address with a QUIC Retry
-    /// before the handshake (default `false`).
+    /// before the handshake (default `true`).
     ///
     /// With `true`, the server answers a client's first packet with a
-    /// stateless Retry carrying a token and starts the handshake (keeping
-    /// state, doing the key exchange) only when the client echoes it from
-    /// the same address: a defence against floods of handshakes from
-    /// spoofed source addresses, at the cost of one extra round trip on
-    /// every new connection (measured on an emulated 20 ms link: connect +
-    /// first call 86 ms with it, 65 ms without; see
-    /// `bench/results/wan-analysis.md`). Without it, QUIC's
-    /// anti-amplification limit still applies: until the client's address
-    /// is proven by the handshake, the server sends at most three times
-    /// the bytes it received from it.
+    /// stateless Retry carrying a token and creates connection state (and
+    /// does the key exchange) only when the client echoes the token from
+    /// the same address, so packets with spoofed source addresses cost the
+    /// server nothing. The price is one extra round trip on every new
+    /// connection: on an emulated 20 ms link, connect + first call took
+    /// 86 ms with it and 65 ms without (`bench/results/wan-analysis.md`).
+    /// With `false` that round trip is saved, but every Initial packet
+    /// from any address starts a connection attempt that holds state until
+    /// it fails or times out; QUIC's anti-amplification limit (at most
+    /// three times the bytes received, to an unproven address) applies
+    /// either way. Turn it off where round trips matter and clients are
+    /// known (a private network), not on a server open to the Internet.
     pub fn validate_client_address(mut self, validate: bool) -> Self {
         self.validate_client_address = validate;
         self
