@@ -36,7 +36,8 @@ use systems::System;
 pub const USAGE: &str = "\
 usage: knafeh-bench [--quick] [--only a,b,..] [--systems knafeh,tonic,tonic-tls,tonic-h3,floor] [--rounds N] [--duration 2s]
        knafeh-bench wan [--quick] [--systems knafeh,tonic-tls,tonic-h2c] [--rtt 1,20,80] [--loss 0,0.5,2]
-                        [--rounds N] [--duration 3s] [--seed N]   (needs root: emulated link between namespaces)
+                        [--scenarios inflight32,stream,big,connect] [--rounds N] [--duration 3s] [--seed N]
+                        (needs root: emulated link between namespaces)
        knafeh-bench zero-rtt [--rtt 20ms] [--samples 10]   (connect + first call: fresh, resumed, 0-RTT; needs root)
        knafeh-bench scale [--quick] [--csv PATH] [--systems knafeh,tonic-tls,tonic-h2c] [--rounds N] [--duration 2s]
                         (calls/s and p99 as calls in flight and connections grow; server memory per idle connection)

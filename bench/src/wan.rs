@@ -55,6 +55,10 @@ impl Scenario {
         Scenario::Connect,
     ];
 
+    fn parse(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Scenario::InFlight => "inflight32",
@@ -90,6 +94,8 @@ struct Settings {
     duration: Duration,
     warmup: Duration,
     connect_samples: usize,
+    /// The scenarios to run, in table order.
+    scenarios: Vec<Scenario>,
     /// Bound on one measurement (one scenario, one system, one round).
     limit: Duration,
 }
@@ -97,6 +103,7 @@ struct Settings {
 struct Options {
     quick: bool,
     systems: Vec<System>,
+    scenarios: Vec<Scenario>,
     rtts_ms: Vec<f64>,
     losses_pct: Vec<f64>,
     rounds: Option<usize>,
@@ -147,6 +154,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         systems: SYSTEMS.to_vec(),
+        scenarios: Scenario::ALL.to_vec(),
         rtts_ms: vec![1.0, 20.0, 80.0],
         losses_pct: vec![0.0, 0.5, 2.0],
         rounds: None,
@@ -170,6 +178,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     })
                     .collect::<Result<_, _>>()?
             }
+            "--scenarios" => {
+                let mut wanted = Vec::new();
+                for s in val()?.split(',') {
+                    wanted.push(Scenario::parse(s.trim()).ok_or(format!(
+                        "--scenarios: unknown scenario {s:?} (inflight32, stream, big, connect)"
+                    ))?);
+                }
+                o.scenarios = Scenario::ALL
+                    .into_iter()
+                    .filter(|s| wanted.contains(s))
+                    .collect();
+            }
             "--rtt" => o.rtts_ms = parse_list(a, val()?)?,
             "--loss" => o.losses_pct = parse_list(a, val()?)?,
             "--rounds" => o.rounds = Some(val()?.parse().map_err(|e| format!("{a}: {e}"))?),
@@ -178,7 +198,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
             _ => return Err(format!("wan: unknown option {a}\n{}", crate::USAGE)),
         }
     }
-    if o.systems.is_empty() || o.rtts_ms.is_empty() || o.losses_pct.is_empty() {
+    if o.systems.is_empty()
+        || o.scenarios.is_empty()
+        || o.rtts_ms.is_empty()
+        || o.losses_pct.is_empty()
+    {
         return Err("wan: nothing to run".into());
     }
     if let Some(l) = o.losses_pct.iter().find(|l| **l > 100.0) {
@@ -194,6 +218,7 @@ fn settings(o: &Options) -> Settings {
             duration: o.duration.unwrap_or(Duration::from_millis(800)),
             warmup: Duration::from_millis(200),
             connect_samples: 3,
+            scenarios: o.scenarios.clone(),
             limit: Duration::from_secs(20),
         }
     } else {
@@ -202,6 +227,7 @@ fn settings(o: &Options) -> Settings {
             duration: o.duration.unwrap_or(Duration::from_secs(3)),
             warmup: Duration::from_secs(1),
             connect_samples: 10,
+            scenarios: o.scenarios.clone(),
             limit: Duration::from_secs(90),
         }
     }
@@ -331,7 +357,7 @@ async fn cell_rounds(targets: &[(System, Target)], st: &Settings) -> Vec<Outcome
     let mut outcomes: Vec<Outcome> = targets
         .iter()
         .flat_map(|(system, _)| {
-            Scenario::ALL.iter().map(|&scenario| Outcome {
+            st.scenarios.iter().map(|&scenario| Outcome {
                 system: *system,
                 scenario,
                 rounds: Vec::new(),
@@ -346,8 +372,8 @@ async fn cell_rounds(targets: &[(System, Target)], st: &Settings) -> Vec<Outcome
         }
         for i in order {
             let (system, target) = &targets[i];
-            for (k, &scenario) in Scenario::ALL.iter().enumerate() {
-                let out = &mut outcomes[i * Scenario::ALL.len() + k];
+            for (k, &scenario) in st.scenarios.iter().enumerate() {
+                let out = &mut outcomes[i * st.scenarios.len() + k];
                 if out.error.is_some() {
                     continue;
                 }
@@ -500,7 +526,8 @@ fn print_table(systems: &[System], rows: &[(Cell, Vec<Outcome>)]) {
     }
     let mut table = vec![header];
     for (cell, outcomes) in rows {
-        for scenario in Scenario::ALL {
+        let measured = |s: &Scenario| outcomes.iter().any(|o| o.scenario == *s);
+        for scenario in Scenario::ALL.into_iter().filter(measured) {
             for (i, f) in scenario.figures().iter().enumerate() {
                 let better = if f.higher_is_better {
                     "higher"

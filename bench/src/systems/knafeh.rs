@@ -181,6 +181,9 @@ pub async fn serve(opts: ServeOpts, on_listening: impl FnOnce(SocketAddr)) -> Re
         .tls(&opts.cert, &opts.key)
         .max_message_size(MAX_MESSAGE)
         .max_concurrent_streams(opts.max_streams)
+        // No stateless Retry: it adds a round trip to every connect (see
+        // bench/README.md, WAN), which tonic's TCP has no counterpart for.
+        .validate_client_address(false)
         .add_service(EchoServer::new(EchoImpl))
         .start()
         .await

@@ -54,6 +54,12 @@ pub(crate) fn quic_settings() -> tokio_quiche::settings::QuicSettings {
     // congestion window: the initial window must hold the largest block
     // peers accept (32 KiB), or such a request never leaves.
     s.initial_congestion_window_packets = 32;
+    // Congestion control stays quiche's cubic without pacing, with
+    // tokio-quiche's flow-control windows and 1,350-byte datagrams: on the
+    // emulated link (`knafeh-bench wan`, 1-80 ms, 0-2 % loss) reno, bbr2,
+    // pacing, larger windows, a larger initial window, no HyStart, 1,452-byte
+    // datagrams and a shorter max_ack_delay all measured within the noise
+    // (bench/results/wan-analysis.md).
     // Servers issue session tickets that allow 0-RTT and accept early
     // data; which early requests are served is decided per method (see
     // `EarlyDataFilter`: without one, none is). Clients turn it on only
