@@ -265,15 +265,7 @@ fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]
     ];
     header.extend(systems.iter().map(|s| s.name().to_owned()));
     // One ratio column per peer, in the order the systems were given.
-    let peers: Vec<System> = if has(System::Knafeh) {
-        systems
-            .iter()
-            .copied()
-            .filter(|&s| s != System::Knafeh)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let peers = System::peers(systems);
     header.extend(peers.iter().map(|s| format!("knafeh/{}", s.name())));
     let mut table = vec![header];
     for (sc, outcomes) in rows {

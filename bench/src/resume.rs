@@ -3,13 +3,12 @@
 //! ticket, no certificate) and a resumed one whose call travels as 0-RTT
 //! early data; tonic + TLS's fresh connection for reference.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use knafeh_bench_echo::{EchoClient, EchoMsg};
 use link_emulator::{Direction, Impairments, Link, Side};
 
-use crate::child::{Certs, ServerChild};
+use crate::child::Certs;
 use crate::scenarios::{checked_echo, SMALL};
 use crate::stats::{fmt_num, median, parse_duration};
 use crate::systems::tonic::TonicConn;
@@ -78,19 +77,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let server_ip = link.addr(Side::B);
     let certs = Certs::generate(&["localhost", &server_ip.to_string()])?;
-    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
-    let mut servers = Vec::new();
-    for system in [System::Knafeh, System::TonicTls] {
-        let mut command = link.command(Side::B, &exe);
-        let addr = SocketAddr::from((server_ip, 0));
-        servers.push(ServerChild::spawn_at(
-            &mut command,
-            system,
-            &certs,
-            100,
-            Some(addr),
-        )?);
-    }
+    let servers = crate::wan::spawn_servers(&link, &[System::Knafeh, System::TonicTls], &certs)?;
     let targets: Vec<Target> = servers.iter().map(|s| s.target.clone()).collect();
     let samples = o.samples;
     let lines = link

@@ -496,15 +496,7 @@ fn write_csv(path: &std::path::Path, points: &[Point]) -> Result<(), String> {
 /// One table per axis: a row per point, a column per system, then
 /// knafeh's ratio to each peer (calls/s, or KiB per connection).
 fn print_tables(systems: &[System], points: &[Point]) {
-    let peers: Vec<System> = if systems.contains(&System::Knafeh) {
-        systems
-            .iter()
-            .copied()
-            .filter(|&s| s != System::Knafeh)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let peers = System::peers(systems);
     for axis in [Axis::Inflight, Axis::Conns, Axis::Idle] {
         let (title, unit) = match axis {
             Axis::Inflight => ("calls in flight on one connection", "calls/s, p99 ms"),

@@ -243,20 +243,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("wan: the emulated link cannot be set up here: {e}"))?;
     let server_ip = link.addr(Side::B);
     let certs = Certs::generate(&["localhost", &server_ip.to_string()])?;
-    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
     // Declared after `link`: the servers stop before the namespaces go.
-    let mut servers = Vec::new();
-    for &system in &o.systems {
-        let mut command = link.command(Side::B, &exe);
-        let addr = SocketAddr::from((server_ip, 0));
-        servers.push(ServerChild::spawn_at(
-            &mut command,
-            system,
-            &certs,
-            100,
-            Some(addr),
-        )?);
-    }
+    let servers = spawn_servers(&link, &o.systems, &certs)?;
     print_header(&o, &st);
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -285,6 +273,29 @@ pub fn main(args: &[String]) -> Result<(), String> {
     print_lines(&rows);
     println!("(run took {:.0} s)", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Starts a server child process for each of `systems` in namespace B of
+/// `link`, on its address there.
+pub fn spawn_servers(
+    link: &Link,
+    systems: &[System],
+    certs: &Certs,
+) -> Result<Vec<ServerChild>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let addr = SocketAddr::from((link.addr(Side::B), 0));
+    let mut servers = Vec::new();
+    for &system in systems {
+        let mut command = link.command(Side::B, &exe);
+        servers.push(ServerChild::spawn_at(
+            &mut command,
+            system,
+            certs,
+            100,
+            Some(addr),
+        )?);
+    }
+    Ok(servers)
 }
 
 fn print_header(o: &Options, st: &Settings) {

@@ -58,6 +58,19 @@ impl System {
     }
 
     /// A system by [`name`](Self::name); `tonic` is tonic-h2c.
+    /// The systems knafeh is compared with among `systems`, in their
+    /// order (none when knafeh is not among them).
+    pub fn peers(systems: &[System]) -> Vec<System> {
+        if !systems.contains(&System::Knafeh) {
+            return Vec::new();
+        }
+        systems
+            .iter()
+            .copied()
+            .filter(|&s| s != System::Knafeh)
+            .collect()
+    }
+
     pub fn parse(s: &str) -> Option<System> {
         if s == "tonic" {
             return Some(System::Tonic);
