@@ -257,7 +257,6 @@ fn check_fd_limit(conns: usize) -> Result<(), String> {
 }
 
 fn print_table(systems: &[System], rows: &[(&scenarios::Scenario, Vec<Outcome>)]) {
-    let has = |s: System| systems.contains(&s);
     let mut header = vec![
         "scenario".to_owned(),
         "unit".to_owned(),
