@@ -443,6 +443,46 @@ async fn a_zero_rtt_connection_whose_handshake_never_completes_fails_at_the_conn
     .await
 }
 
+/// On a fresh connection, the first call leaves with the client's first
+/// 1-RTT flight (its handshake Finished) and is answered one round trip
+/// after the handshake, on a link with a 150 ms one-way delay.
+/// (tokio-quiche's writer used to stop gathering when quiche's next packet
+/// was larger than the one before it, so the request waited for the
+/// server's next packet: two round trips, 600 ms here.)
+#[tokio::test]
+async fn the_first_call_leaves_with_the_handshake_finished() {
+    bounded(async {
+        const ONE_WAY: Duration = Duration::from_millis(150);
+        let certs = Certs::new();
+        let (server, counter) = counter_server(&certs, 1).await;
+        let link = knafeh_tests::nat::Nat::start_delayed(server.local_addr(), ONE_WAY)
+            .await
+            .unwrap();
+        // Returns once the client's handshake is complete.
+        let c = certs
+            .client_builder(link.addr().to_string())
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap();
+        let start = Instant::now();
+        read_idempotent(&c).await.unwrap();
+        let took = start.elapsed();
+        let info = c.connection_info().unwrap();
+        assert!(!info.resumed && info.early_requests == 0, "{info:?}");
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 1);
+        // One round trip is 300 ms; a second would end at 600 ms. The
+        // bound sits between, leaving 150 ms for both ends' work.
+        let rtt = 2 * ONE_WAY;
+        assert!(
+            took >= rtt && took < rtt + rtt / 2,
+            "the first call took {took:?} on a {rtt:?} round trip"
+        );
+        server.shutdown().await;
+    })
+    .await
+}
+
 /// Connect + first call on loopback: fresh, resumed, resumed with 0-RTT.
 /// Prints figures (run with `--nocapture`) and how many rounds' connections
 /// were of the kind measured; asserts only that fresh ones are fresh.

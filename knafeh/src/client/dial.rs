@@ -279,6 +279,7 @@ async fn open_socket(addr: &str) -> Result<(ClientSocket, SocketAddr), Status> {
         // at the connect timeout, like other clients'.
         tracing::debug!(%peer, error = %e, "no ICMP error queue on this socket");
     }
+    crate::transport::size_buffers(&socket);
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut socket: ClientSocket = socket
         .try_into()

@@ -494,6 +494,7 @@ pub(super) fn bind_sockets(
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
+            crate::transport::size_buffers(&socket);
             let mut listener = QuicListener::try_from(socket)?;
             if shared {
                 listener.cid_generator = Arc::new(steer::ListenerCids::new(i, n));

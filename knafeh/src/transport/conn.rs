@@ -298,6 +298,9 @@ pub(crate) struct H3App {
     closing: Closing,
     /// Whether stream data was handed to quiche since packets last came in.
     wrote_since_read: bool,
+    /// quiche's count of packets sent when the I/O worker last waited
+    /// (see `wait_for_data`).
+    sent_at_wait: usize,
     shared: Arc<ConnShared>,
     /// Pings a silent peer and gives up on one that stays silent.
     liveness: Liveness,
@@ -340,6 +343,7 @@ impl H3App {
             last_request_id: None,
             closing: Closing::Open,
             wrote_since_read: false,
+            sent_at_wait: 0,
             shared,
             liveness: Liveness::new(Keepalive::default()),
             refusal: None,
@@ -1056,6 +1060,19 @@ impl ApplicationOverQuic for H3App {
     }
 
     async fn wait_for_data(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
+        // tokio-quiche's writer sizes each GSO batch by its first packet and
+        // treats quiche's `Done` as "nothing left to send", but quiche also
+        // says `Done` when its next packet does not fit the space left: a
+        // large packet queued behind a small one (a request behind an ACK
+        // or a control stream) would then wait for the next wake-up, often
+        // a round trip later. So while the last pass sent packets, return
+        // at once and let the worker gather again; it stops when a pass
+        // sends nothing (or congestion control or pacing holds it back).
+        let sent = qconn.stats().sent;
+        if sent != self.sent_at_wait {
+            self.sent_at_wait = sent;
+            return Ok(());
+        }
         // Until the handshake completes (a connection in 0-RTT early data),
         // tokio-quiche calls `process_writes` only once it is established:
         // write from here instead, so that a client's early requests and a

@@ -7,3 +7,31 @@ pub(crate) mod devcert;
 pub(crate) mod icmp;
 pub(crate) mod stream;
 pub(crate) mod tls;
+
+/// What a UDP socket asks the kernel for as its receive and send buffers.
+///
+/// Linux's default (208 KiB) holds about 150 full datagrams: a burst from
+/// a few busy connections overflows it and the kernel drops datagrams
+/// that QUIC must then detect as lost and send again (seen on loopback
+/// with 8 connections of 32 calls each). The kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max` (README, "Performance", says how to
+/// raise them).
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER`]-sized buffers on `socket`; what the kernel
+/// grants is logged (a smaller grant works, with more drops under bursts).
+pub(crate) fn size_buffers(socket: &impl std::os::fd::AsFd) {
+    let s = socket2::SockRef::from(socket);
+    let recv = s
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| s.recv_buffer_size());
+    let send = s
+        .set_send_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| s.send_buffer_size());
+    match (recv, send) {
+        (Ok(recv), Ok(send)) => tracing::debug!(recv, send, "UDP socket buffers"),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(error = %e, "cannot size the UDP socket buffers")
+        }
+    }
+}
