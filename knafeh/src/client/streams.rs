@@ -261,10 +261,37 @@ impl Pump {
         stop: &mut oneshot::Receiver<Status>,
         buf: &mut BytesMut,
     ) -> Step {
+        // The batch's size when the task last yielded to the producer.
+        let mut at_yield: Option<usize> = None;
+        loop {
+            let may_yield = at_yield.is_none_or(|n| buf.len() > n);
+            let step = self.poll_step(requests, stop, buf, may_yield).await;
+            match step {
+                Some(step) => return step,
+                // A small batch: the producer (a task feeding a channel)
+                // is likely about to send more; let it run, so that its
+                // next items join this batch (again while that brings more).
+                None => {
+                    at_yield = Some(buf.len());
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// One pass of [`Self::next_step`]: `None` when the batch is small
+    /// and `may_yield` says to give the producer a turn first.
+    async fn poll_step<Req: Message>(
+        &self,
+        requests: &mut Streaming<Req>,
+        stop: &mut oneshot::Receiver<Status>,
+        buf: &mut BytesMut,
+        may_yield: bool,
+    ) -> Option<Step> {
         use futures_core::Stream;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(end) = Pin::new(&mut *stop).poll(cx) {
-                return Poll::Ready(Step::Stop(end.ok()));
+                return Poll::Ready(Some(Step::Stop(end.ok())));
             }
             loop {
                 match Pin::new(&mut *requests).poll_next(cx) {
@@ -274,21 +301,26 @@ impl Pump {
                         }
                         let start = buf.len();
                         if let Err(e) = msg.encode_message(self.codec, buf) {
-                            return Poll::Ready(Step::Fail(Status::invalid_argument(format!(
-                                "{}: request does not encode as {}: {e}",
-                                self.path,
-                                self.codec.content_type()
+                            return Poll::Ready(Some(Step::Fail(Status::invalid_argument(
+                                format!(
+                                    "{}: request does not encode as {}: {e}",
+                                    self.path,
+                                    self.codec.content_type()
+                                ),
                             ))));
                         }
                         compress_tail(buf, start, self.encoding);
                         if buf.len() >= REQUEST_BATCH {
-                            return Poll::Ready(Step::Send(false));
+                            return Poll::Ready(Some(Step::Send(false)));
                         }
                     }
-                    Poll::Ready(Some(Err(status))) => return Poll::Ready(Step::Fail(status)),
-                    Poll::Ready(None) => return Poll::Ready(Step::Send(true)),
+                    Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Step::Fail(status))),
+                    Poll::Ready(None) => return Poll::Ready(Some(Step::Send(true))),
                     Poll::Pending if buf.is_empty() => return Poll::Pending,
-                    Poll::Pending => return Poll::Ready(Step::Send(false)),
+                    Poll::Pending if may_yield && buf.len() < REQUEST_BATCH / 4 => {
+                        return Poll::Ready(None)
+                    }
+                    Poll::Pending => return Poll::Ready(Some(Step::Send(false))),
                 }
             }
         })

@@ -598,40 +598,61 @@ pub(super) enum Batch {
 
 /// Collects the items of `stream` that are ready, waiting for the first
 /// one; stops at [`STREAM_BATCH`] bytes, at the end of the stream, or when
-/// the next item is not ready.
+/// the next item is not ready (after yielding while the batch is small and
+/// yielding brings more, so that a producer task can catch up).
 pub(super) async fn next_batch(
     stream: &mut crate::service::FrameStream,
     gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
 ) -> Batch {
     let mut frames = BytesMut::new();
-    std::future::poll_fn(|cx| {
-        if deadline_passed(sleep, cx) {
-            return Poll::Ready(Batch::Deadline);
-        }
-        if gone.poll_gone(cx) {
-            return Poll::Ready(Batch::Cancelled);
-        }
-        loop {
-            let next = std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)));
-            let end = match next {
-                Ok(Poll::Ready(Some(Ok(frame)))) => {
-                    frames.extend_from_slice(&frame);
-                    if frames.len() < STREAM_BATCH {
-                        continue;
+    // The batch's size when the task last yielded to the producer.
+    let mut at_yield: Option<usize> = None;
+    loop {
+        let may_yield = at_yield.is_none_or(|n| frames.len() > n);
+        let batch = std::future::poll_fn(|cx| {
+            if deadline_passed(sleep, cx) {
+                return Poll::Ready(Some(Batch::Deadline));
+            }
+            if gone.poll_gone(cx) {
+                return Poll::Ready(Some(Batch::Cancelled));
+            }
+            let end = loop {
+                let next =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)));
+                match next {
+                    Ok(Poll::Ready(Some(Ok(frame)))) => {
+                        frames.extend_from_slice(&frame);
+                        if frames.len() >= STREAM_BATCH {
+                            break None;
+                        }
                     }
-                    None
+                    Ok(Poll::Ready(Some(Err(status)))) => break Some(End::Failed(status)),
+                    Ok(Poll::Ready(None)) => break Some(End::Done),
+                    Err(panic) => break Some(End::Panicked(crate::service::panic_message(panic))),
+                    Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
+                    // A small batch: yield once first (below).
+                    Ok(Poll::Pending) if may_yield && frames.len() < STREAM_BATCH / 4 => {
+                        return Poll::Ready(None)
+                    }
+                    Ok(Poll::Pending) => break None,
                 }
-                Ok(Poll::Ready(Some(Err(status)))) => Some(End::Failed(status)),
-                Ok(Poll::Ready(None)) => Some(End::Done),
-                Err(panic) => Some(End::Panicked(crate::service::panic_message(panic))),
-                Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
-                Ok(Poll::Pending) => None,
             };
-            return Poll::Ready(Batch::Frames(std::mem::take(&mut frames), end));
+            Poll::Ready(Some(Batch::Frames(std::mem::take(&mut frames), end)))
+        })
+        .await;
+        match batch {
+            Some(batch) => return batch,
+            // The producer (a task feeding a channel) is likely about to
+            // send more: let it run, so that its next items join this batch
+            // instead of costing a batch (and a wake-up of the connection's
+            // task) each; again while that brings more items.
+            None => {
+                at_yield = Some(frames.len());
+                tokio::task::yield_now().await;
+            }
         }
-    })
-    .await
+    }
 }
 
 /// Whether the call's deadline has passed. tokio's timer fires a passed
@@ -700,5 +721,48 @@ impl futures_core::Stream for Compressed {
             .as_mut()
             .poll_next(cx)
             .map(|item| item.map(|r| r.map(|frames| compress_frames(frames, encoding))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream read from a channel.
+    struct FromChannel(tokio::sync::mpsc::Receiver<Result<Bytes, Status>>);
+
+    impl futures_core::Stream for FromChannel {
+        type Item = Result<Bytes, Status>;
+
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+        ) -> Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+
+    /// Items a producer task hands over one at a time (yielding after
+    /// each, as a task awaiting its next input does) do not leave as a
+    /// batch each: the first batch holds more than the first item.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_channel_fed_stream_is_batched() {
+        let (tx, rx) = tokio::sync::mpsc::channel(128);
+        let producer = tokio::spawn(async move {
+            for i in 0..10u8 {
+                tx.send(Ok(Bytes::from(vec![i; 8]))).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut stream: crate::service::FrameStream = Box::pin(FromChannel(rx));
+        let (_keep, mut gone) = Gone::pair();
+        let batch = next_batch(&mut stream, &mut gone, &mut None).await;
+        producer.await.unwrap();
+        let Batch::Frames(frames, _) = batch else {
+            panic!("not a batch of frames");
+        };
+        let all: Vec<u8> = (0..10u8).flat_map(|i| [i; 8]).collect();
+        assert!(frames.len() > 8, "one item per batch: {frames:?}");
+        assert_eq!(&frames[..], &all[..frames.len()]);
     }
 }

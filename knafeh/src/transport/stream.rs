@@ -151,7 +151,7 @@ pub(crate) struct Gone(Option<tokio::sync::oneshot::Receiver<()>>);
 
 impl Gone {
     /// A pair: the half the connection keeps with the stream, and this.
-    pub(super) fn pair() -> (tokio::sync::oneshot::Sender<()>, Self) {
+    pub(crate) fn pair() -> (tokio::sync::oneshot::Sender<()>, Self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         (tx, Gone(Some(rx)))
     }
