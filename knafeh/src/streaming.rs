@@ -414,3 +414,62 @@ mod tests {
         }
     }
 }
+
+/// When a call task that collects a stream's items into batches (one DATA
+/// frame, one command to the connection each) gives the items' producer a
+/// turn before sending a small batch.
+///
+/// A producer task feeding a channel is usually about to send more, and a
+/// turn lets its next items join the batch; a producer that waits for
+/// something else (the other side's reply, in a ping-pong) sends nothing
+/// in that turn, which then only adds latency. So: yield while yielding
+/// brings more items; after a turn that brought none, stop yielding until
+/// a batch again finds several items ready at once.
+#[derive(Debug)]
+pub(crate) struct YieldPolicy {
+    helps: bool,
+}
+
+impl YieldPolicy {
+    /// Starts out yielding.
+    pub(crate) const fn new() -> Self {
+        YieldPolicy { helps: true }
+    }
+
+    /// Whether to yield with a small batch of `len` bytes whose length was
+    /// `at_yield` when the task last yielded for it (`None`: not yet).
+    pub(crate) fn should_yield(&mut self, len: usize, at_yield: Option<usize>) -> bool {
+        match at_yield {
+            None => self.helps,
+            Some(before) if len > before => true,
+            Some(_) => {
+                self.helps = false;
+                false
+            }
+        }
+    }
+
+    /// Several items were ready at once: the producer runs ahead of the
+    /// call task, so yielding may help again.
+    pub(crate) fn ready_in_bulk(&mut self) {
+        self.helps = true;
+    }
+}
+
+#[cfg(test)]
+mod yield_policy_tests {
+    use super::YieldPolicy;
+
+    #[test]
+    fn yields_while_it_brings_items_and_stops_after_a_fruitless_turn() {
+        let mut p = YieldPolicy::new();
+        assert!(p.should_yield(8, None));
+        assert!(p.should_yield(16, Some(8)));
+        assert!(!p.should_yield(16, Some(16)));
+        // The next batch does not yield ...
+        assert!(!p.should_yield(8, None));
+        // ... until items are found ready in bulk again.
+        p.ready_in_bulk();
+        assert!(p.should_yield(8, None));
+    }
+}

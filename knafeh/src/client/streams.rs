@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::call::{read_unary, Aborted, ActiveCall, CallSpan, DecodeStream, Prepared};
 use crate::proto::compression::compress_tail;
 use crate::service::Message;
+use crate::streaming::YieldPolicy;
 use crate::transport::conn::{Command, RequestTx};
 use crate::{CallOptions, Codec, Compression, Response, Status, Streaming};
 
@@ -196,14 +197,11 @@ impl Pump {
     ) {
         let mut buf = BytesMut::new();
         let cancelled = || Status::cancelled(format!("{}: the call was cancelled", self.path));
+        let mut policy = YieldPolicy::new();
         loop {
-            let mut step = self.next_step(&mut requests, &mut stop, &mut buf).await;
-            if matches!(step, Step::Send(false)) && buf.len() < REQUEST_BATCH / 2 {
-                // A producer feeding a channel refills it in a moment: let
-                // it, so that one send carries more than a few messages.
-                tokio::task::yield_now().await;
-                step = self.next_step(&mut requests, &mut stop, &mut buf).await;
-            }
+            let step = self
+                .next_step(&mut requests, &mut stop, &mut buf, &mut policy)
+                .await;
             let fin = match step {
                 Step::Send(fin) => fin,
                 Step::Fail(status) => {
@@ -254,18 +252,19 @@ impl Pump {
     }
 
     /// Encodes the request messages that are ready (waiting for the
-    /// first), up to [`REQUEST_BATCH`] bytes; or how the call ended.
+    /// first), up to [`REQUEST_BATCH`] bytes, yielding to their producer
+    /// while the batch is small as `policy` says; or how the call ended.
     async fn next_step<Req: Message>(
         &self,
         requests: &mut Streaming<Req>,
         stop: &mut oneshot::Receiver<Status>,
         buf: &mut BytesMut,
+        policy: &mut YieldPolicy,
     ) -> Step {
         // The batch's size when the task last yielded to the producer.
         let mut at_yield: Option<usize> = None;
         loop {
-            let may_yield = at_yield.is_none_or(|n| buf.len() > n);
-            let step = self.poll_step(requests, stop, buf, may_yield).await;
+            let step = self.poll_step(requests, stop, buf, policy, at_yield).await;
             match step {
                 Some(step) => return step,
                 // A small batch: the producer (a task feeding a channel)
@@ -280,15 +279,17 @@ impl Pump {
     }
 
     /// One pass of [`Self::next_step`]: `None` when the batch is small
-    /// and `may_yield` says to give the producer a turn first.
+    /// and `policy` says to give the producer a turn first.
     async fn poll_step<Req: Message>(
         &self,
         requests: &mut Streaming<Req>,
         stop: &mut oneshot::Receiver<Status>,
         buf: &mut BytesMut,
-        may_yield: bool,
+        policy: &mut YieldPolicy,
+        at_yield: Option<usize>,
     ) -> Option<Step> {
         use futures_core::Stream;
+        let mut items = 0;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(end) = Pin::new(&mut *stop).poll(cx) {
                 return Poll::Ready(Some(Step::Stop(end.ok())));
@@ -310,6 +311,10 @@ impl Pump {
                             ))));
                         }
                         compress_tail(buf, start, self.encoding);
+                        items += 1;
+                        if items == 2 && at_yield.is_none() {
+                            policy.ready_in_bulk();
+                        }
                         if buf.len() >= REQUEST_BATCH {
                             return Poll::Ready(Some(Step::Send(false)));
                         }
@@ -317,7 +322,10 @@ impl Pump {
                     Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Step::Fail(status))),
                     Poll::Ready(None) => return Poll::Ready(Some(Step::Send(true))),
                     Poll::Pending if buf.is_empty() => return Poll::Pending,
-                    Poll::Pending if may_yield && buf.len() < REQUEST_BATCH / 4 => {
+                    Poll::Pending
+                        if buf.len() < REQUEST_BATCH / 4
+                            && policy.should_yield(buf.len(), at_yield) =>
+                    {
                         return Poll::Ready(None)
                     }
                     Poll::Pending => return Poll::Ready(Some(Step::Send(false))),

@@ -25,6 +25,7 @@ use crate::proto::wire;
 use crate::service::{
     BoxFuture, Call, CatchUnwind, FrameStream, Reply, Request, RequestShape, Service,
 };
+use crate::streaming::YieldPolicy;
 use crate::transport::conn::{
     field_section_size, Gone, IncomingStream, Out, RecvWindow, StreamEvent, StreamTx,
 };
@@ -461,11 +462,12 @@ async fn run_handler(
 async fn send_stream(mut stream: FrameStream, end: &mut Ending<'_>, tx: &StreamTx) -> Outcome {
     let (path, fault, traffic) = (end.path, end.fault, end.traffic);
     let (gone, sleep) = (&mut *end.gone, &mut *end.sleep);
+    let mut policy = YieldPolicy::new();
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
         // never holds back the ones before it.
-        let (frames, end) = match next_batch(&mut stream, gone, sleep).await {
+        let (frames, end) = match next_batch(&mut stream, gone, sleep, &mut policy).await {
             Batch::Cancelled => return Outcome::Cancelled,
             Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
             Batch::Frames(frames, end) => (frames, end.map(|end| end_status(end, path, fault))),
@@ -598,18 +600,19 @@ pub(super) enum Batch {
 
 /// Collects the items of `stream` that are ready, waiting for the first
 /// one; stops at [`STREAM_BATCH`] bytes, at the end of the stream, or when
-/// the next item is not ready (after yielding while the batch is small and
-/// yielding brings more, so that a producer task can catch up).
+/// the next item is not ready (after yielding, while the batch is small, as
+/// `policy` says, so that a producer task can catch up).
 pub(super) async fn next_batch(
     stream: &mut crate::service::FrameStream,
     gone: &mut Gone,
     sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    policy: &mut YieldPolicy,
 ) -> Batch {
     let mut frames = BytesMut::new();
     // The batch's size when the task last yielded to the producer.
     let mut at_yield: Option<usize> = None;
     loop {
-        let may_yield = at_yield.is_none_or(|n| frames.len() > n);
+        let mut items = 0;
         let batch = std::future::poll_fn(|cx| {
             if deadline_passed(sleep, cx) {
                 return Poll::Ready(Some(Batch::Deadline));
@@ -623,6 +626,10 @@ pub(super) async fn next_batch(
                 match next {
                     Ok(Poll::Ready(Some(Ok(frame)))) => {
                         frames.extend_from_slice(&frame);
+                        items += 1;
+                        if items == 2 && at_yield.is_none() {
+                            policy.ready_in_bulk();
+                        }
                         if frames.len() >= STREAM_BATCH {
                             break None;
                         }
@@ -632,7 +639,10 @@ pub(super) async fn next_batch(
                     Err(panic) => break Some(End::Panicked(crate::service::panic_message(panic))),
                     Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
                     // A small batch: yield once first (below).
-                    Ok(Poll::Pending) if may_yield && frames.len() < STREAM_BATCH / 4 => {
+                    Ok(Poll::Pending)
+                        if frames.len() < STREAM_BATCH / 4
+                            && policy.should_yield(frames.len(), at_yield) =>
+                    {
                         return Poll::Ready(None)
                     }
                     Ok(Poll::Pending) => break None,
@@ -756,7 +766,7 @@ mod tests {
         });
         let mut stream: crate::service::FrameStream = Box::pin(FromChannel(rx));
         let (_keep, mut gone) = Gone::pair();
-        let batch = next_batch(&mut stream, &mut gone, &mut None).await;
+        let batch = next_batch(&mut stream, &mut gone, &mut None, &mut YieldPolicy::new()).await;
         producer.await.unwrap();
         let Batch::Frames(frames, _) = batch else {
             panic!("not a batch of frames");
