@@ -423,23 +423,30 @@ mod tests {
 /// turn lets its next items join the batch; a producer that waits for
 /// something else (the other side's reply, in a ping-pong) sends nothing
 /// in that turn, which then only adds latency. So: yield while yielding
-/// brings more items; after a turn that brought none, stop yielding until
-/// a batch again finds several items ready at once.
+/// brings more items, at most [`YieldPolicy::MAX_TURNS`] times per batch
+/// (the first item waits no longer than that many turns of the runtime);
+/// after a turn that brought none, stop yielding until a batch again finds
+/// several items ready at once.
 #[derive(Debug)]
 pub(crate) struct YieldPolicy {
     helps: bool,
 }
 
 impl YieldPolicy {
+    /// The most turns a batch gives its producer before it is sent.
+    pub(crate) const MAX_TURNS: u32 = 8;
+
     /// Starts out yielding.
     pub(crate) const fn new() -> Self {
         YieldPolicy { helps: true }
     }
 
     /// Whether to yield with a small batch of `len` bytes whose length was
-    /// `at_yield` when the task last yielded for it (`None`: not yet).
-    pub(crate) fn should_yield(&mut self, len: usize, at_yield: Option<usize>) -> bool {
+    /// `at_yield` when the task last yielded for it (`None`: not yet), after
+    /// `turns` yields for this batch.
+    pub(crate) fn should_yield(&mut self, len: usize, at_yield: Option<usize>, turns: u32) -> bool {
         match at_yield {
+            _ if turns >= Self::MAX_TURNS => false,
             None => self.helps,
             Some(before) if len > before => true,
             Some(_) => {
@@ -463,13 +470,17 @@ mod yield_policy_tests {
     #[test]
     fn yields_while_it_brings_items_and_stops_after_a_fruitless_turn() {
         let mut p = YieldPolicy::new();
-        assert!(p.should_yield(8, None));
-        assert!(p.should_yield(16, Some(8)));
-        assert!(!p.should_yield(16, Some(16)));
+        assert!(p.should_yield(8, None, 0));
+        assert!(p.should_yield(16, Some(8), 1));
+        assert!(!p.should_yield(16, Some(16), 2));
         // The next batch does not yield ...
-        assert!(!p.should_yield(8, None));
+        assert!(!p.should_yield(8, None, 0));
         // ... until items are found ready in bulk again.
         p.ready_in_bulk();
-        assert!(p.should_yield(8, None));
+        assert!(p.should_yield(8, None, 0));
+        // However much each turn brings, a batch gives at most MAX_TURNS.
+        let turns = YieldPolicy::MAX_TURNS;
+        assert!(p.should_yield(64, Some(8), turns - 1));
+        assert!(!p.should_yield(64, Some(8), turns));
     }
 }

@@ -234,6 +234,17 @@ struct DelayLine<T, S> {
     delay: Duration,
     send: S,
     queue: Option<tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, T)>>,
+    /// The task draining `queue`; stopped with the line (and so with the
+    /// NAT, whose forwarding tasks own the lines).
+    drain: Option<JoinHandle<()>>,
+}
+
+impl<T, S> Drop for DelayLine<T, S> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.drain {
+            task.abort();
+        }
+    }
 }
 
 impl<T, S, Fut> DelayLine<T, S>
@@ -243,18 +254,25 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     fn new(delay: Duration, send: S) -> Self {
-        let queue = (!delay.is_zero()).then(|| {
+        let (queue, drain) = if delay.is_zero() {
+            (None, None)
+        } else {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, T)>();
             let send = send.clone();
-            tokio::spawn(async move {
+            let drain = tokio::spawn(async move {
                 while let Some((due, item)) = rx.recv().await {
                     tokio::time::sleep_until(due).await;
                     send(item).await;
                 }
             });
-            tx
-        });
-        DelayLine { delay, send, queue }
+            (Some(tx), Some(drain))
+        };
+        DelayLine {
+            delay,
+            send,
+            queue,
+            drain,
+        }
     }
 
     async fn pass_on(&self, item: T) {

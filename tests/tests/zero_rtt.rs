@@ -446,9 +446,10 @@ async fn a_zero_rtt_connection_whose_handshake_never_completes_fails_at_the_conn
 /// On a fresh connection, the first call leaves with the client's first
 /// 1-RTT flight (its handshake Finished) and is answered one round trip
 /// after the handshake, on a link with a 150 ms one-way delay.
-/// (tokio-quiche's writer used to stop gathering when quiche's next packet
-/// was larger than the one before it, so the request waited for the
-/// server's next packet: two round trips, 600 ms here.)
+/// (tokio-quiche 0.20's writer stops gathering when quiche's next packet
+/// is larger than the one before it; without knafeh's work-around in
+/// `H3App::wait_for_data` the request waited for the server's next
+/// packet: two round trips, 600 ms here.)
 #[tokio::test]
 async fn the_first_call_leaves_with_the_handshake_finished() {
     bounded(async {

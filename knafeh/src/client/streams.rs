@@ -261,10 +261,14 @@ impl Pump {
         buf: &mut BytesMut,
         policy: &mut YieldPolicy,
     ) -> Step {
-        // The batch's size when the task last yielded to the producer.
+        // The batch's size when the task last yielded to the producer, and
+        // how many times it did.
         let mut at_yield: Option<usize> = None;
+        let mut turns = 0;
         loop {
-            let step = self.poll_step(requests, stop, buf, policy, at_yield).await;
+            let step = self
+                .poll_step(requests, stop, buf, policy, (at_yield, turns))
+                .await;
             match step {
                 Some(step) => return step,
                 // A small batch: the producer (a task feeding a channel)
@@ -272,6 +276,7 @@ impl Pump {
                 // next items join this batch (again while that brings more).
                 None => {
                     at_yield = Some(buf.len());
+                    turns += 1;
                     tokio::task::yield_now().await;
                 }
             }
@@ -286,7 +291,7 @@ impl Pump {
         stop: &mut oneshot::Receiver<Status>,
         buf: &mut BytesMut,
         policy: &mut YieldPolicy,
-        at_yield: Option<usize>,
+        (at_yield, turns): (Option<usize>, u32),
     ) -> Option<Step> {
         use futures_core::Stream;
         let mut items = 0;
@@ -324,7 +329,7 @@ impl Pump {
                     Poll::Pending if buf.is_empty() => return Poll::Pending,
                     Poll::Pending
                         if buf.len() < REQUEST_BATCH / 4
-                            && policy.should_yield(buf.len(), at_yield) =>
+                            && policy.should_yield(buf.len(), at_yield, turns) =>
                     {
                         return Poll::Ready(None)
                     }

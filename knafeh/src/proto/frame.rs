@@ -14,9 +14,6 @@ use crate::proto::text::shown;
 
 /// Size of the flag byte plus the 4-byte length that precede every message.
 pub(crate) const PREFIX_LEN: usize = 5;
-/// The most a decoder sets aside for a message when its prefix arrives
-/// (the length a peer claims is not trusted further than this).
-const RESERVE_AHEAD: usize = 1 << 20;
 
 /// Starts a length-prefixed message in `out`: a zero flag byte and room
 /// for the length, filled in by [`finish_message`] once the payload has
@@ -227,10 +224,6 @@ impl Decoder {
                     match self.check_prefix() {
                         Ok(len) => {
                             self.current_len = Some(len);
-                            // Room for the message at once rather than by
-                            // doubling as it arrives (bounded: a prefix is
-                            // only a claim; more comes as credit allows).
-                            self.buf.reserve(len.min(RESERVE_AHEAD));
                             len
                         }
                         Err(e) => return Err(self.fail(e)),

@@ -466,7 +466,8 @@ async fn send_stream(mut stream: FrameStream, end: &mut Ending<'_>, tx: &StreamT
     let status = loop {
         // Items that are ready at once go out together, in one DATA frame
         // (one command to the connection); an item that is not ready yet
-        // never holds back the ones before it.
+        // holds back the ones before it for at most a few turns of the
+        // runtime (see `YieldPolicy`).
         let (frames, end) = match next_batch(&mut stream, gone, sleep, &mut policy).await {
             Batch::Cancelled => return Outcome::Cancelled,
             Batch::Deadline => break Status::deadline_exceeded("deadline passed while streaming"),
@@ -609,8 +610,11 @@ pub(super) async fn next_batch(
     policy: &mut YieldPolicy,
 ) -> Batch {
     let mut frames = BytesMut::new();
-    // The batch's size when the task last yielded to the producer.
+    // The batch's size when the task last yielded to the producer, and
+    // how many times it did. (A deadline or cancellation noticed after a
+    // yield drops the items collected before it: the call is ending.)
     let mut at_yield: Option<usize> = None;
+    let mut turns = 0;
     loop {
         let mut items = 0;
         let batch = std::future::poll_fn(|cx| {
@@ -641,7 +645,7 @@ pub(super) async fn next_batch(
                     // A small batch: yield once first (below).
                     Ok(Poll::Pending)
                         if frames.len() < STREAM_BATCH / 4
-                            && policy.should_yield(frames.len(), at_yield) =>
+                            && policy.should_yield(frames.len(), at_yield, turns) =>
                     {
                         return Poll::Ready(None)
                     }
@@ -659,6 +663,7 @@ pub(super) async fn next_batch(
             // task) each; again while that brings more items.
             None => {
                 at_yield = Some(frames.len());
+                turns += 1;
                 tokio::task::yield_now().await;
             }
         }

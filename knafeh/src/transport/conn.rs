@@ -298,8 +298,7 @@ pub(crate) struct H3App {
     closing: Closing,
     /// Whether stream data was handed to quiche since packets last came in.
     wrote_since_read: bool,
-    /// quiche's count of packets sent when the I/O worker last waited
-    /// (see `wait_for_data`).
+    /// quiche's count of packets sent when `wait_for_data` last ran.
     sent_at_wait: usize,
     shared: Arc<ConnShared>,
     /// Pings a silent peer and gives up on one that stays silent.
@@ -1060,7 +1059,7 @@ impl ApplicationOverQuic for H3App {
     }
 
     async fn wait_for_data(&mut self, qconn: &mut QuicheConnection) -> QuicResult<()> {
-        // tokio-quiche's writer sizes each GSO batch by its first packet and
+        // tokio-quiche 0.20's writer sizes each GSO batch by its first packet and
         // treats quiche's `Done` as "nothing left to send", but quiche also
         // says `Done` when its next packet does not fit the space left: a
         // large packet queued behind a small one (a request behind an ACK
@@ -1068,7 +1067,8 @@ impl ApplicationOverQuic for H3App {
         // a round trip later. So while the last pass sent packets, return
         // at once and let the worker gather again; it stops when a pass
         // sends nothing (or congestion control or pacing holds it back).
-        let sent = qconn.stats().sent;
+        // Summed over the paths: `stats()` would also walk every stream.
+        let sent: usize = qconn.path_stats().map(|p| p.sent).sum();
         if sent != self.sent_at_wait {
             self.sent_at_wait = sent;
             return Ok(());

@@ -18,18 +18,45 @@ pub(crate) mod tls;
 /// raise them).
 pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Asks for [`SOCKET_BUFFER`]-sized buffers on `socket`; what the kernel
-/// grants is logged (a smaller grant works, with more drops under bursts).
+/// Asks for [`SOCKET_BUFFER`]-sized buffers on `socket`; a smaller grant
+/// works, with more drops under bursts, and is logged as a warning (once
+/// per process).
 pub(crate) fn size_buffers(socket: &impl std::os::fd::AsFd) {
     let s = socket2::SockRef::from(socket);
+    // Linux reports twice what it grants (the rest is its bookkeeping).
+    let granted = |reported: usize| {
+        if cfg!(target_os = "linux") {
+            reported / 2
+        } else {
+            reported
+        }
+    };
     let recv = s
         .set_recv_buffer_size(SOCKET_BUFFER)
-        .and_then(|()| s.recv_buffer_size());
+        .and_then(|()| s.recv_buffer_size())
+        .map(granted);
     let send = s
         .set_send_buffer_size(SOCKET_BUFFER)
-        .and_then(|()| s.send_buffer_size());
+        .and_then(|()| s.send_buffer_size())
+        .map(granted);
     match (recv, send) {
-        (Ok(recv), Ok(send)) => tracing::debug!(recv, send, "UDP socket buffers"),
+        (Ok(recv), Ok(send)) if recv < SOCKET_BUFFER || send < SOCKET_BUFFER => {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            tracing::warn!(
+                granted_recv = recv,
+                granted_send = send,
+                asked = SOCKET_BUFFER,
+                "UDP socket buffers smaller than asked (net.core.rmem_max / wmem_max): \
+                 bursts may be dropped and sent again"
+            )
+        }
+        (Ok(recv), Ok(send)) => {
+            tracing::debug!(recv, send, "UDP socket buffers")
+        }
         (Err(e), _) | (_, Err(e)) => {
             tracing::debug!(error = %e, "cannot size the UDP socket buffers")
         }
