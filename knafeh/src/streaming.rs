@@ -430,6 +430,10 @@ mod tests {
 #[derive(Debug)]
 pub(crate) struct YieldPolicy {
     helps: bool,
+    /// The current batch's length when the task last gave a turn for it
+    /// (`None`: not yet), and how many turns it gave.
+    at_turn: Option<usize>,
+    turns: u32,
 }
 
 impl YieldPolicy {
@@ -438,15 +442,32 @@ impl YieldPolicy {
 
     /// Starts out yielding.
     pub(crate) const fn new() -> Self {
-        YieldPolicy { helps: true }
+        YieldPolicy {
+            helps: true,
+            at_turn: None,
+            turns: 0,
+        }
     }
 
-    /// Whether to yield with a small batch of `len` bytes whose length was
-    /// `at_yield` when the task last yielded for it (`None`: not yet), after
-    /// `turns` yields for this batch.
-    pub(crate) fn should_yield(&mut self, len: usize, at_yield: Option<usize>, turns: u32) -> bool {
-        match at_yield {
-            _ if turns >= Self::MAX_TURNS => false,
+    /// A new batch begins.
+    pub(crate) fn start_batch(&mut self) {
+        self.at_turn = None;
+        self.turns = 0;
+    }
+
+    /// `items` were found ready in one pass: several before any turn mean
+    /// the producer runs ahead of the call task, so yielding may help again.
+    pub(crate) fn found_ready(&mut self, items: usize) {
+        if items >= 2 && self.at_turn.is_none() {
+            self.helps = true;
+        }
+    }
+
+    /// Whether to give the producer a turn with a small batch of `len`
+    /// bytes.
+    pub(crate) fn should_yield(&mut self, len: usize) -> bool {
+        match self.at_turn {
+            _ if self.turns >= Self::MAX_TURNS => false,
             None => self.helps,
             Some(before) if len > before => true,
             Some(_) => {
@@ -456,10 +477,15 @@ impl YieldPolicy {
         }
     }
 
-    /// Several items were ready at once: the producer runs ahead of the
-    /// call task, so yielding may help again.
-    pub(crate) fn ready_in_bulk(&mut self) {
-        self.helps = true;
+    /// Gives the producer a turn, the batch being `len` bytes.
+    pub(crate) async fn give_turn(&mut self, len: usize) {
+        self.note_turn(len);
+        tokio::task::yield_now().await;
+    }
+
+    fn note_turn(&mut self, len: usize) {
+        self.at_turn = Some(len);
+        self.turns += 1;
     }
 }
 
@@ -470,17 +496,24 @@ mod yield_policy_tests {
     #[test]
     fn yields_while_it_brings_items_and_stops_after_a_fruitless_turn() {
         let mut p = YieldPolicy::new();
-        assert!(p.should_yield(8, None, 0));
-        assert!(p.should_yield(16, Some(8), 1));
-        assert!(!p.should_yield(16, Some(16), 2));
+        p.start_batch();
+        assert!(p.should_yield(8));
+        p.note_turn(8);
+        assert!(p.should_yield(16));
+        p.note_turn(16);
+        assert!(!p.should_yield(16));
         // The next batch does not yield ...
-        assert!(!p.should_yield(8, None, 0));
+        p.start_batch();
+        assert!(!p.should_yield(8));
         // ... until items are found ready in bulk again.
-        p.ready_in_bulk();
-        assert!(p.should_yield(8, None, 0));
+        p.found_ready(2);
+        assert!(p.should_yield(8));
         // However much each turn brings, a batch gives at most MAX_TURNS.
-        let turns = YieldPolicy::MAX_TURNS;
-        assert!(p.should_yield(64, Some(8), turns - 1));
-        assert!(!p.should_yield(64, Some(8), turns));
+        for n in 1..YieldPolicy::MAX_TURNS {
+            p.note_turn(8 * n as usize);
+        }
+        assert!(p.should_yield(1024));
+        p.note_turn(1024);
+        assert!(!p.should_yield(4096));
     }
 }

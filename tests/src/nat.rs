@@ -48,8 +48,6 @@ struct Upstream {
 
 struct Inner {
     server: SocketAddr,
-    /// How long each datagram is held before it is passed on, each way.
-    delay: Duration,
     listener: Arc<UdpSocket>,
     /// Each client's current mapping.
     routes: Mutex<HashMap<SocketAddr, Upstream>>,
@@ -96,18 +94,10 @@ impl Nat {
     /// `server`. Each client address gets its own mapping on its first
     /// datagram.
     pub async fn start(server: SocketAddr) -> std::io::Result<Nat> {
-        Self::start_delayed(server, Duration::ZERO).await
-    }
-
-    /// As [`Nat::start`], holding every datagram for `one_way` before
-    /// passing it on (in either direction): a link whose round trip is
-    /// twice `one_way`.
-    pub async fn start_delayed(server: SocketAddr, one_way: Duration) -> std::io::Result<Nat> {
         let listener = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             server,
-            delay: one_way,
             listener,
             routes: Mutex::new(HashMap::new()),
             mappings: Mutex::new(Vec::new()),
@@ -163,14 +153,6 @@ impl Drop for Nat {
 /// Clients to server, each through its current mapping.
 async fn client_side(inner: Arc<Inner>) {
     let mut buf = vec![0u8; 65536];
-    // Each mapping's socket at the time of sending: the datagram leaves
-    // through the one chosen when it came in.
-    let line = DelayLine::new(
-        inner.delay,
-        |(socket, d): (Arc<UdpSocket>, Vec<u8>)| async move {
-            let _ = socket.send(&d).await;
-        },
-    );
     loop {
         let Ok((n, from)) = inner.listener.recv_from(&mut buf).await else {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -190,7 +172,7 @@ async fn client_side(inner: Arc<Inner>) {
         // Counted first, so that whoever sees the datagram's effect sees
         // the count too.
         up.mapping.to_server.fetch_add(1, Ordering::Relaxed);
-        line.pass_on((up.socket.clone(), buf[..n].to_vec())).await;
+        let _ = up.socket.send(&buf[..n]).await;
     }
 }
 
@@ -199,13 +181,6 @@ async fn client_side(inner: Arc<Inner>) {
 async fn server_side(inner: Arc<Inner>, up: Upstream) {
     let mut buf = vec![0u8; 65536];
     let client = up.mapping.client;
-    let listener = inner.listener.clone();
-    let line = DelayLine::new(inner.delay, move |d: Vec<u8>| {
-        let listener = listener.clone();
-        async move {
-            let _ = listener.send_to(&d, client).await;
-        }
-    });
     loop {
         let Ok(n) = up.socket.recv(&mut buf).await else {
             // An ICMP error for an earlier send: nothing to forward.
@@ -223,64 +198,6 @@ async fn server_side(inner: Arc<Inner>, up: Upstream) {
             continue;
         }
         up.mapping.to_client.fetch_add(1, Ordering::Relaxed);
-        line.pass_on(buf[..n].to_vec()).await;
-    }
-}
-
-/// Passes items (datagrams and where they go) on in the order they came,
-/// each `delay` after it came: a queue drained by a task of its own, so
-/// that reading goes on meanwhile. With no delay, at once.
-struct DelayLine<T, S> {
-    delay: Duration,
-    send: S,
-    queue: Option<tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, T)>>,
-    /// The task draining `queue`; stopped with the line (and so with the
-    /// NAT, whose forwarding tasks own the lines).
-    drain: Option<JoinHandle<()>>,
-}
-
-impl<T, S> Drop for DelayLine<T, S> {
-    fn drop(&mut self) {
-        if let Some(task) = &self.drain {
-            task.abort();
-        }
-    }
-}
-
-impl<T, S, Fut> DelayLine<T, S>
-where
-    T: Send + 'static,
-    S: Fn(T) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    fn new(delay: Duration, send: S) -> Self {
-        let (queue, drain) = if delay.is_zero() {
-            (None, None)
-        } else {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, T)>();
-            let send = send.clone();
-            let drain = tokio::spawn(async move {
-                while let Some((due, item)) = rx.recv().await {
-                    tokio::time::sleep_until(due).await;
-                    send(item).await;
-                }
-            });
-            (Some(tx), Some(drain))
-        };
-        DelayLine {
-            delay,
-            send,
-            queue,
-            drain,
-        }
-    }
-
-    async fn pass_on(&self, item: T) {
-        match &self.queue {
-            Some(q) => {
-                let _ = q.send((tokio::time::Instant::now() + self.delay, item));
-            }
-            None => (self.send)(item).await,
-        }
+        let _ = inner.listener.send_to(&buf[..n], client).await;
     }
 }

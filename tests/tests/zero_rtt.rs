@@ -445,7 +445,8 @@ async fn a_zero_rtt_connection_whose_handshake_never_completes_fails_at_the_conn
 
 /// On a fresh connection, the first call leaves with the client's first
 /// 1-RTT flight (its handshake Finished) and is answered one round trip
-/// after the handshake, on a link with a 150 ms one-way delay.
+/// after the handshake, on a link with a 150 ms one-way delay (the test
+/// relay, without faults).
 /// (tokio-quiche 0.20's writer stops gathering when quiche's next packet
 /// is larger than the one before it; without knafeh's work-around in
 /// `H3App::wait_for_data` the request waited for the server's next
@@ -456,7 +457,16 @@ async fn the_first_call_leaves_with_the_handshake_finished() {
         const ONE_WAY: Duration = Duration::from_millis(150);
         let certs = Certs::new();
         let (server, counter) = counter_server(&certs, 1).await;
-        let link = knafeh_tests::nat::Nat::start_delayed(server.local_addr(), ONE_WAY)
+        let delayed = knafeh_tests::relay::Faults {
+            delay: ONE_WAY,
+            ..knafeh_tests::relay::Faults::none()
+        };
+        let config = knafeh_tests::relay::RelayConfig {
+            to_server: delayed.clone(),
+            to_client: delayed,
+            ..Default::default()
+        };
+        let link = knafeh_tests::relay::Relay::start(server.local_addr(), config)
             .await
             .unwrap();
         // Returns once the client's handshake is complete.

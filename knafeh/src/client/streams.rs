@@ -261,24 +261,15 @@ impl Pump {
         buf: &mut BytesMut,
         policy: &mut YieldPolicy,
     ) -> Step {
-        // The batch's size when the task last yielded to the producer, and
-        // how many times it did.
-        let mut at_yield: Option<usize> = None;
-        let mut turns = 0;
+        policy.start_batch();
         loop {
-            let step = self
-                .poll_step(requests, stop, buf, policy, (at_yield, turns))
-                .await;
+            let step = self.poll_step(requests, stop, buf, policy).await;
             match step {
                 Some(step) => return step,
                 // A small batch: the producer (a task feeding a channel)
                 // is likely about to send more; let it run, so that its
                 // next items join this batch (again while that brings more).
-                None => {
-                    at_yield = Some(buf.len());
-                    turns += 1;
-                    tokio::task::yield_now().await;
-                }
+                None => policy.give_turn(buf.len()).await,
             }
         }
     }
@@ -291,7 +282,6 @@ impl Pump {
         stop: &mut oneshot::Receiver<Status>,
         buf: &mut BytesMut,
         policy: &mut YieldPolicy,
-        (at_yield, turns): (Option<usize>, u32),
     ) -> Option<Step> {
         use futures_core::Stream;
         let mut items = 0;
@@ -317,9 +307,7 @@ impl Pump {
                         }
                         compress_tail(buf, start, self.encoding);
                         items += 1;
-                        if items == 2 && at_yield.is_none() {
-                            policy.ready_in_bulk();
-                        }
+                        policy.found_ready(items);
                         if buf.len() >= REQUEST_BATCH {
                             return Poll::Ready(Some(Step::Send(false)));
                         }
@@ -328,8 +316,7 @@ impl Pump {
                     Poll::Ready(None) => return Poll::Ready(Some(Step::Send(true))),
                     Poll::Pending if buf.is_empty() => return Poll::Pending,
                     Poll::Pending
-                        if buf.len() < REQUEST_BATCH / 4
-                            && policy.should_yield(buf.len(), at_yield, turns) =>
+                        if buf.len() < REQUEST_BATCH / 4 && policy.should_yield(buf.len()) =>
                     {
                         return Poll::Ready(None)
                     }

@@ -610,11 +610,9 @@ pub(super) async fn next_batch(
     policy: &mut YieldPolicy,
 ) -> Batch {
     let mut frames = BytesMut::new();
-    // The batch's size when the task last yielded to the producer, and
-    // how many times it did. (A deadline or cancellation noticed after a
-    // yield drops the items collected before it: the call is ending.)
-    let mut at_yield: Option<usize> = None;
-    let mut turns = 0;
+    // (A deadline or cancellation noticed after a turn drops the items
+    // collected before it: the call is ending.)
+    policy.start_batch();
     loop {
         let mut items = 0;
         let batch = std::future::poll_fn(|cx| {
@@ -631,9 +629,7 @@ pub(super) async fn next_batch(
                     Ok(Poll::Ready(Some(Ok(frame)))) => {
                         frames.extend_from_slice(&frame);
                         items += 1;
-                        if items == 2 && at_yield.is_none() {
-                            policy.ready_in_bulk();
-                        }
+                        policy.found_ready(items);
                         if frames.len() >= STREAM_BATCH {
                             break None;
                         }
@@ -642,10 +638,9 @@ pub(super) async fn next_batch(
                     Ok(Poll::Ready(None)) => break Some(End::Done),
                     Err(panic) => break Some(End::Panicked(crate::service::panic_message(panic))),
                     Ok(Poll::Pending) if frames.is_empty() => return Poll::Pending,
-                    // A small batch: yield once first (below).
+                    // A small batch: give the producer a turn first (below).
                     Ok(Poll::Pending)
-                        if frames.len() < STREAM_BATCH / 4
-                            && policy.should_yield(frames.len(), at_yield, turns) =>
+                        if frames.len() < STREAM_BATCH / 4 && policy.should_yield(frames.len()) =>
                     {
                         return Poll::Ready(None)
                     }
@@ -661,11 +656,7 @@ pub(super) async fn next_batch(
             // send more: let it run, so that its next items join this batch
             // instead of costing a batch (and a wake-up of the connection's
             // task) each; again while that brings more items.
-            None => {
-                at_yield = Some(frames.len());
-                turns += 1;
-                tokio::task::yield_now().await;
-            }
+            None => policy.give_turn(frames.len()).await,
         }
     }
 }

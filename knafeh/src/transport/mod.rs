@@ -62,3 +62,27 @@ pub(crate) fn size_buffers(socket: &impl std::os::fd::AsFd) {
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn limit(name: &str) -> usize {
+        let path = format!("/proc/sys/net/core/{name}");
+        let text = std::fs::read_to_string(&path).expect("read the kernel's limit");
+        text.trim().parse().expect("a number")
+    }
+
+    /// A socket gets the buffers asked for, or as much as the kernel
+    /// allows (Linux reports twice what it grants).
+    #[test]
+    fn sockets_get_large_buffers_within_the_kernel_limit() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        size_buffers(&socket);
+        let s = socket2::SockRef::from(&socket);
+        let recv = SOCKET_BUFFER.min(limit("rmem_max"));
+        let send = SOCKET_BUFFER.min(limit("wmem_max"));
+        assert_eq!(s.recv_buffer_size().unwrap(), 2 * recv);
+        assert_eq!(s.send_buffer_size().unwrap(), 2 * send);
+    }
+}
